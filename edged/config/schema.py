@@ -1,0 +1,455 @@
+"""The config schema: one frozen dataclass per YAML section, each default and rule stated once here.
+
+Field metadata (`spec`) carries the documentation, the unit and the range rules the loader checks;
+`_validate()` on a section holds its cross-field rules and returns `(key, message)` pairs.
+"""
+
+from __future__ import annotations
+
+import re
+import socket
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Literal
+
+from edged.config.loader import spec
+from edged.config.secrets import SecretRef, secret_ref
+
+ID_PATTERN = r"[A-Za-z0-9_-]+"
+Trigger = Literal["motion", "keyword", "request", "periodic"]
+Problems = Iterator[tuple[str, str]]
+
+
+def _default_device_id() -> str:
+    return re.sub(r"[^A-Za-z0-9_-]", "-", socket.gethostname()).strip("-").lower() or "edged"
+
+
+def _empty() -> Mapping[str, object]:
+    return MappingProxyType({})
+
+
+@dataclass(frozen=True)
+class DeviceConfig:
+    """The board itself: the Home Assistant host device."""
+
+    id: str = field(default_factory=_default_device_id,
+                    metadata=spec("Stable id of this board (topics, unique ids)", pattern=ID_PATTERN))
+    name: str = field(default="", metadata=spec("Display name (defaults to the id)"))
+
+    @property
+    def display_name(self) -> str:
+        return self.name or self.id
+
+
+@dataclass(frozen=True)
+class BackoffConfig:
+    """Capped exponential back-off with jitter between reconnect attempts."""
+
+    initial: float = field(default=1.0, metadata=spec("First retry delay", unit="s", duration=True, gt=0))
+    max: float = field(default=30.0, metadata=spec("Longest retry delay", unit="s", duration=True, gt=0))
+    jitter: float = field(default=0.2, metadata=spec("Random spread, as a fraction of the delay", ge=0, le=1))
+
+    def _validate(self) -> Problems:
+        if self.max < self.initial:
+            yield "max", f"must be >= initial ({self.initial:g}s)"
+
+
+@dataclass(frozen=True)
+class TlsConfig:
+    """TLS to the broker; the server's certificate is always verified unless `insecure`."""
+
+    ca: Path | None = field(default=None, metadata=spec("CA bundle (default: the system store)"))
+    cert: Path | None = field(default=None, metadata=spec("Client certificate (PEM)"))
+    key: Path | None = field(default=None, metadata=spec("Client private key (PEM file; never inline)"))
+    insecure: bool = field(default=False, metadata=spec("Skip hostname verification (testing only)"))
+
+    def _validate(self) -> Problems:
+        if (self.cert is None) != (self.key is None):
+            yield ("cert" if self.cert is None else "key"), "cert and key must be given together"
+
+
+@dataclass(frozen=True)
+class DiscoveryConfig:
+    """Home Assistant MQTT discovery."""
+
+    enabled: bool = field(default=True, metadata=spec("Publish discovery configs"))
+    prefix: str = field(default="homeassistant", metadata=spec("Discovery prefix", pattern=ID_PATTERN))
+    mode: Literal["device", "component"] = field(
+        default="device", metadata=spec("device: one config per device (HA >= 2024.12); component: one per entity"))
+
+
+@dataclass(frozen=True)
+class OutboxConfig:
+    """Persistent store-and-forward queue of events during broker outages."""
+
+    path: Path = field(default=Path("/var/lib/edged/outbox.db"), metadata=spec("SQLite file"))
+    max_events: int = field(default=100_000, metadata=spec("Most events kept; oldest evicted first", ge=1))
+    ttl: float = field(default=7 * 86400.0, metadata=spec("Events older than this are evicted", unit="s",
+                                                          duration=True, gt=0))
+
+
+@dataclass(frozen=True)
+class MqttConfig:
+    """The broker connection. Passwords come from files or systemd credentials, never inline."""
+
+    host: str = field(default="127.0.0.1", metadata=spec("Broker host name or address"))
+    port: int = field(default=1883, metadata=spec("Broker port", ge=1, le=65535))
+    username: str | None = field(default=None, metadata=spec("User name"))
+    password_file: Path | None = field(default=None, metadata=spec("File holding the password", secret=True))
+    password_credential: str | None = field(
+        default=None, metadata=spec("systemd credential holding the password", secret=True))
+    tls: TlsConfig | None = field(default=None, metadata=spec("TLS settings; absent: plain TCP"))
+    allow_insecure: bool = field(
+        default=False, metadata=spec("Allow a password over plain TCP to a non-loopback broker"))
+    base_topic: str = field(default="edged", metadata=spec("Topic root; the device id is appended",
+                                                           pattern=r"[A-Za-z0-9_/-]+"))
+    client_id: str | None = field(default=None, metadata=spec("MQTT client id (default edged-<device id>)"))
+    protocol: Literal["3.1.1", "5"] = field(default="5", metadata=spec("MQTT protocol version"))
+    keepalive: float = field(default=30.0, metadata=spec("Keep-alive interval", unit="s", duration=True, ge=5))
+    stats_interval: float = field(default=60.0, metadata=spec("How often stats are published", unit="s",
+                                                              duration=True, ge=1))
+    reconnect: BackoffConfig = field(default_factory=lambda: BackoffConfig(initial=1.0, max=30.0))
+    discovery: DiscoveryConfig = field(default_factory=DiscoveryConfig)
+    outbox: OutboxConfig = field(default_factory=OutboxConfig)
+
+    _forbidden = MappingProxyType({
+        "password": "inline passwords are not allowed: write it to a file and set password_file "
+                    "(or password_credential under systemd's LoadCredential=)",
+    })
+
+    @property
+    def password(self) -> SecretRef | None:
+        return secret_ref(self.password_file, self.password_credential)
+
+    def _validate(self) -> Problems:
+        if self.password_file is not None and self.password_credential is not None:
+            yield "password_credential", "set password_file or password_credential, not both"
+        if self.password is not None and self.username is None:
+            yield "username", "is required when a password is set"
+        loopback = self.host in ("localhost", "::1") or self.host.startswith("127.")
+        if self.password is not None and self.tls is None and not loopback and not self.allow_insecure:
+            yield "tls", (f"a password to {self.host} over plain TCP would travel in clear text; "
+                          "configure tls, or set allow_insecure: true")
+
+
+@dataclass(frozen=True)
+class RemoteConfig:
+    """An OpenAI-compatible chat-completions endpoint (llama.cpp server, Ollama, vLLM)."""
+
+    url: str = field(metadata=spec("Base URL, e.g. http://gpu-box:8080/v1"))
+    model: str = field(default="", metadata=spec("Model name sent in the request"))
+    api_key_file: Path | None = field(default=None, metadata=spec("File holding a bearer token", secret=True))
+    api_key_credential: str | None = field(default=None, metadata=spec("systemd credential with the token",
+                                                                       secret=True))
+    timeout: float = field(default=60.0, metadata=spec("Per-request timeout", unit="s", duration=True, gt=0))
+    retries: int = field(default=2, metadata=spec("Retries after a failed request", ge=0, le=10))
+    image_width: int = field(default=672, metadata=spec("Frames are scaled to this width before sending",
+                                                        unit="px", ge=64, le=4096))
+
+    @property
+    def api_key(self) -> SecretRef | None:
+        return secret_ref(self.api_key_file, self.api_key_credential)
+
+    def _validate(self) -> Problems:
+        if not re.match(r"^https?://", self.url):
+            yield "url", f"must start with http:// or https:// (got {self.url!r})"
+
+
+@dataclass(frozen=True)
+class CaptionerConfig:
+    """The vision-language model that writes captions and answers questions."""
+
+    backend: Literal["onnx", "remote", "none"] = field(default="onnx", metadata=spec("Model backend"))
+    family: Literal["glm-edge-v"] = field(default="glm-edge-v", metadata=spec("Model family"))
+    path: Path = field(default=Path("/var/lib/edged/models/glm-edge-v-2b"),
+                       metadata=spec("Model bundle directory (edged models pull)"))
+    variant: str = field(default="", metadata=spec("Bundle variant, e.g. int4 (default: the manifest's)"))
+    threads: int = field(default=0, metadata=spec("Intra-op threads (0: all cores but one)", ge=0, le=64))
+    providers: tuple[str, ...] = field(default=("CPUExecutionProvider",),
+                                       metadata=spec("onnxruntime execution providers, in order"))
+    max_new_tokens: int = field(default=48, metadata=spec("Longest caption", unit="tokens", ge=1, le=1024))
+    repetition_penalty: float = field(default=1.1, metadata=spec("Greedy repetition penalty", ge=1, le=2))
+    prompt: str = field(default="Describe what is happening in one sentence.",
+                        metadata=spec("Default caption prompt"))
+    remote: RemoteConfig | None = field(default=None, metadata=spec("Settings of the remote backend"))
+
+    def _validate(self) -> Problems:
+        if self.backend == "remote" and self.remote is None:
+            yield "remote", "is required when backend is remote"
+
+
+@dataclass(frozen=True)
+class KeywordConfig:
+    """One wake word / keyword, with settings that override the model's own."""
+
+    name: str = field(metadata=spec("Model name (okay_nabu, hey_jarvis, ...) or a path to its .json"))
+    cutoff: float | None = field(default=None, metadata=spec("Probability cutoff (default: the model's)",
+                                                             gt=0, lt=1))
+    window: int | None = field(default=None, metadata=spec("Sliding window (default: the model's)",
+                                                           unit="frames", ge=1, le=100))
+    enabled: bool = field(default=True, metadata=spec("Spot this keyword"))
+
+
+@dataclass(frozen=True)
+class VadConfig:
+    """Voice-activity gate in front of keyword spotting."""
+
+    enabled: bool = field(default=False, metadata=spec("Skip keyword inference during silence"))
+    threshold_db: float = field(default=-45.0, metadata=spec("Speech level", unit="dBFS", le=0, ge=-90))
+    pre_roll: float = field(default=0.5, metadata=spec("Audio replayed when speech starts", unit="s",
+                                                       duration=True, ge=0, le=5))
+    hangover: float = field(default=1.0, metadata=spec("Keep spotting this long after speech", unit="s",
+                                                       duration=True, ge=0, le=10))
+
+
+@dataclass(frozen=True)
+class WakewordConfig:
+    """Keyword spotting on every microphone."""
+
+    backend: Literal["micro-wakeword", "openwakeword"] = field(
+        default="micro-wakeword", metadata=spec("Keyword-spotting backend"))
+    keywords: tuple[str | KeywordConfig, ...] = field(default=("okay_nabu",),
+                                                      metadata=spec("Keywords to spot"))
+    probability_cutoff: float | None = field(default=None, metadata=spec(
+        "Cutoff for every keyword without its own (default: each model's)", gt=0, lt=1))
+    refractory: float = field(default=2.0, metadata=spec("Quiet time after a hit", unit="s",
+                                                         duration=True, ge=0, le=60))
+    models_dir: Path | None = field(default=None, metadata=spec("Extra directory of user models"))
+    vad: VadConfig = field(default_factory=VadConfig)
+
+    @property
+    def keyword_settings(self) -> tuple[KeywordConfig, ...]:
+        """Every keyword as a `KeywordConfig` (plain names expanded)."""
+        out = []
+        for kw in self.keywords:
+            base = KeywordConfig(name=kw) if isinstance(kw, str) else kw
+            if base.cutoff is None and self.probability_cutoff is not None:
+                base = KeywordConfig(base.name, self.probability_cutoff, base.window, base.enabled)
+            out.append(base)
+        return tuple(out)
+
+    def _validate(self) -> Problems:
+        names = [k.name for k in self.keyword_settings]
+        for name in {n for n in names if names.count(n) > 1}:
+            yield "keywords", f"keyword {name!r} is listed twice"
+
+
+@dataclass(frozen=True)
+class ModelsConfig:
+    """The models edged runs."""
+
+    captioner: CaptionerConfig = field(default_factory=CaptionerConfig)
+    wakeword: WakewordConfig = field(default_factory=WakewordConfig)
+
+
+@dataclass(frozen=True)
+class MotionConfig:
+    """Motion detection on low-resolution luma of every analysed frame."""
+
+    enabled: bool = field(default=True, metadata=spec("Detect motion"))
+    threshold: int = field(default=25, metadata=spec("Luma change that counts as moving", ge=1, le=255))
+    contour_area: int = field(default=10, metadata=spec("Smallest moving blob", unit="px at frame_height",
+                                                        ge=1))
+    frame_height: int = field(default=100, metadata=spec("Analysis height", unit="px", ge=32, le=720))
+    improve_contrast: bool = field(default=True, metadata=spec("Normalise contrast before comparing"))
+    lightning_threshold: float = field(default=0.8, metadata=spec(
+        "Share of the frame changing at once that means a light change, not motion", gt=0, le=1))
+    off_delay: float = field(default=30.0, metadata=spec("Motion OFF after this long without motion",
+                                                         unit="s", duration=True, ge=0))
+    masks: tuple[tuple[tuple[float, float], ...], ...] = field(default=(), metadata=spec(
+        "Polygons ignored by motion (and blanked before inference), as [x, y] points in 0..1"))
+
+    def _validate(self) -> Problems:
+        for i, polygon in enumerate(self.masks):
+            if len(polygon) < 3:
+                yield "masks", f"mask {i} needs at least 3 points (got {len(polygon)})"
+            if any(not (0 <= c <= 1) for point in polygon for c in point):
+                yield "masks", f"mask {i}: coordinates must be in 0..1 (fractions of width and height)"
+
+
+@dataclass(frozen=True)
+class IntervalConfig:
+    """Bounds of the adaptive periodic caption."""
+
+    min: float = field(default=60.0, metadata=spec("Shortest interval (busy scene)", unit="s",
+                                                   duration=True, gt=0))
+    max: float = field(default=900.0, metadata=spec("Longest interval (quiet scene)", unit="s",
+                                                    duration=True, gt=0))
+
+    def _validate(self) -> Problems:
+        if self.max < self.min:
+            yield "max", f"must be >= min ({self.min:g}s)"
+
+
+@dataclass(frozen=True)
+class DeadlinesConfig:
+    """How long a caption may wait before it is stale, per trigger."""
+
+    request: float = field(default=30.0, metadata=spec("MQTT caption_now / ask", unit="s", duration=True, gt=0))
+    keyword: float = field(default=15.0, metadata=spec("Keyword heard", unit="s", duration=True, gt=0))
+    motion: float = field(default=20.0, metadata=spec("Motion started", unit="s", duration=True, gt=0))
+    periodic: float = field(default=120.0, metadata=spec("Periodic caption", unit="s", duration=True, gt=0))
+
+
+@dataclass(frozen=True)
+class CaptionsConfig:
+    """When a camera gets captioned."""
+
+    enabled: bool = field(default=True, metadata=spec("Caption this camera"))
+    on: tuple[Trigger, ...] = field(default=("motion", "keyword", "request", "periodic"),
+                                    metadata=spec("Triggers that ask for a caption"))
+    interval: IntervalConfig = field(default_factory=IntervalConfig)
+    deadlines: DeadlinesConfig = field(default_factory=DeadlinesConfig)
+    prompt: str = field(default="", metadata=spec("Camera-specific prompt (default: the model's)"))
+    context: str = field(default="", metadata=spec("What the camera looks at, prepended to the prompt"))
+
+
+@dataclass(frozen=True)
+class SnapshotConfig:
+    """JPEG snapshots published with events and captions."""
+
+    height: int = field(default=360, metadata=spec("Snapshot height", unit="px", ge=64, le=2160))
+    quality: int = field(default=70, metadata=spec("JPEG quality", ge=10, le=100))
+
+
+@dataclass(frozen=True)
+class MicrophoneConfig:
+    """A microphone: ALSA device, media file, FIFO, stdin, or a stream's audio track."""
+
+    id: str = field(default="", metadata=spec("Microphone id (topics)", pattern=ID_PATTERN))
+    device: str = field(default="", metadata=spec(
+        'ALSA name ("hw:1,0", "default"), a WAV/FLAC/media path, "fifo:PATH", "-" (stdin), an rtsp:// URL, '
+        'or "camera" for the co-located camera\'s audio track'))
+    name: str = field(default="", metadata=spec("Display name"))
+    camera: str | None = field(default=None, metadata=spec("Co-located camera (for keyword -> caption)"))
+    enabled: bool = field(default=True, metadata=spec("Capture this microphone"))
+    sample_rate: int = field(default=16000, metadata=spec("Rate of raw PCM input (stdin, FIFO)", unit="Hz",
+                                                          ge=8000, le=192000))
+    channels: int = field(default=1, metadata=spec("Channels of raw PCM input", ge=1, le=8))
+    loop: bool = field(default=False, metadata=spec("Loop a file forever"))
+    realtime: bool = field(default=True, metadata=spec("Pace files at real time"))
+    chunk_ms: int = field(default=10, metadata=spec("Chunk length handed to keyword spotting", unit="ms",
+                                                    ge=5, le=100))
+    queue_seconds: float = field(default=2.0, metadata=spec("Audio buffered before overruns", unit="s",
+                                                            duration=True, gt=0, le=30))
+    reconnect: BackoffConfig = field(default_factory=BackoffConfig)
+    keywords: bool = field(default=True, metadata=spec("Spot keywords on this microphone"))
+
+    @property
+    def display_name(self) -> str:
+        return self.name or self.id
+
+    def _validate(self) -> Problems:
+        if not self.device:
+            yield "device", "is required"
+
+
+@dataclass(frozen=True)
+class CameraConfig:
+    """One camera. Every field but `url` can be given once under `defaults:` for all cameras."""
+
+    id: str = field(metadata=spec("Camera id: its key under cameras", pattern=ID_PATTERN))
+    url: str = field(default="", metadata=spec("rtsp:// URL, /dev/videoN, or a video file path"))
+    name: str = field(default="", metadata=spec("Display name"))
+    enabled: bool = field(default=True, metadata=spec("Capture this camera"))
+    privacy: bool = field(default=False, metadata=spec("Start in privacy mode (nothing captured)"))
+    analysis_fps: float = field(default=5.0, metadata=spec("Frames analysed per second", unit="fps",
+                                                           gt=0, le=60))
+    loop: bool = field(default=False, metadata=spec("Loop a file forever"))
+    realtime: bool = field(default=True, metadata=spec("Pace files at their native frame rate"))
+    open_timeout: float = field(default=10.0, metadata=spec("Stream open timeout", unit="s", duration=True,
+                                                            gt=0, le=120))
+    read_timeout: float = field(default=5.0, metadata=spec("Stream read timeout", unit="s", duration=True,
+                                                           gt=0, le=120))
+    stall_intervals: float = field(default=10.0, metadata=spec(
+        "A stall is this many expected frame intervals without a frame (at least 2 s)", ge=2, le=1000))
+    queue_size: int = field(default=2, metadata=spec("Frames buffered between capture and analysis", ge=1,
+                                                     le=64))
+    history: float = field(default=4.0, metadata=spec("Recent analysed frames kept for frame choice",
+                                                      unit="s", duration=True, gt=0, le=60))
+    reconnect: BackoffConfig = field(default_factory=BackoffConfig)
+    microphone: MicrophoneConfig | None = field(default=None, metadata=spec("The camera's microphone"))
+    motion: MotionConfig = field(default_factory=MotionConfig)
+    captions: CaptionsConfig = field(default_factory=CaptionsConfig)
+    snapshot: SnapshotConfig = field(default_factory=SnapshotConfig)
+
+    @property
+    def display_name(self) -> str:
+        return self.name or self.id
+
+    @property
+    def is_file(self) -> bool:
+        return source_kind(self.url) == "file"
+
+    @property
+    def stall_timeout(self) -> float:
+        """Seconds without a frame that count as a stall."""
+        return max(2.0, self.stall_intervals / self.analysis_fps)
+
+    def _validate(self) -> Problems:
+        if not self.url:
+            yield "url", "is required"
+
+
+@dataclass(frozen=True)
+class LogConfig:
+    """Logging."""
+
+    level: Literal["debug", "info", "warning", "error"] = field(default="info", metadata=spec("Lowest level"))
+    format: Literal["auto", "json", "console"] = field(
+        default="auto", metadata=spec("auto: console on a terminal, JSON lines otherwise (systemd)"))
+
+
+@dataclass(frozen=True)
+class Config:
+    """The whole daemon configuration."""
+
+    source: str = field(metadata=spec("File the config was read from"))
+    device: DeviceConfig = field(default_factory=DeviceConfig)
+    mqtt: MqttConfig = field(default_factory=MqttConfig)
+    models: ModelsConfig = field(default_factory=ModelsConfig)
+    log: LogConfig = field(default_factory=LogConfig)
+    state_dir: Path = field(default=Path("/var/lib/edged"), metadata=spec("Writable state directory"))
+    cameras: Mapping[str, CameraConfig] = field(default_factory=_empty)  # type: ignore[arg-type]
+    microphones: Mapping[str, MicrophoneConfig] = field(default_factory=_empty)  # type: ignore[arg-type]
+
+    @property
+    def base_topic(self) -> str:
+        return f"{self.mqtt.base_topic}/{self.device.id}"
+
+    @property
+    def client_id(self) -> str:
+        return self.mqtt.client_id or f"edged-{self.device.id}"
+
+    @property
+    def all_microphones(self) -> tuple[MicrophoneConfig, ...]:
+        """Top-level microphones plus those nested under cameras."""
+        nested = tuple(c.microphone for c in self.cameras.values() if c.microphone is not None)
+        return tuple(self.microphones.values()) + nested
+
+    def _validate(self) -> Problems:
+        seen: dict[str, str] = {}
+        for cam in self.cameras:
+            seen[cam] = f"cameras.{cam}"
+        for mic in self.all_microphones:
+            where = f"microphone {mic.id!r}"
+            if mic.id in seen:
+                yield "microphones", f"{where} uses the id of {seen[mic.id]}; ids must be unique"
+            seen[mic.id] = where
+            if mic.camera is not None and mic.camera not in self.cameras:
+                known = ", ".join(self.cameras) or "none"
+                yield "microphones", f"{where}: camera {mic.camera!r} is not configured (cameras: {known})"
+
+
+def source_kind(url: str) -> Literal["rtsp", "v4l2", "file", "http"]:
+    """What kind of video source a camera url names."""
+    lower = url.lower()
+    if lower.startswith(("rtsp://", "rtsps://")):
+        return "rtsp"
+    if lower.startswith(("http://", "https://")):
+        return "http"
+    if lower.startswith("/dev/video") or lower.isdigit():
+        return "v4l2"
+    return "file"

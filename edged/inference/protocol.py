@@ -1,0 +1,61 @@
+"""The captioner protocol every vision-language backend implements (onnx, remote)."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Literal, Protocol, runtime_checkable
+
+import numpy as np
+
+FinishReason = Literal["stop", "length", "cancelled", "deadline"]
+
+
+class ModelUnavailable(RuntimeError):
+    """The configured model cannot be loaded; `hint` is the command or step that fixes it."""
+
+    def __init__(self, message: str, hint: str = "") -> None:
+        self.hint = hint
+        super().__init__(f"{message}; {hint}" if hint else message)
+
+
+@dataclass(frozen=True)
+class CaptionResult:
+    """What a backend produced for one image and prompt."""
+
+    text: str
+    tokens: tuple[int, ...]
+    model: str
+    finish_reason: FinishReason
+    timings: Mapping[str, float] = field(default_factory=dict)  # milliseconds per stage
+    peak_rss_mb: float = 0.0
+
+
+@runtime_checkable
+class Captioner(Protocol):
+    """A vision-language model: describe an image, or answer a question about it."""
+
+    name: str
+
+    def caption(
+        self,
+        image: np.ndarray,
+        prompt: str,
+        *,
+        max_new_tokens: int | None = None,
+        deadline: float | None = None,
+        cancel: threading.Event | None = None,
+        on_token: Callable[[str], None] | None = None,
+    ) -> CaptionResult:
+        """Caption a BGR uint8 `image`.
+
+        Generation stops early, returning what it has, when `cancel` is set (`finish_reason`
+        "cancelled") or the monotonic clock passes `deadline` ("deadline"); both are checked between
+        tokens. `on_token` receives each new piece of text as it is decoded.
+        """
+        ...
+
+    def close(self) -> None:
+        """Release sessions and memory."""
+        ...
