@@ -1,0 +1,53 @@
+"""`edged check-config FILE`: validate a config without touching any device or the network."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from edged.config import ConfigError, SecretError, load_config
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("check-config", help="validate a config file (exit 0 valid, 2 invalid)")
+    p.add_argument("file", help="YAML config file")
+    p.add_argument("--quiet", "-q", action="store_true", help="print nothing when the file is valid")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        config = load_config(args.file)
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    problems = check_secrets(config)
+    for line in problems:
+        print(line, file=sys.stderr)
+    if problems:
+        return 2
+    if not args.quiet:
+        mics = len(config.all_microphones)
+        print(f"{args.file}: valid ({len(config.cameras)} cameras, {mics} microphones, device {config.device.id})")
+    return 0
+
+
+def check_secrets(config: object) -> list[str]:
+    """Secret files that are named but unreadable (credentials are checked only under systemd)."""
+    import os
+
+    from edged.config.secrets import CREDENTIALS_ENV, SecretRef
+
+    out = []
+    refs: list[tuple[str, SecretRef | None]] = [("mqtt.password", config.mqtt.password)]  # type: ignore[attr-defined]
+    remote = config.models.captioner.remote  # type: ignore[attr-defined]
+    if remote is not None:
+        refs.append(("models.captioner.remote.api_key", remote.api_key))
+    for key, ref in refs:
+        if ref is None or (ref.credential and CREDENTIALS_ENV not in os.environ):
+            continue
+        try:
+            ref.reveal()
+        except SecretError as exc:
+            out.append(f"{config.source} {key}: {exc}")  # type: ignore[attr-defined]
+    return out

@@ -1,0 +1,67 @@
+"""structlog setup: JSON lines under systemd (or any non-terminal), readable console lines on a TTY.
+
+Components bind their stream id once (`log.bind(camera="porch")`) and log snake_case event names
+with key-value context. A redaction processor blanks values of secret-looking keys, so a careless
+`log.info("x", password=...)` cannot leak one.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from collections.abc import MutableMapping
+from typing import Any, TextIO
+
+import structlog
+
+_SECRET_KEYS = ("password", "passwd", "secret", "token", "api_key", "apikey", "authorization", "private_key")
+_LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
+
+
+def redact_secrets(_logger: Any, _method: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    """Replace the value of any key that names a secret."""
+    for key in list(event_dict):
+        if any(s in key.lower() for s in _SECRET_KEYS):
+            event_dict[key] = "***"
+    return event_dict
+
+
+def use_json(fmt: str, stream: TextIO) -> bool:
+    """Whether to write JSON lines: asked for, or `auto` and not a terminal (e.g. the journal)."""
+    if fmt != "auto":
+        return fmt == "json"
+    return not (hasattr(stream, "isatty") and stream.isatty()) or "JOURNAL_STREAM" in os.environ
+
+
+def configure_logging(level: str = "info", fmt: str = "auto", stream: TextIO | None = None) -> None:
+    """Configure structlog (and route the standard library's logging through it)."""
+    out = stream or sys.stderr
+    shared: list[Any] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        redact_secrets,
+    ]
+    renderer: Any = (structlog.processors.JSONRenderer() if use_json(fmt, out)
+                     else structlog.dev.ConsoleRenderer(colors=out.isatty()))
+    structlog.configure(
+        processors=[*shared, structlog.processors.StackInfoRenderer(), structlog.processors.format_exc_info,
+                    renderer],
+        wrapper_class=structlog.make_filtering_bound_logger(_LEVELS[level]),
+        logger_factory=structlog.PrintLoggerFactory(file=out),
+        cache_logger_on_first_use=False,
+    )
+    handler = logging.StreamHandler(out)
+    handler.setFormatter(structlog.stdlib.ProcessorFormatter(
+        processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
+        foreign_pre_chain=[*shared, structlog.stdlib.add_logger_name],
+    ))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(max(_LEVELS[level], logging.INFO))
+
+
+def get_logger(**context: Any) -> Any:
+    """A logger with `context` bound (e.g. `camera="porch"`)."""
+    return structlog.get_logger("edged").bind(**context)
