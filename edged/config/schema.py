@@ -16,6 +16,7 @@ from typing import Literal
 
 from edged.config.loader import spec
 from edged.config.secrets import SecretRef, secret_ref
+from edged.sources.urls import has_inline_password
 
 ID_PATTERN = r"[A-Za-z0-9_-]+"
 Trigger = Literal["motion", "keyword", "request", "periodic"]
@@ -352,6 +353,10 @@ class CameraConfig:
 
     id: str = field(metadata=spec("Camera id: its key under cameras", pattern=ID_PATTERN))
     url: str = field(default="", metadata=spec("rtsp:// URL, /dev/videoN, or a video file path"))
+    password_file: Path | None = field(default=None, metadata=spec(
+        "File with the camera password (the url carries only the user: rtsp://user@host/...)", secret=True))
+    password_credential: str | None = field(default=None, metadata=spec(
+        "systemd credential with the camera password", secret=True))
     name: str = field(default="", metadata=spec("Display name"))
     enabled: bool = field(default=True, metadata=spec("Capture this camera"))
     privacy: bool = field(default=False, metadata=spec("Start in privacy mode (nothing captured)"))
@@ -384,6 +389,10 @@ class CameraConfig:
         return source_kind(self.url) == "file"
 
     @property
+    def password(self) -> SecretRef | None:
+        return secret_ref(self.password_file, self.password_credential)
+
+    @property
     def stall_timeout(self) -> float:
         """Seconds without a frame that count as a stall."""
         return max(2.0, self.stall_intervals / self.analysis_fps)
@@ -391,6 +400,11 @@ class CameraConfig:
     def _validate(self) -> Problems:
         if not self.url:
             yield "url", "is required"
+        elif has_inline_password(self.url):
+            yield "url", ("inline passwords are not allowed: keep rtsp://user@host/... and put the password "
+                          "in password_file (or password_credential)")
+        if self.password_file is not None and self.password_credential is not None:
+            yield "password_credential", "set password_file or password_credential, not both"
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,296 @@
+"""Audio readers: each opens one kind of input and yields blocks of 16 kHz mono float32 samples.
+
+- `WavReader`: WAV files (any PCM/float format, any rate, any channel count), converted here.
+- `PcmReader`: raw s16le PCM on stdin or a FIFO (`sample_rate`/`channels` from config).
+- `FfmpegReader`: everything FFmpeg opens (FLAC and other files, a media file's audio track, RTSP
+  audio), through an `ffmpeg` subprocess that resamples to 16 kHz mono s16le. A subprocess rather
+  than PyAV: ffmpeg is already a system dependency for the camera side, it decodes every codec and
+  container the board's FFmpeg knows, a crash in a demuxer cannot take the daemon with it, and there
+  is no wheel/ABI coupling to the board's FFmpeg version.
+- `AlsaReader`: ALSA capture devices by name through PortAudio (`sounddevice`, the `alsa` extra;
+  Raspberry Pi OS ships `libportaudio2`). The callback only copies into a bounded queue;
+  overflows reported by PortAudio are counted as overruns.
+
+`read(timeout)` returns a block (possibly empty when nothing arrived in time), or raises
+`SourceEnded` at the end of a finite input and `AudioError` on failure.
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+import select
+import shutil
+import subprocess
+import sys
+import threading
+from pathlib import Path
+from typing import Any, BinaryIO, Protocol
+
+import numpy as np
+
+from edged.config.schema import MicrophoneConfig
+from edged.queues import BoundedQueue, DropPolicy
+from edged.sources.audio.chunk import SAMPLE_RATE
+from edged.sources.audio.convert import StreamResampler, decode_pcm, to_mono
+from edged.sources.audio.wav import WavError, open_wav
+from edged.sources.urls import redact_url
+from edged.supervise import SourceEnded
+
+_BLOCK_SECONDS = 0.05  # how much a reader hands on at a time
+
+
+class AudioError(RuntimeError):
+    """An audio input failed; the message names the input (never a password)."""
+
+
+class AudioReader(Protocol):
+    """An open audio input."""
+
+    live: bool  # paced by the outside world (devices, streams, pipes) rather than by us
+    overruns: int  # input lost before edged could read it (device overflows)
+
+    def read(self, timeout: float) -> np.ndarray:
+        """The next block of 16 kHz mono float32 samples."""
+
+    def close(self) -> None: ...
+
+
+def input_kind(mic: MicrophoneConfig) -> str:
+    """Which reader a microphone's `device` string asks for."""
+    device = mic.device
+    if device == "-":
+        return "stdin"
+    if device.startswith("fifo:"):
+        return "fifo"
+    if device.lower().startswith(("rtsp://", "rtsps://", "http://", "https://")):
+        return "stream"
+    if device.lower().endswith(".wav"):
+        return "wav"
+    if "/" in device or Path(device).suffix:
+        return "media"
+    return "alsa"
+
+
+class WavReader:
+    """Streams a WAV file, converting format, channels and rate."""
+
+    live = False
+
+    def __init__(self, path: str) -> None:
+        try:
+            self._file, self.info = open_wav(path)
+        except FileNotFoundError:
+            raise AudioError(f"{path}: file not found") from None
+        except WavError as exc:
+            raise AudioError(str(exc)) from None
+        self._path = path
+        self._resampler = StreamResampler(self.info.sample_rate)
+        self._left = self.info.data_bytes
+        self._flushed = False
+        self.overruns = 0
+
+    def read(self, timeout: float) -> np.ndarray:
+        frames = max(1, int(self.info.sample_rate * _BLOCK_SECONDS))
+        want = min(self._left, frames * self.info.frame_bytes)
+        data = self._file.read(want) if want else b""
+        self._left -= len(data)
+        if not data:
+            if self._flushed:
+                raise SourceEnded("end of file")
+            self._flushed = True
+            return self._resampler.flush()
+        return self._resampler.process(to_mono(decode_pcm(data, self.info.fmt, self.info.channels)))
+
+    def close(self) -> None:
+        self._file.close()
+
+
+class _PipeReader:
+    """Reads s16le PCM from a file descriptor with select(), so a stop is never stuck in read()."""
+
+    def __init__(self, stream: BinaryIO, rate: int, channels: int, name: str) -> None:
+        self._stream = stream
+        self._fd = stream.fileno()
+        self._channels = channels
+        self._resampler = StreamResampler(rate)
+        self._pending = b""
+        self._name = name
+        self._block = max(1, int(rate * _BLOCK_SECONDS)) * 2 * channels
+        self.overruns = 0
+
+    def read(self, timeout: float) -> np.ndarray:
+        ready, _, _ = select.select([self._fd], [], [], timeout)
+        if not ready:
+            return np.zeros(0, np.float32)
+        data = os.read(self._fd, self._block)
+        if not data:
+            self._on_eof()
+        data, self._pending = self._split(self._pending + data)
+        return self._resampler.process(to_mono(decode_pcm(data, "s16", self._channels)))
+
+    def _split(self, data: bytes) -> tuple[bytes, bytes]:
+        frame = 2 * self._channels
+        cut = len(data) - len(data) % frame
+        return data[:cut], data[cut:]
+
+    def _on_eof(self) -> None:
+        raise SourceEnded(f"{self._name} closed")
+
+
+class PcmReader(_PipeReader):
+    """Raw PCM on stdin or a FIFO (opened non-blocking, so a FIFO without a writer doesn't hang)."""
+
+    live = True
+
+    def __init__(self, mic: MicrophoneConfig) -> None:
+        self._owned: BinaryIO | None = None
+        if mic.device == "-":
+            stream: BinaryIO = sys.stdin.buffer
+            name = "stdin"
+        else:
+            path = mic.device.removeprefix("fifo:")
+            try:
+                fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+            except FileNotFoundError:
+                raise AudioError(f"{path}: no such FIFO") from None
+            os.set_blocking(fd, True)
+            stream = self._owned = os.fdopen(fd, "rb", buffering=0)
+            name = path
+        super().__init__(stream, mic.sample_rate, mic.channels, name)
+
+    def close(self) -> None:
+        if self._owned is not None:
+            self._owned.close()
+
+
+class FfmpegReader(_PipeReader):
+    """An `ffmpeg` subprocess decoding any file or stream's audio to 16 kHz mono s16le."""
+
+    def __init__(self, url: str, *, loop: bool, shown: str) -> None:
+        exe = shutil.which("ffmpeg")
+        if exe is None:
+            raise AudioError(f"{shown}: reading this input needs ffmpeg (apt-get install ffmpeg)")
+        self.live = url.lower().startswith(("rtsp://", "rtsps://", "http://", "https://"))
+        if not self.live and not Path(url).is_file():
+            raise AudioError(f"{shown}: file not found")
+        self._shown = shown
+        cmd = [exe, "-nostdin", "-hide_banner", "-loglevel", "error"]
+        if url.lower().startswith(("rtsp://", "rtsps://")):
+            cmd += ["-rtsp_transport", "tcp", "-timeout", "5000000"]
+        if loop and not self.live:
+            cmd += ["-stream_loop", "-1"]
+        cmd += ["-i", url, "-vn", "-sn", "-dn", "-ac", "1", "-ar", str(SAMPLE_RATE), "-f", "s16le", "pipe:1"]
+        self._proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
+        assert self._proc.stdout is not None
+        assert self._proc.stderr is not None
+        self._errors: collections.deque[str] = collections.deque(maxlen=5)
+        self._stderr_thread = threading.Thread(target=self._drain_stderr, name="ffmpeg-stderr", daemon=True)
+        self._stderr_thread.start()
+        super().__init__(self._proc.stdout, SAMPLE_RATE, 1, shown)
+
+    def _drain_stderr(self) -> None:
+        assert self._proc.stderr is not None
+        for line in iter(self._proc.stderr.readline, b""):
+            self._errors.append(line.decode(errors="replace").strip())
+
+    def _on_eof(self) -> None:
+        code = self._proc.wait(timeout=5)
+        self._stderr_thread.join(1)
+        last = redact_url(self._errors[-1]) if self._errors else ""
+        if code == 0 and not self.live:
+            raise SourceEnded("end of file")
+        detail = f": {last}" if last else ""
+        raise AudioError(f"{self._shown}: ffmpeg exited with status {code}{detail}")
+
+    def close(self) -> None:
+        if self._proc.poll() is None:
+            self._proc.terminate()
+            try:
+                self._proc.wait(timeout=2)
+            except subprocess.TimeoutExpired:
+                self._proc.kill()
+                self._proc.wait()
+        assert self._proc.stdout is not None
+        self._proc.stdout.close()
+
+
+class AlsaReader:
+    """An ALSA capture device by name (`hw:1,0`, `default`, a PortAudio device name or index)."""
+
+    live = True
+
+    def __init__(self, mic: MicrophoneConfig) -> None:
+        try:
+            import sounddevice as sd
+        except (ImportError, OSError) as exc:
+            raise AudioError(f"{mic.device}: ALSA capture needs the alsa extra (pip install 'edged[alsa]') "
+                             f"and libportaudio2 ({exc})") from None
+        self._sd = sd
+        device = find_device(sd, mic.device)
+        rate = _supported_rate(sd, device, mic.channels)
+        self._resampler = StreamResampler(rate)
+        self._channels = mic.channels
+        self._blocks: BoundedQueue[np.ndarray] = BoundedQueue(f"alsa-{mic.id}", 64, DropPolicy.DROP_OLDEST)
+        self.overruns = 0
+        self._stream = sd.InputStream(device=device, samplerate=rate, channels=mic.channels, dtype="float32",
+                                      blocksize=int(rate * 0.02), callback=self._callback)
+        self._stream.start()
+
+    def _callback(self, data: np.ndarray, _frames: int, _time: Any, status: Any) -> None:
+        if status.input_overflow:
+            self.overruns += 1
+        if not self._blocks.put(data.copy()):
+            self.overruns += 1
+
+    def read(self, timeout: float) -> np.ndarray:
+        block = self._blocks.get(timeout)
+        if block is None:
+            if not self._stream.active:
+                raise AudioError("capture stream stopped (device unplugged?)")
+            return np.zeros(0, np.float32)
+        return self._resampler.process(to_mono(block))
+
+    def close(self) -> None:
+        self._stream.stop()
+        self._stream.close()
+
+
+def find_device(sd: Any, name: str) -> int:
+    """The PortAudio input device for an ALSA name; the error lists the devices there are."""
+    devices = [(i, d) for i, d in enumerate(sd.query_devices()) if d["max_input_channels"] > 0]
+    if name.isdigit() and any(i == int(name) for i, _ in devices):
+        return int(name)
+    for i, d in devices:
+        if d["name"] == name:
+            return i
+    for i, d in devices:  # PortAudio names ALSA hardware "USB Audio: - (hw:1,0)"
+        if f"({name})" in d["name"] or name in d["name"]:
+            return i
+    known = "; ".join(f"{i}: {d['name']}" for i, d in devices) or "none"
+    raise AudioError(f"no capture device {name!r} (capture devices: {known})")
+
+
+def _supported_rate(sd: Any, device: int, channels: int) -> int:
+    """16 kHz when the device takes it, else its default rate (resampled here)."""
+    try:
+        sd.check_input_settings(device=device, samplerate=SAMPLE_RATE, channels=channels, dtype="float32")
+        return SAMPLE_RATE
+    except Exception:
+        return int(sd.query_devices(device)["default_samplerate"])
+
+
+def open_reader(mic: MicrophoneConfig, camera_url: str | None) -> AudioReader:
+    """Open the reader a microphone's config asks for."""
+    kind = input_kind(mic)
+    if mic.device == "camera":
+        if camera_url is None:
+            raise AudioError(f"{mic.id}: device 'camera' needs a co-located camera")
+        return FfmpegReader(camera_url, loop=mic.loop, shown=redact_url(camera_url))
+    if kind == "wav":
+        return WavReader(mic.device)
+    if kind in ("stdin", "fifo"):
+        return PcmReader(mic)
+    if kind in ("stream", "media"):
+        return FfmpegReader(mic.device, loop=mic.loop, shown=redact_url(mic.device))
+    return AlsaReader(mic)
