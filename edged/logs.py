@@ -34,8 +34,16 @@ def use_json(fmt: str, stream: TextIO) -> bool:
     return not (hasattr(stream, "isatty") and stream.isatty()) or "JOURNAL_STREAM" in os.environ
 
 
+def quiet_native_logs(level: str) -> None:
+    """Keep OpenCV and FFmpeg from writing raw lines into the log stream (they would break JSON lines);
+    edged reports their failures itself. At debug level FFmpeg's own errors are shown."""
+    os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR" if level == "debug" else "OFF")
+    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "16" if level == "debug" else "-8")
+
+
 def configure_logging(level: str = "info", fmt: str = "auto", stream: TextIO | None = None) -> None:
     """Configure structlog (and route the standard library's logging through it)."""
+    quiet_native_logs(level)
     out = stream or sys.stderr
     shared: list[Any] = [
         structlog.contextvars.merge_contextvars,

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 
 # Subcommand modules under edged.cli, in the order `edged --help` lists them.
 COMMANDS = (
+    "run",
     "check_config",
     "bench",
 )

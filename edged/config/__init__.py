@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
+from types import MappingProxyType
 
-from edged.config.loader import Builder, ConfigError, Located, Problem, compose, merge
+from edged.config.loader import Builder, ConfigError, Located, Problem, compose, merge, resolve_path
 from edged.config.schema import (
     CameraConfig,
     CaptionerConfig,
@@ -16,6 +17,7 @@ from edged.config.schema import (
     MotionConfig,
     MqttConfig,
     WakewordConfig,
+    microphone_kind,
     source_kind,
 )
 from edged.config.secrets import SecretError, SecretRef
@@ -49,15 +51,15 @@ def load_config(path: str | Path) -> Config:
         raise ConfigError([Problem(name, 0, "", "file not found")]) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError([Problem(name, 0, "", f"cannot read: {exc}")]) from None
-    return parse_config(text, name)
+    return parse_config(text, name, Path(path).resolve().parent)
 
 
-def parse_config(text: str, name: str = "<config>") -> Config:
-    """Validate YAML text as a config (see `load_config`)."""
+def parse_config(text: str, name: str = "<config>", base_dir: Path | None = None) -> Config:
+    """Validate YAML text as a config (see `load_config`); relative paths are taken from `base_dir`."""
     root = compose(text, name)
     if not isinstance(root.value, dict):
         raise ConfigError([Problem(name, root.line, "", "the config must be a mapping of sections")])
-    builder = Builder()
+    builder = Builder(base_dir)
     sections = dict(root.value)
     defaults = sections.pop("defaults", None)
     if defaults is not None:
@@ -69,7 +71,7 @@ def parse_config(text: str, name: str = "<config>") -> Config:
     config = builder.build(Config, Located(sections, root.file, root.line), "", source=name)
     if builder.problems:
         raise ConfigError(_unique(builder.problems))
-    config = _link_microphones(config)
+    config = _link_microphones(config, base_dir)
     final = Builder()
     for key, message in config._validate():
         final.fail(root.value.get(key.split(".")[0], root), key, message)
@@ -90,17 +92,26 @@ def _check_defaults(builder: Builder, defaults: Located) -> None:
     builder.build(CameraConfig, probe, "defaults", id="defaults")
 
 
-def _link_microphones(config: Config) -> Config:
-    """Give each camera's nested microphone its id (`<camera>_mic`) and its camera."""
+def _link_microphones(config: Config, base_dir: Path | None) -> Config:
+    """Give each camera's nested microphone its id (`<camera>_mic`) and camera; resolve relative media paths."""
     cameras = {}
     for cam_id, cam in config.cameras.items():
         mic = cam.microphone
         if mic is not None:
-            mic = dataclasses.replace(mic, id=mic.id or f"{cam_id}_mic", camera=cam_id)
-        cameras[cam_id] = dataclasses.replace(cam, microphone=mic)
-    from types import MappingProxyType
+            mic = _resolve_mic(dataclasses.replace(mic, id=mic.id or f"{cam_id}_mic", camera=cam_id), base_dir)
+        url = str(resolve_path(cam.url, base_dir)) if source_kind(cam.url) == "file" else cam.url
+        cameras[cam_id] = dataclasses.replace(cam, url=url, microphone=mic)
+    mics = {mic_id: _resolve_mic(mic, base_dir) for mic_id, mic in config.microphones.items()}
+    return dataclasses.replace(config, cameras=MappingProxyType(cameras), microphones=MappingProxyType(mics))
 
-    return dataclasses.replace(config, cameras=MappingProxyType(cameras))
+
+def _resolve_mic(mic: MicrophoneConfig, base_dir: Path | None) -> MicrophoneConfig:
+    kind = microphone_kind(mic.device)
+    if kind == "fifo":
+        return dataclasses.replace(mic, device="fifo:" + str(resolve_path(mic.device[5:], base_dir)))
+    if kind in ("wav", "media"):
+        return dataclasses.replace(mic, device=str(resolve_path(mic.device, base_dir)))
+    return mic
 
 
 def _unique(problems: list[Problem]) -> list[Problem]:

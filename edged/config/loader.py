@@ -144,9 +144,9 @@ def merge(base: Located, override: Located) -> Located:
 class Builder:
     """Builds dataclasses from `Located` trees, collecting every problem instead of stopping at one."""
 
-    def __init__(self, resolve_secret: Callable[[str, str], str] | None = None) -> None:
+    def __init__(self, base_dir: Path | None = None) -> None:
         self.problems: list[Problem] = []
-        self._resolve_secret = resolve_secret
+        self.base_dir = base_dir  # relative paths in the file are relative to the file
 
     def fail(self, node: Located | None, key: str, message: str) -> None:
         file, line = (node.file, node.line) if node is not None else ("", 0)
@@ -216,7 +216,7 @@ class Builder:
         if len(non_none) == 1:
             return self.value(non_none[0], node, key, meta)
         for candidate in non_none:  # first matching branch wins (e.g. float | str)
-            trial = Builder(self._resolve_secret)
+            trial = Builder(self.base_dir)
             result = trial.value(candidate, node, key, meta)
             if not trial.problems:
                 return result
@@ -290,13 +290,19 @@ class Builder:
         if tp is Path:
             if not isinstance(raw, str):
                 raise ValueError("must be a file path")
-            return Path(raw).expanduser()
+            return resolve_path(raw, self.base_dir)
         raise TypeError(f"unsupported config type {tp!r}")
 
     def _unknown_key(self, node: Located, key: str, name: str, known: list[str]) -> None:
         close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
         hint = f"; did you mean '{close[0]}'?" if close else f"; known keys: {', '.join(sorted(known))}"
         self.fail(node, key, f"unknown key{hint}")
+
+
+def resolve_path(raw: str, base_dir: Path | None) -> Path:
+    """`~` expanded; a relative path taken relative to the config file's directory."""
+    path = Path(raw).expanduser()
+    return path if path.is_absolute() or base_dir is None else base_dir / path
 
 
 class _Invalid:

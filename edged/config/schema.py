@@ -85,7 +85,7 @@ class DiscoveryConfig:
 class OutboxConfig:
     """Persistent store-and-forward queue of events during broker outages."""
 
-    path: Path = field(default=Path("/var/lib/edged/outbox.db"), metadata=spec("SQLite file"))
+    path: Path | None = field(default=None, metadata=spec("SQLite file (default: <state_dir>/outbox.db)"))
     max_events: int = field(default=100_000, metadata=spec("Most events kept; oldest evicted first", ge=1))
     ttl: float = field(default=7 * 86400.0, metadata=spec("Events older than this are evicted", unit="s",
                                                           duration=True, gt=0))
@@ -164,8 +164,8 @@ class CaptionerConfig:
 
     backend: Literal["onnx", "remote", "none"] = field(default="onnx", metadata=spec("Model backend"))
     family: Literal["glm-edge-v"] = field(default="glm-edge-v", metadata=spec("Model family"))
-    path: Path = field(default=Path("/var/lib/edged/models/glm-edge-v-2b"),
-                       metadata=spec("Model bundle directory (edged models pull)"))
+    path: Path | None = field(default=None, metadata=spec(
+        "Model bundle directory (default: <state_dir>/models/glm-edge-v-2b; `edged models pull` fills it)"))
     variant: str = field(default="", metadata=spec("Bundle variant, e.g. int4 (default: the manifest's)"))
     threads: int = field(default=0, metadata=spec("Intra-op threads (0: all cores but one)", ge=0, le=64))
     providers: tuple[str, ...] = field(default=("CPUExecutionProvider",),
@@ -434,6 +434,14 @@ class Config:
         return f"{self.mqtt.base_topic}/{self.device.id}"
 
     @property
+    def outbox_path(self) -> Path:
+        return self.mqtt.outbox.path or self.state_dir / "outbox.db"
+
+    @property
+    def model_path(self) -> Path:
+        return self.models.captioner.path or self.state_dir / "models" / "glm-edge-v-2b"
+
+    @property
     def client_id(self) -> str:
         return self.mqtt.client_id or f"edged-{self.device.id}"
 
@@ -467,3 +475,21 @@ def source_kind(url: str) -> Literal["rtsp", "v4l2", "file", "http"]:
     if lower.startswith("/dev/video") or lower.isdigit():
         return "v4l2"
     return "file"
+
+
+def microphone_kind(device: str) -> Literal["stdin", "fifo", "stream", "wav", "media", "camera", "alsa"]:
+    """Which reader a microphone's `device` string asks for."""
+    lower = device.lower()
+    if device == "-":
+        return "stdin"
+    if device == "camera":
+        return "camera"
+    if device.startswith("fifo:"):
+        return "fifo"
+    if lower.startswith(("rtsp://", "rtsps://", "http://", "https://")):
+        return "stream"
+    if lower.endswith(".wav"):
+        return "wav"
+    if "/" in device or Path(device).suffix:
+        return "media"
+    return "alsa"

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import contextlib
 import os
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import cv2
 import numpy as np
@@ -70,6 +72,8 @@ def open_capture(cam: CameraConfig, url: str) -> cv2.VideoCapture:
     shown = redact_url(cam.url)
     if kind == "file" and not Path(url).is_file():
         raise StreamError(f"{shown}: file not found")
+    if kind == "rtsp":
+        probe_tcp(url, cam.open_timeout, shown)
     if kind == "v4l2":
         device: str | int = int(url) if url.isdigit() else url
         if isinstance(device, str) and not Path(device).exists():
@@ -85,6 +89,19 @@ def open_capture(cam: CameraConfig, url: str) -> cv2.VideoCapture:
         cap.release()
         raise StreamError(f"{shown}: cannot open ({kind} source)")
     return cap
+
+
+def probe_tcp(url: str, timeout: float, shown: str) -> None:
+    """Connect to the stream's host first, so a status can say "connection refused" or "timed out"."""
+    parts = urlsplit(url)
+    port = parts.port or (322 if parts.scheme.lower() == "rtsps" else 554)
+    try:
+        with socket.create_connection((parts.hostname or "", port), timeout=min(timeout, 5.0)):
+            pass
+    except TimeoutError:
+        raise StreamError(f"{shown}: connection timed out") from None
+    except OSError as exc:
+        raise StreamError(f"{shown}: {exc.strerror or exc}") from None
 
 
 class VideoStats:
@@ -187,6 +204,11 @@ class VideoSource:
         self.file_position = 0.0  # stream time where the next loop of a file starts
         self.supervisor = Supervisor(f"video-{config.id}", self._connect, config.reconnect, on_health, self.log,
                                      stall_timeout=config.stall_timeout)
+
+    @property
+    def url(self) -> str:
+        """The url with credentials (for co-located audio); never log it."""
+        return self._url
 
     def start(self) -> None:
         self.log.info("video_source_starting", url=redact_url(self.config.url), fps=self.config.analysis_fps,

@@ -29,7 +29,7 @@ from typing import Any, BinaryIO, Protocol
 
 import numpy as np
 
-from edged.config.schema import MicrophoneConfig
+from edged.config.schema import MicrophoneConfig, microphone_kind
 from edged.queues import BoundedQueue, DropPolicy
 from edged.sources.audio.chunk import SAMPLE_RATE
 from edged.sources.audio.convert import StreamResampler, decode_pcm, to_mono
@@ -54,22 +54,6 @@ class AudioReader(Protocol):
         """The next block of 16 kHz mono float32 samples."""
 
     def close(self) -> None: ...
-
-
-def input_kind(mic: MicrophoneConfig) -> str:
-    """Which reader a microphone's `device` string asks for."""
-    device = mic.device
-    if device == "-":
-        return "stdin"
-    if device.startswith("fifo:"):
-        return "fifo"
-    if device.lower().startswith(("rtsp://", "rtsps://", "http://", "https://")):
-        return "stream"
-    if device.lower().endswith(".wav"):
-        return "wav"
-    if "/" in device or Path(device).suffix:
-        return "media"
-    return "alsa"
 
 
 class WavReader:
@@ -204,15 +188,15 @@ class FfmpegReader(_PipeReader):
         raise AudioError(f"{self._shown}: ffmpeg exited with status {code}{detail}")
 
     def close(self) -> None:
+        assert self._proc.stdout is not None
+        self._proc.stdout.close()  # a writer blocked on the pipe gets EPIPE at once
         if self._proc.poll() is None:
             self._proc.terminate()
             try:
-                self._proc.wait(timeout=2)
+                self._proc.wait(timeout=1)
             except subprocess.TimeoutExpired:
-                self._proc.kill()
+                self._proc.kill()  # nothing to flush: it only decodes
                 self._proc.wait()
-        assert self._proc.stdout is not None
-        self._proc.stdout.close()
 
 
 class AlsaReader:
@@ -282,8 +266,8 @@ def _supported_rate(sd: Any, device: int, channels: int) -> int:
 
 def open_reader(mic: MicrophoneConfig, camera_url: str | None) -> AudioReader:
     """Open the reader a microphone's config asks for."""
-    kind = input_kind(mic)
-    if mic.device == "camera":
+    kind = microphone_kind(mic.device)
+    if kind == "camera":
         if camera_url is None:
             raise AudioError(f"{mic.id}: device 'camera' needs a co-located camera")
         return FfmpegReader(camera_url, loop=mic.loop, shown=redact_url(camera_url))

@@ -1,0 +1,243 @@
+"""The daemon's lifecycle: start everything, run the main loop, reload on SIGHUP, stop on SIGTERM.
+
+The main thread owns the loop: it executes commands, runs the stall watchdog, publishes stats and
+pings systemd's watchdog only while every processing thread is alive. SIGTERM and SIGINT set one
+stop event; components stop in reverse start order, the MQTT outbox last (flushed with a deadline).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import threading
+import time
+from types import FrameType
+from typing import Any
+
+from edged import __version__
+from edged.config import Config, ConfigError, SecretError, load_config
+from edged.config.dump import to_plain
+from edged.control.commands import Command, CommandError, Request, parse
+from edged.control.executor import CommandExecutor, Responder
+from edged.control.features import FeatureRegistry, FeatureStore
+from edged.events import Event, Stats
+from edged.logs import get_logger
+from edged.outputs.mqtt.link import Incoming
+from edged.outputs.mqtt.publisher import MqttPublisher
+from edged.pipeline import Pipeline
+from edged.queues import BoundedQueue, DropPolicy
+from edged.system_stats import system_stats
+from edged.systemd import Notifier
+
+TICK = 0.25  # main-loop granularity (seconds)
+STOP_BUDGET = 5.0  # SIGTERM to exit
+
+
+class Daemon:
+    """Runs edged for a config until stopped."""
+
+    def __init__(self, config: Config, config_path: str | None = None, notifier: Notifier | None = None) -> None:
+        self.config = config
+        self.config_path = config_path
+        self.notifier = notifier or Notifier()
+        self.log = get_logger(component="daemon")
+        self.stop_event = threading.Event()
+        self._reload = threading.Event()
+        self._commands: BoundedQueue[Command] = BoundedQueue("commands", 256, DropPolicy.DROP_NEWEST)
+        self._started = time.monotonic()
+        self._last_stats = 0.0
+        self._last_watch = 0.0
+        self.publisher: MqttPublisher | None = None
+        self.pipeline: Pipeline | None = None
+        self.features = FeatureRegistry(FeatureStore(config.state_dir / "features.json"))
+        self.executor: CommandExecutor | None = None
+
+    # -- entry point -----------------------------------------------------------------------------
+    def run(self) -> int:
+        """Run until SIGTERM/SIGINT; returns the exit status."""
+        self._install_signals()
+        try:
+            secrets = resolve_secrets(self.config)
+        except SecretError as exc:
+            self.log.error("secret_unavailable", error=str(exc))
+            return 2
+        with contextlib.ExitStack() as stack:
+            try:
+                self._start(stack, secrets)
+            except Exception as exc:
+                self.log.exception("startup_failed", error=str(exc))
+                return 1
+            self.notifier.ready(self._status_line())
+            self.log.info("edged_running", version=__version__, device=self.config.device.id,
+                          cameras=len(self.config.cameras), microphones=len(self.config.all_microphones))
+            while not self.stop_event.is_set():
+                self._tick()
+            self.notifier.stopping()
+            self.log.info("edged_stopping")
+        self.log.info("edged_stopped", uptime_s=round(time.monotonic() - self._started, 1))
+        return 0
+
+    def stop(self) -> None:
+        self.stop_event.set()
+
+    def _install_signals(self) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return  # embedded (tests): the owner calls stop()
+        signal.signal(signal.SIGTERM, self._on_stop_signal)
+        signal.signal(signal.SIGINT, self._on_stop_signal)
+        signal.signal(signal.SIGHUP, lambda *_: self._reload.set())
+
+    def _on_stop_signal(self, signum: int, _frame: FrameType | None) -> None:
+        if self.stop_event.is_set():  # a second Ctrl-C: the user means it
+            os._exit(128 + signum)
+        self.stop_event.set()
+
+    # -- start-up ----------------------------------------------------------------------------------
+    def _start(self, stack: contextlib.ExitStack, secrets: dict[str, str | None]) -> None:
+        self.publisher = self._make_publisher(secrets.get("mqtt"))
+        self.publisher.start()
+        stack.callback(self._stop_publisher)
+        self.executor = self._make_executor(self.publisher)
+        self._secrets = secrets
+        self._start_pipeline(self.config)
+        stack.callback(self._stop_pipeline)
+
+    def _make_publisher(self, password: str | None) -> MqttPublisher:
+        base = self.config.base_topic
+        subscriptions = [f"{base}/+/+/set", f"{base}/request/+"]
+        discovery = self.config.mqtt.discovery
+        if discovery.enabled:
+            subscriptions.append(f"{discovery.prefix}/status")
+        return MqttPublisher(self.config, password, self._on_incoming, subscriptions)
+
+    def _make_executor(self, publisher: MqttPublisher) -> CommandExecutor:
+        executor = CommandExecutor(self.config.base_topic, self.features, self.publish, publisher.respond)
+        executor.register("health", lambda _r, _resp: self.health())
+        executor.register("config", lambda _r, _resp: to_plain(self.config))
+        executor.register("caption_now", self._caption_unavailable)
+        executor.register("ask", self._caption_unavailable)
+        return executor
+
+    def _caption_unavailable(self, request: Request, _responder: Responder) -> Any:
+        raise CommandError(f"{request.command}: captions are not available in this build")
+
+    def _start_pipeline(self, config: Config) -> None:
+        pipeline = Pipeline(config, self.publish, lambda cam: self._secrets.get(f"camera:{cam.id}"))
+        pipeline.start()
+        self.pipeline = pipeline
+
+    def _stop_pipeline(self) -> None:
+        if self.pipeline is not None:
+            self.pipeline.stop()
+            self.pipeline = None
+
+    def _stop_publisher(self) -> None:
+        if self.publisher is not None:
+            self.publisher.stop(flush_timeout=2.0)
+
+    # -- the main loop -------------------------------------------------------------------------------
+    def publish(self, event: Event) -> None:
+        if self.publisher is not None:
+            self.publisher.publish(event)
+
+    def _on_incoming(self, message: Incoming) -> None:
+        """paho's thread: parse, validate, enqueue. Nothing else."""
+        discovery = self.config.mqtt.discovery
+        command = parse(message, self.config.base_topic, discovery.prefix if discovery.enabled else None)
+        if not self._commands.put(command):
+            self.log.warning("command_queue_full", topic=message.topic)
+
+    def _tick(self) -> None:
+        command = self._commands.get(timeout=TICK)
+        while command is not None and self.executor is not None:
+            self.executor.execute(command)
+            command = self._commands.get(timeout=0)
+        now = time.monotonic()
+        if self._reload.is_set():
+            self._reload.clear()
+            self.reload()
+        if now - self._last_watch >= 1.0:
+            self._last_watch = now
+            self._watch()
+        if now - self._last_stats >= self.config.mqtt.stats_interval:
+            self._last_stats = now
+            self.publish(self.stats())
+
+    def _watch(self) -> None:
+        if self.pipeline is None:
+            return
+        self.pipeline.check_stalls()
+        if self.healthy():
+            self.notifier.watchdog()
+        else:
+            self.log.error("watchdog_unhealthy", detail="a processing thread died; systemd will restart edged")
+
+    def healthy(self) -> bool:
+        pipeline_ok = self.pipeline is not None and self.pipeline.healthy()
+        publisher_ok = self.publisher is not None and self.publisher.sender._thread.is_alive()
+        return pipeline_ok and publisher_ok
+
+    # -- reload ----------------------------------------------------------------------------------------
+    def reload(self) -> bool:
+        """Re-read the config file; an invalid one keeps the running config (and says why)."""
+        if self.config_path is None:
+            return False
+        try:
+            new = load_config(self.config_path)
+            secrets = resolve_secrets(new)
+        except (ConfigError, SecretError) as exc:
+            self.log.error("config_reload_failed", file=self.config_path, problems=str(exc).splitlines())
+            return False
+        self.notifier.reloading()
+        self.log.info("config_reloading", file=self.config_path)
+        if _publisher_settings(new) != _publisher_settings(self.config):
+            self._stop_publisher()
+            self.config = new
+            self.publisher = self._make_publisher(secrets.get("mqtt"))
+            self.publisher.start()
+            self.executor = self._make_executor(self.publisher)
+        self._stop_pipeline()
+        self.config = new
+        self._secrets = secrets
+        self._start_pipeline(new)
+        self.notifier.ready(self._status_line())
+        self.log.info("config_reloaded", cameras=len(new.cameras), microphones=len(new.all_microphones))
+        return True
+
+    # -- reports ---------------------------------------------------------------------------------------
+    def health(self) -> dict[str, Any]:
+        pipeline = self.pipeline
+        sources = {} if pipeline is None else pipeline.stats()
+        return {"version": __version__, "device": self.config.device.id, "healthy": self.healthy(),
+                "uptime_s": round(time.monotonic() - self._started, 1),
+                "sources": {k: {"state": v.get("state")} for k, v in sources.items()},
+                "mqtt": None if self.publisher is None else self.publisher.stats()}
+
+    def stats(self) -> Stats:
+        sources = {} if self.pipeline is None else self.pipeline.stats()
+        system = system_stats()
+        if self.publisher is not None:
+            system["mqtt"] = self.publisher.stats()
+        if self.executor is not None:
+            system["commands"] = {"executed": self.executor.executed, "errors": self.executor.errors}
+        return Stats(time.time(), time.monotonic() - self._started, sources, system)
+
+    def _status_line(self) -> str:
+        return f"{len(self.config.cameras)} cameras, {len(self.config.all_microphones)} microphones"
+
+
+def resolve_secrets(config: Config) -> dict[str, str | None]:
+    """Read every secret the config names (raises `SecretError` naming the first unreadable one)."""
+    out: dict[str, str | None] = {"mqtt": config.mqtt.password.reveal() if config.mqtt.password else None}
+    for cam in config.cameras.values():
+        out[f"camera:{cam.id}"] = cam.password.reveal() if cam.password else None
+    remote = config.models.captioner.remote
+    if remote is not None and remote.api_key is not None:
+        out["remote"] = remote.api_key.reveal()
+    return out
+
+
+def _publisher_settings(config: Config) -> tuple[Any, ...]:
+    return (config.mqtt, config.device, config.state_dir)
+

@@ -1,0 +1,150 @@
+"""The thin shell around paho-mqtt: connection, LWT, TLS, auth, and raw publish/subscribe.
+
+paho's network thread runs the callbacks, so they only record and hand on: `on_publish` appends the
+acknowledged mid to a queue (it runs under paho's own message lock, so it must not take ours),
+`on_message` passes the message to the command parser, `on_connect` subscribes, re-asserts retained
+state and publishes `online` last. A refused connection leaves `connected` false.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import queue
+import ssl
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import paho.mqtt.client as paho
+from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersion
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
+
+from edged.config.schema import MqttConfig
+from edged.events import Message
+from edged.logs import get_logger
+
+
+@dataclass(frozen=True)
+class Incoming:
+    """A message received on a subscribed topic, with its MQTT 5 request/response properties."""
+
+    topic: str
+    payload: bytes
+    response_topic: str | None = None
+    correlation: bytes | None = None
+
+
+@dataclass
+class LinkCallbacks:
+    """What the link tells its owner; each runs on paho's thread and must return quickly."""
+
+    on_connected: Callable[[], None] = lambda: None
+    on_disconnected: Callable[[], None] = lambda: None
+    on_message: Callable[[Incoming], None] = lambda _m: None
+    subscriptions: Sequence[str] = field(default_factory=tuple)
+
+
+class MqttLink:
+    """One broker connection with a last will of `offline` on `<base>/available`."""
+
+    def __init__(self, config: MqttConfig, base: str, client_id: str, password: str | None,
+                 callbacks: LinkCallbacks) -> None:
+        self.config = config
+        self.base = base
+        self.callbacks = callbacks
+        self.log = get_logger(component="mqtt", broker=f"{config.host}:{config.port}")
+        self.connected = threading.Event()
+        self.acks: queue.SimpleQueue[tuple[int, bool]] = queue.SimpleQueue()  # (mid, accepted)
+        self.connects = 0
+        self.disconnects = 0
+        self._client = self._make_client(client_id, password)
+
+    def _make_client(self, client_id: str, password: str | None) -> paho.Client:
+        v5 = self.config.protocol == "5"
+        client = paho.Client(CallbackAPIVersion.VERSION2, client_id=client_id,
+                             protocol=MQTTProtocolVersion.MQTTv5 if v5 else MQTTProtocolVersion.MQTTv311)
+        if self.config.username is not None:
+            client.username_pw_set(self.config.username, password)
+        tls = self.config.tls
+        if tls is not None:
+            client.tls_set(ca_certs=str(tls.ca) if tls.ca else None, certfile=str(tls.cert) if tls.cert else None,
+                           keyfile=str(tls.key) if tls.key else None, cert_reqs=ssl.CERT_REQUIRED)
+            client.tls_insecure_set(tls.insecure)
+        client.will_set(f"{self.base}/available", "offline", qos=1, retain=True)
+        client.reconnect_delay_set(min_delay=max(1, int(self.config.reconnect.initial)),
+                                   max_delay=max(1, int(self.config.reconnect.max)))
+        client.max_inflight_messages_set(100)
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        client.on_publish = self._on_publish
+        client.on_message = self._on_message
+        return client
+
+    def start(self) -> None:
+        """Connect in the background; paho retries with back-off while the broker is away."""
+        self.log.info("mqtt_connecting", client_id=self._client._client_id.decode(), tls=self.config.tls is not None)
+        self._client.connect_async(self.config.host, self.config.port, keepalive=int(self.config.keepalive))
+        self._client.loop_start()
+
+    def stop(self, timeout: float = 2.0) -> None:
+        """Say `offline` (a clean disconnect doesn't fire the will), then disconnect."""
+        if self.connected.is_set():
+            info = self._client.publish(f"{self.base}/available", "offline", qos=1, retain=True)
+            with contextlib.suppress(RuntimeError, ValueError):  # not sent in time: the will covers us
+                info.wait_for_publish(timeout)
+        self._client.disconnect()
+        self._client.loop_stop()
+        self.connected.clear()
+
+    def publish(self, message: Message) -> int | None:
+        """Hand a message to paho; returns its mid, or None when not connected or refused."""
+        if not self.connected.is_set():
+            return None
+        info = self._client.publish(message.topic, message.payload, qos=message.qos, retain=message.retain)
+        if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
+            return None
+        return int(info.mid)
+
+    def publish_response(self, topic: str, payload: bytes, correlation: bytes | None) -> None:
+        """Publish a command response (with MQTT 5 correlation data when the request had it)."""
+        props = None
+        if correlation is not None and self.config.protocol == "5":
+            props = Properties(paho.PacketTypes.PUBLISH)
+            props.CorrelationData = correlation
+        if self.connected.is_set():
+            self._client.publish(topic, payload, qos=1, retain=False, properties=props)
+
+    # -- paho callbacks (network thread) -----------------------------------------------------------
+    def _on_connect(self, client: paho.Client, _userdata: Any, _flags: Any, reason: ReasonCode,
+                    _props: Properties | None) -> None:
+        if reason.is_failure:
+            self.log.error("mqtt_connect_refused", reason=str(reason))
+            return
+        self.connects += 1
+        for topic in self.callbacks.subscriptions:
+            client.subscribe(topic, qos=1)
+        self.connected.set()
+        self.log.info("mqtt_connected", connects=self.connects)
+        self.callbacks.on_connected()
+        client.publish(f"{self.base}/available", "online", qos=1, retain=True)  # last, on every connect
+
+    def _on_disconnect(self, _client: paho.Client, _userdata: Any, _flags: Any, reason: ReasonCode,
+                       _props: Properties | None) -> None:
+        was = self.connected.is_set()
+        self.connected.clear()
+        if was:
+            self.disconnects += 1
+            self.log.warning("mqtt_disconnected", reason=str(reason))
+            self.callbacks.on_disconnected()
+
+    def _on_publish(self, _client: paho.Client, _userdata: Any, mid: int, reason: ReasonCode,
+                    _props: Properties | None) -> None:
+        self.acks.put((mid, not reason.is_failure))
+
+    def _on_message(self, _client: paho.Client, _userdata: Any, msg: paho.MQTTMessage) -> None:
+        props = getattr(msg, "properties", None)
+        response_topic = getattr(props, "ResponseTopic", None) if props is not None else None
+        correlation = getattr(props, "CorrelationData", None) if props is not None else None
+        self.callbacks.on_message(Incoming(msg.topic, bytes(msg.payload), response_topic, correlation))
