@@ -89,7 +89,7 @@ class Daemon:
         signal.signal(signal.SIGHUP, lambda *_: self._reload.set())
 
     def _on_stop_signal(self, signum: int, _frame: FrameType | None) -> None:
-        if self.stop_event.is_set():  # a second Ctrl-C: the user means it
+        if self.stop_event.is_set() and signum == signal.SIGINT:  # a second Ctrl-C: the user means it
             os._exit(128 + signum)
         self.stop_event.set()
 

@@ -197,6 +197,9 @@ class FfmpegReader(_PipeReader):
             except subprocess.TimeoutExpired:
                 self._proc.kill()  # nothing to flush: it only decodes
                 self._proc.wait()
+        self._stderr_thread.join(1)
+        assert self._proc.stderr is not None
+        self._proc.stderr.close()
 
 
 class AlsaReader:

@@ -1,0 +1,86 @@
+"""A real MQTT subscriber for tests (paho), recording everything it receives."""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import paho.mqtt.client as paho
+from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+
+
+@dataclass(frozen=True)
+class Received:
+    topic: str
+    payload: bytes
+    retain: bool
+    properties: Any = None
+
+
+class Subscriber:
+    """Subscribes to `topics` on the broker and keeps every message (thread-safe)."""
+
+    def __init__(self, port: int, topics: list[str], v5: bool = True, **tls: Any) -> None:
+        self.messages: list[Received] = []
+        self._lock = threading.Lock()
+        self._cond = threading.Condition(self._lock)
+        proto = MQTTProtocolVersion.MQTTv5 if v5 else MQTTProtocolVersion.MQTTv311
+        self.client = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"test-{uuid.uuid4().hex[:8]}",
+                                  protocol=proto)
+        self.topics = topics
+        self.connected = threading.Event()
+        self.client.on_connect = self._on_connect
+        self.client.on_message = self._on_message
+        self.port = port
+
+    def _on_connect(self, client: paho.Client, *_: Any) -> None:
+        for t in self.topics:
+            client.subscribe(t, qos=1)
+        self.connected.set()
+
+    def _on_message(self, _c: paho.Client, _u: Any, msg: paho.MQTTMessage) -> None:
+        with self._cond:
+            self.messages.append(Received(msg.topic, bytes(msg.payload), bool(msg.retain),
+                                          getattr(msg, "properties", None)))
+            self._cond.notify_all()
+
+    def start(self) -> Subscriber:
+        self.client.connect("127.0.0.1", self.port)
+        self.client.loop_start()
+        if not self.connected.wait(10):
+            raise TimeoutError("subscriber could not connect")
+        time.sleep(0.1)  # let the SUBACKs arrive
+        return self
+
+    def stop(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+    def on(self, topic: str) -> list[Received]:
+        with self._lock:
+            return [m for m in self.messages if m.topic == topic]
+
+    def wait_for(self, predicate: Callable[[list[Received]], bool], timeout: float = 10.0) -> list[Received]:
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while not predicate(self.messages):
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    topics = sorted({m.topic for m in self.messages})
+                    raise AssertionError(f"condition not met within {timeout}s; topics seen: {topics}")
+                self._cond.wait(remaining)
+            return list(self.messages)
+
+    def wait_topic(self, topic: str, payload: bytes | None = None, timeout: float = 10.0) -> Received:
+        def found(msgs: list[Received]) -> bool:
+            return any(m.topic == topic and (payload is None or m.payload == payload) for m in msgs)
+
+        self.wait_for(found, timeout)
+        return [m for m in self.on(topic) if payload is None or m.payload == payload][-1]
+
+    def publish(self, topic: str, payload: bytes | str, **kw: Any) -> None:
+        self.client.publish(topic, payload, qos=1, **kw).wait_for_publish(5)

@@ -1,0 +1,215 @@
+"""Audio sources on real inputs: WAV files in every common format, FLAC and media files through FFmpeg,
+raw PCM on stdin and a FIFO, and RTSP audio from a real server."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edged.config.schema import MicrophoneConfig
+from edged.queues import QueueClosed
+from edged.sources.audio.chunk import SAMPLE_RATE
+from edged.sources.audio.convert import StreamResampler, decode_pcm
+from edged.sources.audio.readers import AudioError, WavReader
+from edged.sources.audio.source import AudioSource, Chunker
+from edged.supervise import SourceState
+from tests.support.media import ffmpeg, make_tone_wav
+from tests.support.rtsp import RtspServer
+
+
+def dominant_hz(x: np.ndarray) -> float:
+    spectrum = np.abs(np.fft.rfft(x.astype(np.float64) * np.hanning(len(x))))
+    return float(np.argmax(spectrum) * SAMPLE_RATE / len(x))
+
+
+def read_all(mic: MicrophoneConfig, timeout: float = 10.0) -> tuple[np.ndarray, AudioSource]:
+    """Run an AudioSource until it ends; return all its samples."""
+    source = AudioSource(mic, on_health=lambda h: None)
+    source.start()
+    chunks = []
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            try:
+                chunk = source.chunks.get(timeout=0.2)
+            except QueueClosed:
+                break
+            if chunk is not None:
+                assert len(chunk.samples) == source.chunk_samples
+                chunks.append(chunk)
+            elif source.supervisor.health().state is SourceState.ENDED and not len(source.chunks):
+                break
+    finally:
+        source.stop()
+    assert chunks, "no audio came out"
+    times = [c.stream_time for c in chunks]
+    assert times == sorted(times)
+    return np.concatenate([c.samples for c in chunks]), source
+
+
+@pytest.mark.parametrize(("codec", "rate", "channels"), [
+    ("pcm_s16le", 16000, 1), ("pcm_u8", 16000, 1), ("pcm_s24le", 48000, 2), ("pcm_s32le", 44100, 1),
+    ("pcm_f32le", 22050, 2), ("pcm_f64le", 8000, 1),
+])
+def test_wav_formats_become_16k_mono(tmp_path: Path, codec: str, rate: int, channels: int) -> None:
+    """8/16/24/32-bit and float WAV, any rate, mono or stereo: 16 kHz mono with the tone intact."""
+    wav = make_tone_wav(tmp_path / f"{codec}.wav", seconds=1.0, rate=rate, channels=channels, codec=codec)
+    samples, _ = read_all(MicrophoneConfig(id="m", device=str(wav), realtime=False))
+    assert len(samples) == pytest.approx(SAMPLE_RATE, abs=SAMPLE_RATE * 0.02)
+    assert dominant_hz(samples) == pytest.approx(440, abs=5)
+    assert np.abs(samples).max() > 2000  # ffmpeg tones peak at 1/8 full scale (4096); not lost in scaling
+
+
+def test_wav_errors_name_the_file(tmp_path: Path) -> None:
+    """A missing or non-WAV file is refused by name."""
+    with pytest.raises(AudioError, match="nope.wav: file not found"):
+        WavReader(str(tmp_path / "nope.wav"))
+    junk = tmp_path / "junk.wav"
+    junk.write_bytes(b"MThd" + b"\x00" * 64)
+    with pytest.raises(AudioError, match="junk.wav: not a RIFF/WAVE file"):
+        WavReader(str(junk))
+
+
+def test_resampler_is_seamless_across_chunk_boundaries() -> None:
+    """Feeding a signal in odd-sized pieces gives exactly the output of feeding it whole."""
+    x = np.random.default_rng(1).standard_normal(48000 * 2).astype(np.float32) * 0.1
+    whole = StreamResampler(48000).process(x)
+    r = StreamResampler(48000)
+    parts = np.concatenate([r.process(p) for p in np.array_split(x, 53)])
+    assert np.array_equal(whole, parts)
+
+
+def test_resampler_rejects_aliases() -> None:
+    """A 10 kHz tone (above 8 kHz Nyquist) at 48 kHz is strongly attenuated, a 1 kHz tone is kept."""
+    t = np.arange(48000) / 48000
+    keep = StreamResampler(48000).process(np.sin(2 * np.pi * 1000 * t).astype(np.float32))
+    alias = StreamResampler(48000).process(np.sin(2 * np.pi * 10000 * t).astype(np.float32))
+    assert np.sqrt(np.mean(keep[200:-200] ** 2)) > 0.6
+    assert np.sqrt(np.mean(alias[200:-200] ** 2)) < 0.05
+
+
+def test_pcm_decoding_scales_each_format() -> None:
+    """Full-scale values of each sample format map to about +-1."""
+    assert decode_pcm(b"\xff\x7f\x00\x80", "s16", 1)[:, 0] == pytest.approx([32767 / 32768, -1.0])
+    assert decode_pcm(b"\x00\xff", "u8", 1)[:, 0] == pytest.approx([-1.0, 127 / 128])
+    assert decode_pcm(b"\xff\xff\x7f\x00\x00\x80", "s24", 1)[:, 0] == pytest.approx([1.0, -1.0], abs=1e-6)
+
+
+def test_chunker_cuts_exact_chunks_and_keeps_the_rest() -> None:
+    """Blocks of any size come out as fixed chunks; nothing is lost between calls."""
+    c = Chunker(160)
+    out = c.feed(np.ones(250, np.float32) * 0.5) + c.feed(np.ones(230, np.float32) * 0.5)
+    assert [len(x) for x in out] == [160, 160, 160]
+
+
+def test_flac_and_media_audio_tracks_through_ffmpeg(tmp_path: Path, clip: Path) -> None:
+    """FLAC files and a video file's AAC track decode through the ffmpeg reader."""
+    wav = make_tone_wav(tmp_path / "t.wav", seconds=1.5, rate=44100)
+    flac = tmp_path / "t.flac"
+    ffmpeg("-i", str(wav), str(flac))
+    samples, _ = read_all(MicrophoneConfig(id="f", device=str(flac), realtime=False))
+    assert len(samples) / SAMPLE_RATE == pytest.approx(1.5, abs=0.05)
+    assert dominant_hz(samples) == pytest.approx(440, abs=5)
+    track, _ = read_all(MicrophoneConfig(id="v", device=str(clip), realtime=False))
+    assert len(track) / SAMPLE_RATE == pytest.approx(4.0, abs=0.1)
+    assert dominant_hz(track) == pytest.approx(440, abs=5)
+
+
+def test_files_are_paced_in_real_time_by_default(tmp_path: Path) -> None:
+    """A realtime file source delivers audio no faster than it plays (chunks carry their due time)."""
+    wav = make_tone_wav(tmp_path / "t.wav", seconds=1.0)
+    start = time.monotonic()
+    samples, _ = read_all(MicrophoneConfig(id="m", device=str(wav)))
+    assert len(samples) == pytest.approx(SAMPLE_RATE, abs=400)
+    assert time.monotonic() - start >= 0.9
+
+
+def test_raw_pcm_from_a_fifo(tmp_path: Path) -> None:
+    """`fifo:PATH`: raw s16le from another process, resampled from its declared rate."""
+    fifo = tmp_path / "mic.fifo"
+    os.mkfifo(fifo)
+    tone = (np.sin(2 * np.pi * 440 * np.arange(48000) / 48000) * 12000).astype("<i2").tobytes()
+
+    def writer() -> None:
+        with open(fifo, "wb") as f:
+            f.write(tone)
+
+    mic = MicrophoneConfig(id="fifo", device=f"fifo:{fifo}", sample_rate=48000)
+    thread = threading.Thread(target=writer)
+    thread.start()
+    samples, source = read_all(mic)
+    thread.join(5)
+    assert len(samples) == pytest.approx(16000, abs=200)
+    assert dominant_hz(samples) == pytest.approx(440, abs=5)
+    assert source.overruns == 0
+
+
+def test_raw_pcm_on_stdin_paced_in_real_time(tmp_path: Path) -> None:
+    """`-`: PCM piped in by `ffmpeg -re`, read by a real edged process until stdin closes."""
+    wav = make_tone_wav(tmp_path / "t.wav", seconds=1.0, rate=16000)
+    script = (
+        "from edged.logs import configure_logging\n"
+        "configure_logging('info', 'json')\n"
+        "from edged.config.schema import MicrophoneConfig\n"
+        "from edged.sources.audio.source import AudioSource\n"
+        "src = AudioSource(MicrophoneConfig(id='stdin', device='-'), on_health=lambda h: None)\n"
+        "src.start(); n = 0\n"
+        "while src.supervisor.health().state.value != 'ended' or len(src.chunks):\n"
+        "    c = src.chunks.get(timeout=0.5)\n"
+        "    n += 0 if c is None else len(c.samples)\n"
+        "print(n, src.overruns)\n"
+        "src.stop()\n"
+    )
+    producer = subprocess.Popen(["ffmpeg", "-nostdin", "-loglevel", "error", "-re", "-i", str(wav), "-f", "s16le",
+                                 "-ac", "1", "-ar", "16000", "-"], stdout=subprocess.PIPE)
+    out = subprocess.run([sys.executable, "-c", script], stdin=producer.stdout, capture_output=True, text=True,
+                         timeout=30)
+    producer.wait(10)
+    assert producer.stdout is not None
+    producer.stdout.close()
+    samples, overruns = (int(v) for v in out.stdout.split())
+    assert samples == pytest.approx(16000, abs=200)
+    assert overruns == 0
+
+
+@pytest.mark.slow
+def test_rtsp_audio_track() -> None:
+    """The audio of a real RTSP stream (Opus over RTP) through the ffmpeg reader."""
+    server = RtspServer(audio=True).start()
+    try:
+        mic = MicrophoneConfig(id="rtsp", device=server.url)
+        source = AudioSource(mic, on_health=lambda h: None)
+        source.start()
+        chunks = []
+        deadline = time.monotonic() + 20
+        while len(chunks) < 150 and time.monotonic() < deadline:  # 1.5 s of audio
+            chunk = source.chunks.get(timeout=0.5)
+            if chunk is not None:
+                chunks.append(chunk)
+        source.stop()
+        samples = np.concatenate([c.samples for c in chunks])
+        assert len(chunks) >= 150
+        assert dominant_hz(samples[-8000:]) == pytest.approx(440, abs=8)
+    finally:
+        server.kill()
+
+
+def test_missing_media_file_reports_and_retries(tmp_path: Path) -> None:
+    """A microphone file that doesn't exist: RECONNECTING with the reason, never a crash."""
+    mic = MicrophoneConfig(id="m", device=str(tmp_path / "gone.flac"))
+    states = []
+    source = AudioSource(mic, on_health=states.append)
+    source.start()
+    deadline = time.monotonic() + 5
+    while not states and time.monotonic() < deadline:
+        time.sleep(0.02)
+    source.stop()
+    assert states[0].state is SourceState.RECONNECTING
+    assert "gone.flac: file not found" in states[0].reason
