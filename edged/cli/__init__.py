@@ -15,6 +15,8 @@ from collections.abc import Sequence
 COMMANDS = (
     "run",
     "check_config",
+    "watch",
+    "install_service",
     "bench",
 )
 
@@ -33,6 +35,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    from edged.logs import configure_logging
+
+    configure_logging("warning", "console")  # tools print results; `edged run` configures its own logging
     try:
         return int(args.func(args))
     except KeyboardInterrupt:
