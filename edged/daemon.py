@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import signal
 import threading
 import time
@@ -23,6 +24,7 @@ from edged.control.executor import CommandExecutor, Responder
 from edged.control.features import FeatureRegistry, FeatureStore
 from edged.events import Event, Stats
 from edged.logs import get_logger
+from edged.outputs.discovery import Discovery
 from edged.outputs.mqtt.link import Incoming
 from edged.outputs.mqtt.publisher import MqttPublisher
 from edged.pipeline import Pipeline
@@ -52,6 +54,9 @@ class Daemon:
         self.pipeline: Pipeline | None = None
         self.features = FeatureRegistry(FeatureStore(config.state_dir / "features.json"))
         self.executor: CommandExecutor | None = None
+        self.discovery: Discovery | None = None
+        self._rediscover_at: float | None = None  # Home Assistant came (back) online: resend after a delay
+        self._reassert_at: float | None = None  # states again shortly after discovery configs
 
     # -- entry point -----------------------------------------------------------------------------
     def run(self) -> int:
@@ -99,6 +104,7 @@ class Daemon:
         self.publisher.start()
         stack.callback(self._stop_publisher)
         self.executor = self._make_executor(self.publisher)
+        self.discovery = Discovery(self.config, self.publisher.publish_message)
         self._secrets = secrets
         self._start_pipeline(self.config)
         stack.callback(self._stop_pipeline)
@@ -112,20 +118,37 @@ class Daemon:
         return MqttPublisher(self.config, password, self._on_incoming, subscriptions)
 
     def _make_executor(self, publisher: MqttPublisher) -> CommandExecutor:
-        executor = CommandExecutor(self.config.base_topic, self.features, self.publish, publisher.respond)
+        executor = CommandExecutor(self.config.base_topic, self.features, self.publish, publisher.respond,
+                                   on_ha_online=self._on_home_assistant_online)
         executor.register("health", lambda _r, _resp: self.health())
         executor.register("config", lambda _r, _resp: to_plain(self.config))
         executor.register("caption_now", self._caption_unavailable)
         executor.register("ask", self._caption_unavailable)
         return executor
 
+    def _on_home_assistant_online(self) -> None:
+        """Home Assistant restarted: resend discovery after a random delay (so many devices don't stampede)."""
+        self._rediscover_at = time.monotonic() + random.uniform(0.0, 5.0)
+
+    def _publish_discovery(self) -> None:
+        if self.discovery is None:
+            return
+        ww = self.config.models.wakeword
+        names = [k.name for k in ww.keyword_settings if k.enabled]
+        keywords = {m.id: names for m in self.config.all_microphones if m.keywords}
+        self.discovery.publish(self.features.features(), keywords)
+        self._reassert_at = time.monotonic() + 1.0  # a state sent right after its config can be missed
+
     def _caption_unavailable(self, request: Request, _responder: Responder) -> Any:
         raise CommandError(f"{request.command}: captions are not available in this build")
 
     def _start_pipeline(self, config: Config) -> None:
-        pipeline = Pipeline(config, self.publish, lambda cam: self._secrets.get(f"camera:{cam.id}"))
+        pipeline = Pipeline(config, self.publish, lambda cam: self._secrets.get(f"camera:{cam.id}"), self.features)
         pipeline.start()
         self.pipeline = pipeline
+        for state in self.features.states():
+            self.publish(state)
+        self._publish_discovery()
 
     def _stop_pipeline(self) -> None:
         if self.pipeline is not None:
@@ -157,6 +180,12 @@ class Daemon:
         if self._reload.is_set():
             self._reload.clear()
             self.reload()
+        if self._rediscover_at is not None and now >= self._rediscover_at:
+            self._rediscover_at = None
+            self._publish_discovery()
+        if self._reassert_at is not None and now >= self._reassert_at and self.publisher is not None:
+            self._reassert_at = None
+            self.publisher.reassert(self.config.base_topic)
         if now - self._last_watch >= 1.0:
             self._last_watch = now
             self._watch()
@@ -198,6 +227,7 @@ class Daemon:
             self.publisher.start()
             self.executor = self._make_executor(self.publisher)
         self._stop_pipeline()
+        self.discovery = Discovery(new, self.publisher.publish_message) if self.publisher else None
         self.config = new
         self._secrets = secrets
         self._start_pipeline(new)

@@ -1,0 +1,184 @@
+"""Home Assistant MQTT discovery: pure builders of the discovery messages for edged's devices.
+
+One host device (the board) and one device per camera and microphone, linked by `via_device`.
+Device-based discovery (`<prefix>/device/<id>/config`, Home Assistant >= 2024.12) by default;
+`mode: component` publishes the same entities as one config per entity for older versions.
+Unique ids derive from the device id, the source's config key and the entity key, so they survive
+restarts and renamed display names.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from edged import __version__
+from edged.config.schema import CameraConfig, Config, MicrophoneConfig
+from edged.control.features import Feature
+from edged.events import Message
+
+ORIGIN = {"name": "edged", "sw": __version__}
+_STATUS_TEMPLATE = "{{ 'online' if value == 'online' else 'offline' }}"  # 'disabled' greys the entity out too
+
+
+@dataclass(frozen=True)
+class Entity:
+    """One Home Assistant entity: its platform and its platform-specific keys."""
+
+    key: str
+    platform: str
+    name: str
+    config: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class DiscoveredDevice:
+    """A Home Assistant device with its entities and availability topics."""
+
+    object_id: str  # `<prefix>/device/<object_id>/config`
+    device: dict[str, Any]
+    entities: tuple[Entity, ...]
+    availability: tuple[str, ...]
+
+
+def uid(config: Config, *parts: str) -> str:
+    return "_".join(["edged", config.device.id, *parts]).replace("-", "_")
+
+
+def host_device(config: Config) -> DiscoveredDevice:
+    """The board: diagnostics of the daemon itself."""
+    base = config.base_topic
+    stats = f"{base}/stats"
+    entities = (
+        _diag("rss", "Memory", stats, "{{ value_json.system.rss_mb }}", "MB", icon="mdi:memory"),
+        _diag("temperature", "SoC temperature", stats, "{{ value_json.system.temperature_c }}", "°C",
+              device_class="temperature"),
+        _diag("outbox", "Outbox pending", stats, "{{ value_json.system.mqtt.outbox_pending }}", "events",
+              icon="mdi:tray-full"),
+        _diag("uptime", "Uptime", stats, "{{ value_json.uptime_s | int }}", "s", device_class="duration"),
+    )
+    device = {"ids": [uid(config)], "name": config.device.display_name, "mf": "edged", "mdl": "edge AI daemon",
+              "sw": __version__}
+    return DiscoveredDevice(uid(config), device, entities, (f"{base}/available",))
+
+
+def camera_device(config: Config, cam: CameraConfig, features: Sequence[Feature]) -> DiscoveredDevice:
+    base = f"{config.base_topic}/{cam.id}"
+    stats = f"{config.base_topic}/stats"
+    src = f"value_json.sources['{cam.id}']"
+    entities = [
+        Entity("caption", "sensor", "Caption", {
+            "state_topic": f"{base}/caption", "value_template": "{{ value_json.title }}",
+            "json_attributes_topic": f"{base}/caption", "icon": "mdi:text-box-outline"}),
+        Entity("motion", "binary_sensor", "Motion", {
+            "state_topic": f"{base}/motion", "payload_on": "ON", "payload_off": "OFF", "device_class": "motion"}),
+        Entity("snapshot", "image", "Snapshot", {"image_topic": f"{base}/snapshot", "content_type": "image/jpeg"}),
+        Entity("caption_now", "button", "Caption now", {
+            "command_topic": f"{config.base_topic}/request/caption_now",
+            "payload_press": json.dumps({"camera": cam.id}), "icon": "mdi:camera-iris"}),
+        _diag("fps", "Analysed frame rate", stats, f"{{{{ {src}.analysed_fps }}}}", "fps"),
+        _diag("frame_age", "Last frame age", stats, f"{{{{ {src}.last_frame_age_s }}}}", "s"),
+        _diag("dropped", "Dropped frames", stats, f"{{{{ {src}.dropped }}}}", "frames", state_class="total"),
+        _diag("caption_latency", "Caption latency", stats, f"{{{{ {src}.caption_latency_ms.p50 | default(0) }}}}",
+              "ms", device_class="duration"),
+    ]
+    entities += [_feature_entity(base, f) for f in features if f.source == cam.id]
+    device = {"ids": [uid(config, cam.id)], "name": cam.display_name, "mf": "edged", "mdl": "camera",
+              "via_device": uid(config)}
+    return DiscoveredDevice(uid(config, cam.id), device, tuple(entities),
+                            (f"{config.base_topic}/available", f"{base}/status"))
+
+
+def microphone_device(config: Config, mic: MicrophoneConfig, keywords: Sequence[str],
+                      features: Sequence[Feature]) -> DiscoveredDevice:
+    base = f"{config.base_topic}/{mic.id}"
+    stats = f"{config.base_topic}/stats"
+    src = f"value_json.sources['{mic.id}']"
+    entities = [
+        Entity("keyword", "event", "Keyword", {"state_topic": f"{base}/keyword", "event_types": list(keywords),
+                                              "icon": "mdi:account-voice"}),
+        _diag("audio_lag", "Audio lag", stats, f"{{{{ {src}.lag_ms | default(0) }}}}", "ms",
+              device_class="duration"),
+        _diag("overruns", "Audio overruns", stats, f"{{{{ {src}.overruns }}}}", "chunks", state_class="total"),
+    ]
+    entities += [_feature_entity(base, f) for f in features if f.source == mic.id]
+    device = {"ids": [uid(config, mic.id)], "name": mic.display_name, "mf": "edged", "mdl": "microphone",
+              "via_device": uid(config)}
+    return DiscoveredDevice(uid(config, mic.id), device, tuple(entities),
+                            (f"{config.base_topic}/available", f"{base}/status"))
+
+
+def _diag(key: str, name: str, topic: str, template: str, unit: str, **extra: str) -> Entity:
+    return Entity(key, "sensor", name, {"state_topic": topic, "value_template": template,
+                                        "unit_of_measurement": unit, "entity_category": "diagnostic",
+                                        "state_class": extra.pop("state_class", "measurement"), **extra})
+
+
+def _feature_entity(base: str, f: Feature) -> Entity:
+    topics = {"command_topic": f"{base}/{f.name}/set", "state_topic": f"{base}/{f.name}/state"}
+    extra: dict[str, Any] = {"icon": f.icon} if f.icon else {}
+    if f.kind == "switch":
+        return Entity(f.name, "switch", f.title, {**topics, "payload_on": "ON", "payload_off": "OFF",
+                                                  "state_on": "ON", "state_off": "OFF", **extra})
+    number = {"min": f.minimum, "max": f.maximum, "step": f.step, "mode": "box", "entity_category": "config"}
+    if f.unit:
+        number["unit_of_measurement"] = f.unit
+    return Entity(f.name, "number", f.title, {**topics, **number, **extra})
+
+
+def devices(config: Config, features: Sequence[Feature], keywords: dict[str, Sequence[str]]) -> list[DiscoveredDevice]:
+    """Every device edged presents: the host, its cameras, its microphones."""
+    out = [host_device(config)]
+    out += [camera_device(config, cam, features) for cam in config.cameras.values()]
+    out += [microphone_device(config, mic, keywords.get(mic.id, ()), features) for mic in config.all_microphones]
+    return out
+
+
+def _availability(topics: Iterable[str]) -> list[dict[str, str]]:
+    return [{"topic": t, "value_template": _STATUS_TEMPLATE} if t.endswith("/status") else {"topic": t}
+            for t in topics]
+
+
+def device_message(prefix: str, dev: DiscoveredDevice) -> Message:
+    """`<prefix>/device/<id>/config`: the device, its origin, and its components."""
+    cmps = {e.key: {"p": e.platform, "unique_id": f"{dev.object_id}_{e.key}", "name": e.name, **e.config}
+            for e in dev.entities}
+    payload = {"dev": dev.device, "o": ORIGIN, "cmps": cmps, "availability": _availability(dev.availability),
+               "availability_mode": "all", "qos": 1}
+    return _retained(f"{prefix}/device/{dev.object_id}/config", payload)
+
+
+def component_messages(prefix: str, dev: DiscoveredDevice) -> list[Message]:
+    """One `<prefix>/<component>/<node>/<object>/config` per entity (Home Assistant before 2024.12)."""
+    out = []
+    for e in dev.entities:
+        payload = {"unique_id": f"{dev.object_id}_{e.key}", "name": e.name, "device": dev.device, "origin": ORIGIN,
+                   "availability": _availability(dev.availability), "availability_mode": "all", "qos": 1,
+                   **e.config}
+        out.append(_retained(f"{prefix}/{e.platform}/{dev.object_id}/{e.key}/config", payload))
+    return out
+
+
+def discovery_messages(config: Config, features: Sequence[Feature],
+                       keywords: dict[str, Sequence[str]]) -> list[Message]:
+    """All discovery configs for the configured mode."""
+    prefix = config.mqtt.discovery.prefix
+    out: list[Message] = []
+    for dev in devices(config, features, keywords):
+        if config.mqtt.discovery.mode == "device":
+            out.append(device_message(prefix, dev))
+        else:
+            out.extend(component_messages(prefix, dev))
+    return out
+
+
+def removal_messages(previous: Iterable[str], current: Iterable[Message]) -> list[Message]:
+    """Empty retained configs for discovery topics published before but not configured any more."""
+    keep = {m.topic for m in current}
+    return [Message(topic, b"", qos=1, retain=True) for topic in sorted(set(previous) - keep)]
+
+
+def _retained(topic: str, payload: dict[str, Any]) -> Message:
+    return Message(topic, json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode(), qos=1, retain=True)
