@@ -305,6 +305,12 @@ class CaptionsConfig:
     deadlines: DeadlinesConfig = field(default_factory=DeadlinesConfig)
     prompt: str = field(default="", metadata=spec("Camera-specific prompt (default: the model's)"))
     context: str = field(default="", metadata=spec("What the camera looks at, prepended to the prompt"))
+    scene_change: float = field(default=0.04, metadata=spec(
+        "Periodic captions are skipped while the scene differs less than this from the last captioned frame",
+        ge=0, le=1))
+    text_similarity: float = field(default=0.8, metadata=spec(
+        "A periodic caption this similar to the previous one is not published again (a heartbeat instead)",
+        gt=0, le=1))
 
 
 @dataclass(frozen=True)
@@ -408,6 +414,29 @@ class CameraConfig:
 
 
 @dataclass(frozen=True)
+class RuleConfig:
+    """A named event raised when a caption matches: any of `labels`, and/or the `text` pattern."""
+
+    name: str = field(metadata=spec("Rule name (the event type in Home Assistant)", pattern=ID_PATTERN))
+    cameras: tuple[str, ...] = field(default=(), metadata=spec("Cameras it applies to (default: all)"))
+    labels: tuple[str, ...] = field(default=(), metadata=spec("Labels, any of which matches"))
+    text: str = field(default="", metadata=spec("Regular expression the caption must match (case-insensitive)"))
+    on: tuple[Trigger, ...] = field(default=(), metadata=spec("Triggers it applies to (default: all)"))
+
+    @property
+    def pattern(self) -> re.Pattern[str] | None:
+        return re.compile(self.text, re.IGNORECASE) if self.text else None
+
+    def _validate(self) -> Problems:
+        if not self.labels and not self.text:
+            yield "labels", "a rule needs labels, a text pattern, or both"
+        try:
+            self.pattern  # noqa: B018 - compiling is the check
+        except re.error as exc:
+            yield "text", f"is not a valid regular expression ({exc})"
+
+
+@dataclass(frozen=True)
 class LogConfig:
     """Logging."""
 
@@ -428,6 +457,9 @@ class Config:
     state_dir: Path = field(default=Path("/var/lib/edged"), metadata=spec("Writable state directory"))
     cameras: Mapping[str, CameraConfig] = field(default_factory=_empty)  # type: ignore[arg-type]
     microphones: Mapping[str, MicrophoneConfig] = field(default_factory=_empty)  # type: ignore[arg-type]
+    labels: Mapping[str, tuple[str, ...]] = field(default_factory=_empty, metadata=spec(  # type: ignore[arg-type]
+        "Label -> words in a caption that mean it (extends the built-in person/vehicle/animal/package)"))
+    rules: tuple[RuleConfig, ...] = field(default=(), metadata=spec("Named events raised by caption matches"))
 
     @property
     def base_topic(self) -> str:
@@ -463,6 +495,10 @@ class Config:
             if mic.camera is not None and mic.camera not in self.cameras:
                 known = ", ".join(self.cameras) or "none"
                 yield "microphones", f"{where}: camera {mic.camera!r} is not configured (cameras: {known})"
+        for rule in self.rules:
+            for cam in rule.cameras:
+                if cam not in self.cameras:
+                    yield "rules", f"rule {rule.name!r}: camera {cam!r} is not configured"
 
 
 def source_kind(url: str) -> Literal["rtsp", "v4l2", "file", "http"]:

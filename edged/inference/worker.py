@@ -1,0 +1,94 @@
+"""`InferenceWorker`: the one thread that runs the caption model; jobs in, `Future`s out.
+
+The scheduler submits one job at a time and never blocks on it: it polls the future and, to
+preempt, sets the job's cancel event (the model checks it between tokens).
+"""
+
+from __future__ import annotations
+
+import threading
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from edged.inference.protocol import Captioner, CaptionResult
+from edged.logs import get_logger
+from edged.queues import BoundedQueue, DropPolicy, QueueClosed
+
+
+@dataclass(eq=False)
+class Job:
+    """One model run: an image, a prompt, a deadline and a way to cancel it."""
+
+    image: np.ndarray
+    prompt: str
+    deadline: float | None
+    max_new_tokens: int | None = None
+    cancel: threading.Event = field(default_factory=threading.Event)
+    future: Future[CaptionResult] = field(default_factory=Future)
+
+
+class WorkerBusy(RuntimeError):
+    """A job was submitted while another one runs."""
+
+
+class InferenceWorker:
+    """Runs jobs on a captioner, one at a time, on its own named thread."""
+
+    def __init__(self, captioner: Captioner) -> None:
+        self.captioner = captioner
+        self.log = get_logger(component="inference", model=captioner.name)
+        self._jobs: BoundedQueue[Job] = BoundedQueue("inference", 1, DropPolicy.DROP_NEWEST)
+        self._busy = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="inference", daemon=True)
+        self.completed = 0
+        self.failed = 0
+
+    @property
+    def name(self) -> str:
+        return self.captioner.name
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self, timeout: float = 3.0) -> None:
+        self._jobs.close()
+        self._thread.join(timeout)
+        if self._thread.is_alive():
+            self.log.warning("inference_stop_timeout", timeout_s=timeout)
+
+    @property
+    def alive(self) -> bool:
+        return self._thread.is_alive()
+
+    @property
+    def busy(self) -> bool:
+        return self._busy.is_set()
+
+    def submit(self, job: Job) -> Future[CaptionResult]:
+        if self._busy.is_set() or not self._jobs.put(job):
+            raise WorkerBusy("the model is already running a job")
+        self._busy.set()
+        return job.future
+
+    def _run(self) -> None:
+        while True:
+            try:
+                job = self._jobs.get(timeout=0.5)
+            except QueueClosed:
+                return
+            if job is None:
+                continue
+            try:
+                result = self.captioner.caption(job.image, job.prompt, max_new_tokens=job.max_new_tokens,
+                                                deadline=job.deadline, cancel=job.cancel)
+            except Exception as exc:  # stored on the future; the scheduler reports it
+                self.failed += 1
+                self.log.exception("caption_failed", error=str(exc))
+                self._busy.clear()  # free before the future resolves, so the next submit never races
+                job.future.set_exception(exc)
+                continue
+            self.completed += 1
+            self._busy.clear()
+            job.future.set_result(result)

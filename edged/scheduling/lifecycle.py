@@ -1,0 +1,88 @@
+"""Two-phase events: `new` (with a snapshot) the moment something happens, `update` when the caption
+arrives, `end` when it is over. Latency hiding: automations fire on `new` within milliseconds; the
+seconds-long caption follows on the same id.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Mapping
+
+from edged.analysis.history import AnalysedFrame, encode_jpeg
+from edged.config.schema import SnapshotConfig
+from edged.events import CameraEvent, Event, Snapshot
+from edged.metrics import Percentiles
+from edged.scheduling.triggers import new_id
+
+
+class EventTracker:
+    """Opens, updates and closes camera events; remembers what is open per camera."""
+
+    def __init__(self, publish: Callable[[Event], None], snapshots: Mapping[str, SnapshotConfig]) -> None:
+        self._publish = publish
+        self._snapshots = snapshots
+        self._lock = threading.Lock()
+        self._open: dict[str, tuple[str, str, float]] = {}  # event id -> (camera, trigger, start wall ts)
+        self._motion: dict[str, str] = {}  # camera -> its open motion event
+        self.new_latency_ms = Percentiles()  # trigger -> `new` published
+
+    def snapshot(self, camera: str, frame: AnalysedFrame) -> None:
+        cfg = self._snapshots.get(camera, SnapshotConfig())
+        self._publish(Snapshot(camera, encode_jpeg(frame.image, cfg.height, cfg.quality)))
+
+    def open(self, camera: str, trigger: str, frame: AnalysedFrame | None, trigger_ts: float, *,
+             motion_area: float = 0.0, keyword: str | None = None) -> str:
+        """Publish `new` (and the frame as snapshot); returns the event id."""
+        event_id = new_id("ev")
+        wall = time.time()
+        if frame is not None:
+            self.snapshot(camera, frame)
+        self._publish(CameraEvent("new", event_id, camera, trigger, wall, wall, motion_area=motion_area,  # type: ignore[arg-type]
+                                  keyword=keyword, has_snapshot=frame is not None))
+        self.new_latency_ms.add((time.monotonic() - trigger_ts) * 1000)
+        with self._lock:
+            self._open[event_id] = (camera, trigger, wall)
+            if trigger == "motion":
+                self._motion[camera] = event_id
+        return event_id
+
+    def motion_started(self, camera: str, frame: AnalysedFrame, area: float) -> str:
+        return self.open(camera, "motion", frame, frame.ts, motion_area=area)
+
+    def motion_ended(self, camera: str) -> None:
+        with self._lock:
+            event_id = self._motion.pop(camera, None)
+        if event_id is not None:
+            self.close(event_id)
+
+    def update(self, event_id: str, *, title: str, caption: str, labels: tuple[str, ...],
+               rules: tuple[str, ...], has_snapshot: bool) -> None:
+        with self._lock:
+            known = self._open.get(event_id)
+        if known is None:
+            return
+        camera, trigger, start = known
+        self._publish(CameraEvent("update", event_id, camera, trigger, start, time.time(), None, title,  # type: ignore[arg-type]
+                                  caption, labels, has_snapshot=has_snapshot, rules=rules))
+
+    def close(self, event_id: str) -> None:
+        """Publish `end` (once)."""
+        with self._lock:
+            known = self._open.pop(event_id, None)
+        if known is None:
+            return
+        camera, trigger, start = known
+        now = time.time()
+        self._publish(CameraEvent("end", event_id, camera, trigger, start, now, now))  # type: ignore[arg-type]
+
+    def close_all(self) -> None:
+        with self._lock:
+            ids = list(self._open)
+            self._motion.clear()
+        for event_id in ids:
+            self.close(event_id)
+
+    def is_open(self, event_id: str) -> bool:
+        with self._lock:
+            return event_id in self._open

@@ -1,0 +1,87 @@
+"""The scheduler's decisions as pure functions of their inputs: what runs next, what is stale, what
+preempts, and how the periodic interval adapts. No threads, no clocks: everything is passed in.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+
+from edged.scheduling.triggers import Trigger
+
+ASK_QUEUE = 4  # questions kept per camera; a fifth waiting one is refused
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What to run now (if anything) and which pending triggers were dropped as stale."""
+
+    run: Trigger | None
+    stale: tuple[Trigger, ...]
+
+
+def admit(pending: Sequence[Trigger], new: Trigger) -> tuple[list[Trigger], list[Trigger]]:
+    """A camera's pending triggers after `new` arrives, and those it displaced.
+
+    Latest wins per camera: `new` replaces pending captions of the same or lower priority (they
+    would describe an older moment); a pending one of higher priority stays and `new` is dropped.
+    Questions are different: each asks something else, so up to ASK_QUEUE of them queue in order.
+    """
+    if new.kind == "ask":
+        asks = [t for t in pending if t.kind == "ask"]
+        others = [t for t in pending if t.kind != "ask"]
+        if len(asks) >= ASK_QUEUE:
+            return list(pending), [new]
+        return [*others, *asks, new], []
+    keep, dropped = [], []
+    for old in pending:
+        if old.kind == "ask" or old.priority > new.priority:
+            keep.append(old)
+        else:
+            dropped.append(old)
+    if any(t.kind != "ask" and t.priority > new.priority for t in keep):
+        return keep, [*dropped, new]
+    return [*keep, new], dropped
+
+
+def would_miss(trigger: Trigger, now: float, expected_s: float) -> bool:
+    """A job that cannot finish before its deadline (at the current expected caption time)."""
+    return now + expected_s > trigger.deadline
+
+
+def choose_next(pending: Mapping[str, Sequence[Trigger]], now: float, expected_s: float,
+                last_served: Mapping[str, float]) -> Decision:
+    """Highest priority first; among equals the camera served longest ago (fair), then the oldest trigger."""
+    stale: list[Trigger] = []
+    live: list[Trigger] = []
+    for triggers in pending.values():
+        for t in triggers:
+            (stale if would_miss(t, now, expected_s) else live).append(t)
+    if not live:
+        return Decision(None, tuple(stale))
+    best = min(live, key=lambda t: (-t.priority, last_served.get(t.camera, float("-inf")), t.ts))
+    return Decision(best, tuple(stale))
+
+
+def should_preempt(running: Trigger, waiting: Iterable[Trigger]) -> Trigger | None:
+    """A waiting trigger of strictly higher priority than the running one (periodic < motion < keyword < ask)."""
+    better = [t for t in waiting if t.priority > running.priority]
+    return max(better, key=lambda t: (t.priority, -t.ts)) if better else None
+
+
+@dataclass(frozen=True)
+class AdaptiveInterval:
+    """The periodic caption interval: quiet scenes slow down toward `maximum`, activity speeds up toward
+    `minimum`. Each caption moves it by one step (x1.5 when quiet, /2 when busy)."""
+
+    minimum: float
+    maximum: float
+    current: float
+
+    @classmethod
+    def start(cls, minimum: float, maximum: float) -> AdaptiveInterval:
+        return cls(minimum, maximum, minimum)
+
+    def after(self, busy: bool) -> AdaptiveInterval:
+        nxt = self.current / 2.0 if busy else self.current * 1.5
+        return AdaptiveInterval(self.minimum, self.maximum, min(self.maximum, max(self.minimum, nxt)))

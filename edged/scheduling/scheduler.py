@@ -1,0 +1,382 @@
+"""`Scheduler`: spends the scarce model time on the frames that matter.
+
+Triggers (motion, keyword, caption_now/ask requests, the adaptive periodic timer) arrive from other
+threads; the scheduler thread admits them (latest wins per camera), drops the ones that would miss
+their deadline, picks the next job (priority, then fairness across cameras), chooses the frame,
+skips unchanged scenes, preempts a lower-priority caption between tokens, and publishes captions
+as state and as `update`s of their events. Decisions are the pure functions of `policy`; this class
+is the thread, the queues and the bookkeeping around them.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from edged.analysis.history import AnalysedFrame, FrameHistory
+from edged.config.schema import CameraConfig, Config
+from edged.events import Caption, CaptionUnchanged, Event
+from edged.inference.protocol import CaptionResult
+from edged.inference.worker import InferenceWorker, Job
+from edged.logs import get_logger
+from edged.metrics import Percentiles
+from edged.queues import BoundedQueue, DropPolicy, QueueClosed
+from edged.scheduling.captions import Rule, label_table, labels_of, matching_rules, similarity, title_of
+from edged.scheduling.frame_choice import choose_frame
+from edged.scheduling.lifecycle import EventTracker
+from edged.scheduling.policy import AdaptiveInterval, admit, choose_next, should_preempt
+from edged.scheduling.triggers import Trigger, deadline_for
+
+TICK = 0.05
+SceneDistance = Callable[[AnalysedFrame, AnalysedFrame], float]
+
+
+@dataclass
+class CameraState:
+    """What the scheduler remembers about one camera."""
+
+    config: CameraConfig
+    history: FrameHistory
+    interval: AdaptiveInterval
+    next_periodic: float
+    captions_on: bool = True
+    active_since_caption: bool = False
+    last_text: str = ""
+    last_id: str | None = None
+    last_frame: AnalysedFrame | None = None
+    unchanged_since: float | None = None
+
+
+@dataclass
+class Running:
+    trigger: Trigger
+    job: Job
+    frame: AnalysedFrame
+    started: float
+
+
+@dataclass
+class Counters:
+    captions: int = 0
+    stale: int = 0
+    coalesced: int = 0
+    preempted: int = 0
+    unchanged_scene: int = 0
+    unchanged_text: int = 0
+    failed: int = 0
+    no_frame: int = 0
+    by_trigger: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+
+
+class Scheduler:
+    """The scheduling thread and its state (see module doc)."""
+
+    def __init__(self, config: Config, histories: Mapping[str, FrameHistory], worker: InferenceWorker | None,
+                 events: EventTracker, publish: Callable[[Event], None],
+                 scene_distance: SceneDistance | None = None, clock: Callable[[], float] = time.monotonic) -> None:
+        self.config = config
+        self.worker = worker
+        self.events = events
+        self._publish = publish
+        self._scene_distance = scene_distance
+        self._clock = clock
+        self.log = get_logger(component="scheduler")
+        now = clock()
+        self.cameras = {cid: self._camera_state(config.cameras[cid], h, now) for cid, h in histories.items()}
+        self._inbox: BoundedQueue[Trigger] = BoundedQueue("triggers", 1000, DropPolicy.DROP_NEWEST)
+        self._pending: dict[str, list[Trigger]] = defaultdict(list)
+        self._last_served: dict[str, float] = {}
+        self._running: Running | None = None
+        self._expected_s = 0.0  # moving average of caption time: what "would miss its deadline" is judged by
+        self.counters = Counters()
+        self.latency_ms: dict[str, Percentiles] = defaultdict(Percentiles)  # per trigger kind: trigger -> caption
+        self.camera_latency_ms: dict[str, Percentiles] = defaultdict(Percentiles)
+        self._labels = label_table(config.labels)
+        self._rules = [Rule(r.name, r.cameras, r.labels, r.pattern, r.on) for r in config.rules]
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="scheduler", daemon=True)
+
+    @staticmethod
+    def _camera_state(cam: CameraConfig, history: FrameHistory, now: float) -> CameraState:
+        interval = AdaptiveInterval.start(cam.captions.interval.min, cam.captions.interval.max)
+        return CameraState(cam, history, interval, now + interval.current, captions_on=cam.captions.enabled)
+
+    # -- owner API ----------------------------------------------------------------------------------
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self, timeout: float = 3.0) -> None:
+        self._stop.set()
+        self._inbox.close()
+        running = self._running
+        if running is not None:
+            running.job.cancel.set()
+        self._thread.join(timeout)
+        for triggers in self._pending.values():
+            for t in triggers:
+                t.finish(None, "edged is stopping")
+
+    @property
+    def alive(self) -> bool:
+        return self._thread.is_alive()
+
+    @property
+    def model_name(self) -> str | None:
+        return None if self.worker is None else self.worker.name
+
+    def trigger(self, trigger: Trigger) -> None:
+        """Hand in a trigger (any thread). A full inbox answers a waiting caller with an error."""
+        try:
+            accepted = self._inbox.put(trigger)
+        except QueueClosed:
+            accepted = False
+        if not accepted:
+            self.counters.coalesced += 1
+            trigger.finish(None, "the scheduler is overloaded; try again")
+
+    def make_trigger(self, kind: str, camera: str, **fields: Any) -> Trigger:
+        cam = self.cameras[camera].config
+        now = self._clock()
+        return Trigger(kind, camera, fields.pop("ts", now), deadline_for(kind, cam.captions.deadlines, now),  # type: ignore[arg-type]
+                       **fields)
+
+    def note_activity(self, camera: str) -> None:
+        """The analyser saw motion: the periodic interval should speed up after the next caption."""
+        state = self.cameras.get(camera)
+        if state is not None:
+            state.active_since_caption = True
+
+    def set_captions(self, camera: str, on: bool) -> None:
+        self.cameras[camera].captions_on = on
+
+    # -- the loop -----------------------------------------------------------------------------------
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self._step()
+            except Exception as exc:  # keep scheduling whatever one job did
+                self.log.exception("scheduler_error", error=str(exc))
+                self._stop.wait(0.5)
+
+    def _step(self) -> None:
+        try:
+            first = self._inbox.get(timeout=TICK)
+        except QueueClosed:
+            return
+        for trigger in [first, *self._inbox.drain()] if first is not None else self._inbox.drain():
+            self._admit(trigger)
+        now = self._clock()
+        self._periodic(now)
+        if self._running is not None:
+            self._check_running(now)
+        if self._running is None:
+            self._dispatch(now)
+
+    def _admit(self, trigger: Trigger) -> None:
+        state = self.cameras.get(trigger.camera)
+        if state is None:
+            trigger.finish(None, f"unknown camera {trigger.camera!r}")
+            return
+        if self.worker is None:
+            self._no_model(trigger)
+            return
+        if not state.captions_on and not trigger.answers:
+            self._close_event(trigger)
+            return
+        pending, displaced = admit(self._pending[trigger.camera], trigger)
+        self._pending[trigger.camera] = pending
+        for old in displaced:
+            self.counters.coalesced += 1
+            self._close_event(old)
+            old.finish(None, "superseded by a newer request for the same camera")
+
+    def _no_model(self, trigger: Trigger) -> None:
+        self._close_event(trigger)
+        trigger.finish(None, "no caption model is loaded (get one with: edged models pull glm-edge-v-2b)")
+
+    def _periodic(self, now: float) -> None:
+        if self.worker is None:
+            return
+        for cid, state in self.cameras.items():
+            if not state.captions_on or "periodic" not in state.config.captions.on or now < state.next_periodic:
+                continue
+            state.next_periodic = now + state.interval.current
+            self._admit(self.make_trigger("periodic", cid))
+
+    # -- running job --------------------------------------------------------------------------------
+    def _check_running(self, now: float) -> None:
+        running = self._running
+        assert running is not None
+        if running.job.future.done():
+            self._running = None
+            self._finished(running, now)
+            return
+        waiting = [t for ts in self._pending.values() for t in ts]
+        better = should_preempt(running.trigger, waiting)
+        if better is not None and not running.job.cancel.is_set():
+            self.log.info("caption_preempted", camera=running.trigger.camera, running=running.trigger.kind,
+                          by=better.kind, by_camera=better.camera)
+            running.job.cancel.set()
+
+    def _finished(self, running: Running, now: float) -> None:
+        trigger = running.trigger
+        try:
+            result = running.job.future.result()
+        except Exception as exc:
+            self.counters.failed += 1
+            self._close_event(trigger)
+            trigger.finish(None, f"the model failed: {exc}")
+            return
+        if result.finish_reason == "cancelled":
+            self.counters.preempted += 1
+            if not self._stop.is_set() and now < trigger.deadline:
+                self._admit(trigger)  # back in line, unless something newer took its place
+            else:
+                trigger.finish(None, "edged is stopping")
+            return
+        self._expected_s = 0.7 * self._expected_s + 0.3 * (now - running.started) if self._expected_s else (
+            now - running.started)
+        if result.finish_reason == "deadline":
+            self._stale(trigger, "the caption did not finish before its deadline")
+            return
+        self._publish_caption(trigger, running.frame, result)
+
+    # -- dispatch -----------------------------------------------------------------------------------
+    def _dispatch(self, now: float) -> None:
+        while True:
+            decision = choose_next(self._pending, now, self._expected_s, self._last_served)
+            for t in decision.stale:
+                self._remove(t)
+                self._stale(t, "it would miss its deadline")
+            trigger = decision.run
+            if trigger is None:
+                return
+            self._remove(trigger)
+            if self._start(trigger, now):
+                return
+
+    def _start(self, trigger: Trigger, now: float) -> bool:
+        """Start the job for `trigger`; False when it needed no model run (no frame, unchanged scene)."""
+        assert self.worker is not None
+        state = self.cameras[trigger.camera]
+        candidates = state.history.since(trigger.ts - 0.5)
+        frame = choose_frame(candidates, prefer_motion=trigger.kind == "motion") or state.history.latest()
+        if frame is None:
+            self.counters.no_frame += 1
+            self._close_event(trigger)
+            trigger.finish(None, f"camera {trigger.camera!r} has no frame yet")
+            return False
+        if trigger.kind == "periodic" and self._scene_unchanged(state, frame):
+            self._heartbeat(state, "scene")
+            return False
+        job = Job(frame.image, self._prompt(trigger, state.config), trigger.deadline,
+                  self.config.models.captioner.max_new_tokens)
+        job.future = self.worker.submit(job)
+        self._running = Running(trigger, job, frame, now)
+        self._last_served[trigger.camera] = now
+        return True
+
+    def _scene_unchanged(self, state: CameraState, frame: AnalysedFrame) -> bool:
+        if self._scene_distance is None or state.last_frame is None or state.active_since_caption:
+            return False
+        distance = self._scene_distance(state.last_frame, frame)
+        return distance < state.config.captions.scene_change
+
+    def _prompt(self, trigger: Trigger, cam: CameraConfig) -> str:
+        default = cam.captions.prompt or self.config.models.captioner.prompt
+        base = trigger.question if trigger.kind == "ask" else default
+        parts = [cam.captions.context] if cam.captions.context else []
+        if trigger.kind == "keyword" and trigger.keyword:
+            parts.append(f"Someone nearby just said \"{trigger.keyword.replace('_', ' ')}\".")
+        return " ".join([*parts, base])
+
+    def _remove(self, trigger: Trigger) -> None:
+        pending = self._pending.get(trigger.camera, [])
+        if trigger in pending:
+            pending.remove(trigger)
+
+    # -- outcomes -----------------------------------------------------------------------------------
+    def _stale(self, trigger: Trigger, why: str) -> None:
+        self.counters.stale += 1
+        self.log.info("caption_dropped_stale", camera=trigger.camera, trigger=trigger.kind, reason=why)
+        self._close_event(trigger)
+        trigger.finish(None, f"dropped: {why}")
+
+    def _close_event(self, trigger: Trigger) -> None:
+        if trigger.event_id is not None and trigger.kind != "motion":  # motion events end when motion ends
+            self.events.close(trigger.event_id)
+
+    def _heartbeat(self, state: CameraState, reason: str) -> None:
+        now_wall = time.time()
+        if state.unchanged_since is None:
+            state.unchanged_since = now_wall
+        if reason == "scene":
+            self.counters.unchanged_scene += 1
+            state.interval = state.interval.after(busy=False)
+            state.next_periodic = self._clock() + state.interval.current
+        else:
+            self.counters.unchanged_text += 1
+        if state.last_id is not None:
+            self._publish(CaptionUnchanged(state.config.id, state.last_id, state.unchanged_since, now_wall,
+                                           reason))  # type: ignore[arg-type]
+
+    def _publish_caption(self, trigger: Trigger, frame: AnalysedFrame, result: CaptionResult) -> None:
+        state = self.cameras[trigger.camera]
+        text = result.text.strip()
+        labels = labels_of(text, self._labels)
+        rules = tuple(matching_rules(self._rules, trigger.camera, trigger.kind, text, labels))
+        latency = (self._clock() - trigger.ts) * 1000
+        caption = Caption(trigger.event_id or f"cap-{frame.camera}-{frame.seq}", trigger.camera, title_of(text), text,
+                          trigger.kind, frame.wall_ts, time.time(), latency, result.model, labels,  # type: ignore[arg-type]
+                          trigger.question, len(result.tokens))
+        self.counters.captions += 1
+        self.counters.by_trigger[trigger.kind] += 1
+        self.latency_ms[trigger.kind].add(latency)
+        self.camera_latency_ms[trigger.camera].add(latency)
+        trigger.finish(result)
+        if trigger.kind == "ask":
+            return  # an answer goes to the asker only; it is not the camera's caption
+        self._update_state(state, trigger, frame, caption, rules)
+
+    def _update_state(self, state: CameraState, trigger: Trigger, frame: AnalysedFrame, caption: Caption,
+                      rules: tuple[str, ...]) -> None:
+        duplicate = state.last_text and similarity(caption.caption, state.last_text) >= (
+            state.config.captions.text_similarity)
+        state.interval = state.interval.after(busy=state.active_since_caption or trigger.kind != "periodic")
+        state.next_periodic = self._clock() + state.interval.current
+        state.active_since_caption = False
+        state.last_frame = frame
+        if trigger.event_id is not None:
+            self.events.update(trigger.event_id, title=caption.title, caption=caption.caption, labels=caption.labels,
+                               rules=rules, has_snapshot=True)
+            self._close_event(trigger)
+        if duplicate and trigger.kind == "periodic":
+            self._heartbeat(state, "text")
+            return
+        state.last_text, state.last_id, state.unchanged_since = caption.caption, caption.id, None
+        self.events.snapshot(trigger.camera, frame)
+        self._publish(caption)
+
+    def stats(self) -> dict[str, Any]:
+        c = self.counters
+        return {
+            "model": self.model_name, "captions": c.captions, "by_trigger": dict(c.by_trigger),
+            "stale_dropped": c.stale, "coalesced": c.coalesced, "preemptions": c.preempted,
+            "unchanged_scene": c.unchanged_scene, "unchanged_text": c.unchanged_text, "failed": c.failed,
+            "pending": sum(len(v) for v in self._pending.values()), "running": self._running is not None,
+            "expected_caption_s": round(self._expected_s, 2),
+            "latency_ms": {k: v.summary() for k, v in self.latency_ms.items()},
+            "event_new_latency_ms": self.events.new_latency_ms.summary(),
+        }
+
+    def camera_stats(self, camera: str) -> dict[str, Any]:
+        state = self.cameras.get(camera)
+        if state is None:
+            return {}
+        return {"caption_interval_s": round(state.interval.current, 1),
+                "caption_latency_ms": self.camera_latency_ms[camera].summary()}
+

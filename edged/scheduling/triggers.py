@@ -1,0 +1,71 @@
+"""Triggers: the reasons to look at a camera, each with a priority and a deadline."""
+
+from __future__ import annotations
+
+import itertools
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Literal
+
+from edged.config.schema import DeadlinesConfig
+from edged.inference.protocol import CaptionResult
+
+TriggerKind = Literal["ask", "request", "keyword", "motion", "periodic"]
+
+# Higher runs first; a higher one preempts a running lower one between tokens.
+PRIORITY: dict[TriggerKind, int] = {"ask": 4, "request": 4, "keyword": 3, "motion": 2, "periodic": 1}
+
+_ids = itertools.count(1)
+
+
+def new_id(prefix: str) -> str:
+    """A short unique id (time-based, so ids sort by creation and differ across restarts)."""
+    return f"{prefix}-{int(time.time() * 1000):x}-{next(_ids)}"
+
+
+Done = Callable[["Trigger", CaptionResult | None, str | None], None]  # (trigger, result, error)
+
+
+@dataclass(frozen=True, eq=False)
+class Trigger:
+    """A request to caption (or answer about) one camera.
+
+    `ts` is the monotonic time it happened; frames from then on are candidates. `deadline` is the
+    monotonic time after which a caption is stale. `on_done` (for requests and asks) is called once
+    with the result or an error, whatever happens to the job.
+    """
+
+    kind: TriggerKind
+    camera: str
+    ts: float
+    deadline: float
+    event_id: str | None = None
+    question: str = ""
+    keyword: str | None = None
+    transaction: object = None
+    on_done: Done | None = None
+    wall_ts: float = field(default_factory=time.time)
+    _answered: threading.Event = field(default_factory=threading.Event, repr=False)
+
+    @property
+    def priority(self) -> int:
+        return PRIORITY[self.kind]
+
+    @property
+    def answers(self) -> bool:
+        """True for triggers that someone waits on (a response must be sent)."""
+        return self.on_done is not None
+
+    def finish(self, result: CaptionResult | None, error: str | None = None) -> None:
+        """Answer the waiting caller exactly once (later calls do nothing)."""
+        if self.on_done is not None and not self._answered.is_set():
+            self._answered.set()
+            self.on_done(self, result, error)
+
+
+def deadline_for(kind: TriggerKind, deadlines: DeadlinesConfig, now: float) -> float:
+    seconds = {"ask": deadlines.request, "request": deadlines.request, "keyword": deadlines.keyword,
+               "motion": deadlines.motion, "periodic": deadlines.periodic}[kind]
+    return now + seconds
