@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import socket
 import subprocess
@@ -29,17 +30,21 @@ def wait_port(port: int, timeout: float = 10.0, host: str = "127.0.0.1") -> None
 class Broker:
     """`mosquitto` with a generated config; `stop()`/`start()` make outages on the same port."""
 
-    def __init__(self, workdir: Path, extra_config: str = "", port: int | None = None) -> None:
+    def __init__(self, workdir: Path, extra_config: str = "", port: int | None = None,
+                 persistence: bool = False) -> None:
         exe = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
         if not Path(exe).exists():
-            raise RuntimeError("mosquitto is not installed: run ./script/test (it installs it) or apt-get install mosquitto")
+            raise RuntimeError("mosquitto is not installed: ./script/test installs it (or apt-get install mosquitto)")
         self.exe = exe
         self.port = port or free_port()
         self.host = "127.0.0.1"
         self.workdir = workdir
         self.conf = workdir / f"mosquitto-{self.port}.conf"
         body = extra_config or "allow_anonymous true\n"
-        self.conf.write_text(f"listener {self.port} 127.0.0.1\n{body}persistence false\nlog_dest stderr\n")
+        store = f"persistence true\npersistence_location {workdir}/\n" if persistence else "persistence false\n"
+        # As root, mosquitto would switch to its own user, which can't read the test's private temp files.
+        user = "user root\n" if os.geteuid() == 0 else ""
+        self.conf.write_text(f"{user}listener {self.port} 127.0.0.1\n{body}{store}log_dest stderr\n")
         self.log = workdir / f"mosquitto-{self.port}.log"
         self.proc: subprocess.Popen[bytes] | None = None
 

@@ -24,22 +24,35 @@ class Received:
 class Subscriber:
     """Subscribes to `topics` on the broker and keeps every message (thread-safe)."""
 
-    def __init__(self, port: int, topics: list[str], v5: bool = True, **tls: Any) -> None:
+    def __init__(self, port: int, topics: list[str], v5: bool = True, persistent: bool = False,
+                 tls: dict[str, Any] | None = None, auth: tuple[str, str] | None = None) -> None:
+        """`persistent`: a non-clean MQTT 3.1.1 session, so the broker queues messages while we are away."""
         self.messages: list[Received] = []
         self._lock = threading.Lock()
         self._cond = threading.Condition(self._lock)
-        proto = MQTTProtocolVersion.MQTTv5 if v5 else MQTTProtocolVersion.MQTTv311
+        proto = MQTTProtocolVersion.MQTTv311 if persistent or not v5 else MQTTProtocolVersion.MQTTv5
+        extra = {"clean_session": False} if persistent else {}
         self.client = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"test-{uuid.uuid4().hex[:8]}",
-                                  protocol=proto)
+                                  protocol=proto, **extra)
+        self.client.reconnect_delay_set(1, 1)
+        if tls:
+            self.client.tls_set(**tls)
+        if auth:
+            self.client.username_pw_set(*auth)
         self.topics = topics
         self.connected = threading.Event()
+        self.subscribed = threading.Event()
         self.client.on_connect = self._on_connect
+        self.client.on_disconnect = lambda *_: (self.connected.clear(), self.subscribed.clear())
+        self.client.on_subscribe = lambda *_: self.subscribed.set()
         self.client.on_message = self._on_message
         self.port = port
 
     def _on_connect(self, client: paho.Client, *_: Any) -> None:
         for t in self.topics:
             client.subscribe(t, qos=1)
+        if not self.topics:
+            self.subscribed.set()
         self.connected.set()
 
     def _on_message(self, _c: paho.Client, _u: Any, msg: paho.MQTTMessage) -> None:
@@ -51,10 +64,14 @@ class Subscriber:
     def start(self) -> Subscriber:
         self.client.connect("127.0.0.1", self.port)
         self.client.loop_start()
-        if not self.connected.wait(10):
-            raise TimeoutError("subscriber could not connect")
-        time.sleep(0.1)  # let the SUBACKs arrive
+        self.wait_subscribed()
         return self
+
+    def wait_subscribed(self, timeout: float = 20.0) -> None:
+        """Until (re)connected with the subscriptions acknowledged."""
+        if not self.subscribed.wait(timeout):
+            raise TimeoutError("subscriber could not (re)connect and subscribe")
+        time.sleep(0.05)  # SUBACKs for several topics
 
     def stop(self) -> None:
         self.client.disconnect()

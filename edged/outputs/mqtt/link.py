@@ -12,6 +12,7 @@ import contextlib
 import queue
 import ssl
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -59,6 +60,7 @@ class MqttLink:
         self.acks: queue.SimpleQueue[tuple[int, bool]] = queue.SimpleQueue()  # (mid, accepted)
         self.connects = 0
         self.disconnects = 0
+        self.connected_since = 0.0  # wall clock of the current connection
         self._client = self._make_client(client_id, password)
 
     def _make_client(self, client_id: str, password: str | None) -> paho.Client:
@@ -123,6 +125,7 @@ class MqttLink:
             self.log.error("mqtt_connect_refused", reason=str(reason))
             return
         self.connects += 1
+        self.connected_since = time.time()
         for topic in self.callbacks.subscriptions:
             client.subscribe(topic, qos=1)
         self.connected.set()

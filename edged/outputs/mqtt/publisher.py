@@ -25,7 +25,7 @@ from edged.metrics import Percentiles
 from edged.outputs.mqtt.link import Incoming, LinkCallbacks, MqttLink
 from edged.outputs.mqtt.outbox import Outbox, Pending
 
-_REPLAY_AFTER = 1.0  # seconds in the outbox after which a message counts as delivered late
+_LATE_AFTER = 5.0  # seconds in the outbox after which a message counts as delivered late anyway
 _WINDOW = 64  # outbox messages handed to paho but not yet acknowledged
 
 
@@ -121,7 +121,8 @@ class OutboxSender:
             return
         for pending in self.outbox.fetch_after(self._cursor, room):
             message = pending.message
-            late = time.time() - pending.created > _REPLAY_AFTER
+            # Late: it waited for this connection (an outage, a restart), or the outbox was slow.
+            late = pending.created < self.link.connected_since or time.time() - pending.created > _LATE_AFTER
             if late:
                 message = mark_replayed(message)
             mid = self.link.publish(message)
