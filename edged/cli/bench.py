@@ -11,6 +11,7 @@ import importlib
 # name -> module under edged.bench
 BENCHMARKS: dict[str, str] = {
     "ingest": "ingest",
+    "mqtt": "mqtt",
 }
 
 

@@ -44,6 +44,7 @@ class LinkCallbacks:
     on_connected: Callable[[], None] = lambda: None
     on_disconnected: Callable[[], None] = lambda: None
     on_message: Callable[[Incoming], None] = lambda _m: None
+    on_ack: Callable[[], None] = lambda: None  # runs under paho's message lock: set an Event, nothing more
     subscriptions: Sequence[str] = field(default_factory=tuple)
 
 
@@ -61,6 +62,7 @@ class MqttLink:
         self.connects = 0
         self.disconnects = 0
         self.connected_since = 0.0  # wall clock of the current connection
+        self._stopping = False
         self._client = self._make_client(client_id, password)
 
     def _make_client(self, client_id: str, password: str | None) -> paho.Client:
@@ -92,6 +94,7 @@ class MqttLink:
 
     def stop(self, timeout: float = 2.0) -> None:
         """Say `offline` (a clean disconnect doesn't fire the will), then disconnect."""
+        self._stopping = True
         if self.connected.is_set():
             info = self._client.publish(f"{self.base}/available", "offline", qos=1, retain=True)
             with contextlib.suppress(RuntimeError, ValueError):  # not sent in time: the will covers us
@@ -139,12 +142,13 @@ class MqttLink:
         self.connected.clear()
         if was:
             self.disconnects += 1
-            self.log.warning("mqtt_disconnected", reason=str(reason))
+            (self.log.info if self._stopping else self.log.warning)("mqtt_disconnected", reason=str(reason))
             self.callbacks.on_disconnected()
 
     def _on_publish(self, _client: paho.Client, _userdata: Any, mid: int, reason: ReasonCode,
                     _props: Properties | None) -> None:
         self.acks.put((mid, not reason.is_failure))
+        self.callbacks.on_ack()
 
     def _on_message(self, _client: paho.Client, _userdata: Any, msg: paho.MQTTMessage) -> None:
         props = getattr(msg, "properties", None)

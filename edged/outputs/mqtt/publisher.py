@@ -177,7 +177,8 @@ class MqttPublisher:
         self.retained = RetainedState()
         self._on_connected_hook = on_connected
         callbacks = LinkCallbacks(on_connected=self._on_connected, on_disconnected=self._on_disconnected,
-                                  on_message=on_command, subscriptions=tuple(subscriptions))
+                                  on_message=on_command, on_ack=lambda: self.sender.wake(),
+                                  subscriptions=tuple(subscriptions))
         self.link = MqttLink(mqtt, self.base, config.client_id, password, callbacks)
         self.sender = OutboxSender(self.outbox, self.link)
         self.skipped_offline = 0
