@@ -90,7 +90,7 @@ def run(args: argparse.Namespace) -> int:
             clip = make_clip(Path(tmp) / f"{name}.mp4", SIZES[name], args.seconds, args.fps)
             floor_runs, edged_runs = [], []
             for i in range(args.repeat):  # interleaved, so machine noise hits both alike
-                print(f"  {name}: run {i + 1}/{args.repeat}", flush=True, end="\r")
+                print(f"  {name}: run {i + 1}/{args.repeat}", flush=True)
                 floor_runs.append(cpu_seconds(lambda c=clip: floor_decode_all(c))[0])
                 edged_runs.append(cpu_seconds(lambda c=clip: edged_ingest(c, args.analysis_fps))[0])
             floor, ours = statistics.median(floor_runs), statistics.median(edged_runs)
