@@ -14,6 +14,8 @@ from collections.abc import Sequence
 # Subcommand modules under edged.cli, in the order `edged --help` lists them.
 COMMANDS = (
     "check_config",
+    "caption",
+    "models",
     "bench",
 )
 

@@ -44,6 +44,7 @@ class ExportOptions:
     repo: str = ""
     revision: str = ""
     golden_tokens: int = 16
+    golden_images: int = 3
     reference: bool = False  # compare with the torch reference stage by stage
     hash_sources: bool = True
 
@@ -102,7 +103,7 @@ def _source_info(opts: ExportOptions, weights: SnapshotWeights) -> dict[str, Any
     names = ["config.json", "tokenizer.json", "tokenizer_config.json", "preprocessor_config.json",
              *weights.files()]
     hashes = {n: sha256_file(snap / n) for n in names if (snap / n).is_file()} if opts.hash_sources else {}
-    return {"kind": "snapshot", "repo": opts.repo, "revision": revision, "path": str(snap), "sha256": hashes}
+    return {"kind": "snapshot", "repo": opts.repo, "revision": revision, "path": str(opts.snapshot), "sha256": hashes}
 
 
 def _exporter_versions() -> dict[str, str]:
@@ -150,7 +151,7 @@ def export(opts: ExportOptions) -> Manifest:
     write_manifest(out, manifest)
     from edged.export.goldens import record_goldens
 
-    goldens = record_goldens(out, manifest, ["fp32"], opts.golden_tokens,
+    goldens = record_goldens(out, manifest, ["fp32"], opts.golden_tokens, images=opts.golden_images,
                              reference=(sc, weights) if opts.reference else None)
     manifest = replace(manifest, goldens=goldens)
     write_manifest(out, manifest)

@@ -74,22 +74,22 @@ def run_variant(out: Path, manifest: Manifest, variant: str, images: list[str], 
     return result
 
 
-def record_goldens(out: Path, manifest: Manifest, variants: list[str], n: int,
+def record_goldens(out: Path, manifest: Manifest, variants: list[str], n: int, images: int = 3,
                    reference: Any = None, previous: dict[str, Any] | None = None) -> dict[str, Any]:
     """Goldens for `variants` (merged into `previous`); with `reference`, check parity and fail loudly."""
     goldens = dict(previous or {})
-    images = goldens.get("images") or golden_images(out, manifest.vision.image_size)
-    goldens |= {"images": images, "prompt": manifest.prompt.default_prompt, "max_new_tokens": n,
+    names = goldens.get("images") or golden_images(out, manifest.vision.image_size)[:images]
+    goldens |= {"images": names, "prompt": manifest.prompt.default_prompt, "max_new_tokens": n,
                 "repetition_penalty": 1.0, "threads": 1}
     goldens["pixel_sha256"] = {name: hashlib.sha256(pixel_values(load_image(out / name),
                                                                  manifest.preprocessing).tobytes()).hexdigest()
-                               for name in images}
+                               for name in names}
     per_variant = dict(goldens.get("variants", {}))
     for v in variants:
-        per_variant[v] = run_variant(out, manifest, v, images, n)
+        per_variant[v] = run_variant(out, manifest, v, names, n)
     goldens["variants"] = per_variant
     if reference is not None:
-        goldens["reference"] = check_reference(out, reference, images, n)
+        goldens["reference"] = check_reference(out, reference, names, n)
     return goldens
 
 
