@@ -26,8 +26,14 @@ def goldens() -> dict[str, Any]:
 
 def config(**changes: Any) -> CaptionerConfig:
     """Settings the goldens were recorded with: one thread, greedy, no cache files in the fixture."""
-    base = CaptionerConfig(path=BUNDLE, variant="fp32", threads=1, repetition_penalty=1.0,
-                           max_new_tokens=goldens()["max_new_tokens"], optimized_cache=False)
+    base = CaptionerConfig(
+        path=BUNDLE,
+        variant="fp32",
+        threads=1,
+        repetition_penalty=1.0,
+        max_new_tokens=goldens()["max_new_tokens"],
+        optimized_cache=False,
+    )
     return dataclasses.replace(base, **changes)
 
 

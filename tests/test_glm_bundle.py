@@ -59,7 +59,7 @@ def test_flipped_byte_is_corrupt(bundle: Path) -> None:
     data = bytearray(path.read_bytes())
     data[len(data) // 2] ^= 0xFF
     path.write_bytes(bytes(data))
-    with pytest.raises(BundleError, match="vision_encoder.onnx is corrupt"):
+    with pytest.raises(BundleError, match=r"vision_encoder\.onnx is corrupt"):
         load_captioner(config(path=bundle))
 
 
@@ -154,5 +154,6 @@ def test_missing_provider_is_logged_and_cpu_used() -> None:
     with capture_logs() as logs:
         chosen = resolve_providers(["TensorrtExecutionProviderThatIsNotHere", "CPUExecutionProvider"])
     assert chosen == ["CPUExecutionProvider"]
-    assert [e["provider"] for e in logs if e["event"] == "provider_missing"] == \
-        ["TensorrtExecutionProviderThatIsNotHere"]
+    assert [e["provider"] for e in logs if e["event"] == "provider_missing"] == [
+        "TensorrtExecutionProviderThatIsNotHere"
+    ]

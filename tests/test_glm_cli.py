@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import structlog
 
 from edged.cli import main
 from tests.glm_fixture import BUNDLE, goldens
@@ -14,11 +16,33 @@ from tests.glm_fixture import BUNDLE, goldens
 GOLDEN = goldens()
 
 
+@pytest.fixture(autouse=True)
+def _reset_logging() -> Iterator[None]:
+    """The CLI configures structlog for its stderr; later tests must not log into a closed capture."""
+    yield
+    structlog.reset_defaults()
+
+
 def test_caption_json_lines_follow_the_contract(capsys: pytest.CaptureFixture[str]) -> None:
     """One JSON line per image with exactly file, caption, tokens, latency_ms, timings."""
     images = [str(BUNDLE / name) for name in GOLDEN["images"]]
-    rc = main(["caption", *images, "--model", str(BUNDLE), "--variant", "fp32", "--threads", "1",
-               "--repetition-penalty", "1.0", "--max-new-tokens", str(GOLDEN["max_new_tokens"]), "--json"])
+    rc = main(
+        [
+            "caption",
+            *images,
+            "--model",
+            str(BUNDLE),
+            "--variant",
+            "fp32",
+            "--threads",
+            "1",
+            "--repetition-penalty",
+            "1.0",
+            "--max-new-tokens",
+            str(GOLDEN["max_new_tokens"]),
+            "--json",
+        ]
+    )
     assert rc == 0
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert [line["file"] for line in lines] == images
@@ -32,8 +56,20 @@ def test_caption_json_lines_follow_the_contract(capsys: pytest.CaptureFixture[st
 
 def test_caption_with_a_question(capsys: pytest.CaptureFixture[str]) -> None:
     """--prompt is the question; plain output prints file: answer."""
-    rc = main(["caption", str(BUNDLE / GOLDEN["images"][0]), "--model", str(BUNDLE), "--prompt", "is there a dog ?",
-               "--max-new-tokens", "3", "--threads", "1"])
+    rc = main(
+        [
+            "caption",
+            str(BUNDLE / GOLDEN["images"][0]),
+            "--model",
+            str(BUNDLE),
+            "--prompt",
+            "is there a dog ?",
+            "--max-new-tokens",
+            "3",
+            "--threads",
+            "1",
+        ]
+    )
     assert rc == 0
     out = capsys.readouterr().out
     assert out.startswith(f"{BUNDLE / GOLDEN['images'][0]}: ")
@@ -51,8 +87,20 @@ def test_unreadable_image_is_reported(tmp_path: Path, capsys: pytest.CaptureFixt
     """A file that is not an image is an error line and exit 1; other images still run."""
     bad = tmp_path / "bad.png"
     bad.write_text("not an image", encoding="utf-8")
-    rc = main(["caption", str(bad), str(BUNDLE / GOLDEN["images"][0]), "--model", str(BUNDLE), "--json",
-               "--max-new-tokens", "2", "--threads", "1"])
+    rc = main(
+        [
+            "caption",
+            str(bad),
+            str(BUNDLE / GOLDEN["images"][0]),
+            "--model",
+            str(BUNDLE),
+            "--json",
+            "--max-new-tokens",
+            "2",
+            "--threads",
+            "1",
+        ]
+    )
     assert rc == 1
     captured = capsys.readouterr()
     assert "bad.png: not a readable image" in captured.err

@@ -29,8 +29,10 @@ def test_ties_pick_the_lowest_id() -> None:
     assert pick(np.array([1.0, 5.0, 5.0], np.float32), [], 1.0) == 1
 
 
-@pytest.mark.parametrize(("kwargs", "message"), [({"max_new_tokens": 0}, "max_new_tokens"),
-                                                 ({"repetition_penalty": 0.0}, "repetition_penalty")])
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [({"max_new_tokens": 0}, "max_new_tokens"), ({"repetition_penalty": 0.0}, "repetition_penalty")],
+)
 def test_params_are_validated(kwargs: dict[str, float], message: str) -> None:
     """Nonsense settings are rejected when the request is made."""
     base = {"max_new_tokens": 4, "repetition_penalty": 1.0, "stop_ids": frozenset()}

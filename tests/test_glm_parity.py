@@ -12,7 +12,9 @@ from pathlib import Path
 
 import pytest
 
-torch = pytest.importorskip("torch", reason="parity needs the export extra (torch); pip install 'edged[export]'")
+torch = pytest.importorskip(
+    "torch", reason="parity needs the export extra (torch); pip install 'edged[export]'"
+)
 pytest.importorskip("transformers", reason="parity needs the export extra (transformers)")
 
 from edged.export.bundle import ExportOptions, export  # noqa: E402
@@ -51,7 +53,12 @@ def test_exporter_reproduces_the_committed_fixture(tmp_path: Path) -> None:
     out = tmp_path / "bundle"
     m = export(ExportOptions(snapshot=SNAPSHOT, out=out, name="glm-edge-v-tiny"))
     committed = load_manifest(BUNDLE)
-    for name in ("vision_encoder.onnx", "decoder_model_merged.onnx", "embed_tokens.f16.npy", "tokenizer.json"):
+    for name in (
+        "vision_encoder.onnx",
+        "decoder_model_merged.onnx",
+        "embed_tokens.f16.npy",
+        "tokenizer.json",
+    ):
         assert m.files[name].sha256 == committed.files[name].sha256, name
     assert m.prompt == committed.prompt
     assert m.goldens["variants"]["fp32"] == GOLDEN["variants"]["fp32"]
@@ -95,12 +102,15 @@ def test_unexpected_tensor_fails_but_siglip_head_is_ignored(tmp_path: Path) -> N
         check_keys([*names, "model.layers.0.extra.weight"], lm_names(sc.lm) + vision_names(sc.vision))
 
 
-@pytest.mark.parametrize(("change", "message"), [
-    ({"partial_rotary_factor": 0.5}, "partial_rotary_factor 0.5 is not supported"),
-    ({"partial_rotary_factor": None}, "no partial_rotary_factor"),
-    ({"model_type": "llama"}, "model_type is 'llama'"),
-    ({"num_key_value_heads": 3}, "not a multiple"),
-])
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"partial_rotary_factor": 0.5}, "partial_rotary_factor 0.5 is not supported"),
+        ({"partial_rotary_factor": None}, "no partial_rotary_factor"),
+        ({"model_type": "llama"}, "model_type is 'llama'"),
+        ({"num_key_value_heads": 3}, "not a multiple"),
+    ],
+)
 def test_config_is_asserted(change: dict[str, object], message: str) -> None:
     """The exporter refuses configs its graphs cannot express, saying why."""
     raw = json.loads((SNAPSHOT / "config.json").read_text(encoding="utf-8"))

@@ -11,15 +11,18 @@ from edged.inference.preprocess import fit_size, normalize, pixel_values, resize
 SPEC = Preprocessing(size=672)
 
 
-@pytest.mark.parametrize(("h", "w", "expected"), [
-    (720, 1280, (378, 672)),    # camera frame: long side to 672, short side floored
-    (1280, 720, (672, 378)),
-    (1080, 1920, (378, 672)),
-    (672, 672, (672, 672)),
-    (50, 100, (336, 672)),      # small images are scaled up
-    (1, 1000, (1, 672)),        # never zero rows
-    (300, 299, (672, 669)),
-])
+@pytest.mark.parametrize(
+    ("h", "w", "expected"),
+    [
+        (720, 1280, (378, 672)),  # camera frame: long side to 672, short side floored
+        (1280, 720, (672, 378)),
+        (1080, 1920, (378, 672)),
+        (672, 672, (672, 672)),
+        (50, 100, (336, 672)),  # small images are scaled up
+        (1, 1000, (1, 672)),  # never zero rows
+        (300, 299, (672, 669)),
+    ],
+)
 def test_fit_size_keeps_aspect_and_floors(h: int, w: int, expected: tuple[int, int]) -> None:
     """The fitted size matches the Mllama rule for one tile."""
     assert fit_size(h, w, 672) == expected

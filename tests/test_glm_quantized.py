@@ -44,8 +44,10 @@ def test_int8_vision_stays_close_to_fp32() -> None:
     assert not np.array_equal(a, b)
 
 
-@pytest.mark.parametrize(("name", "op"), [("decoder_model_merged.int4.onnx", b"MatMulNBits"),
-                                          ("vision_encoder.int8.onnx", b"MatMulInteger")])
+@pytest.mark.parametrize(
+    ("name", "op"),
+    [("decoder_model_merged.int4.onnx", b"MatMulNBits"), ("vision_encoder.int8.onnx", b"MatMulInteger")],
+)
 def test_quantized_graphs_use_the_quantized_ops(name: str, op: bytes) -> None:
     """The int4 decoder runs MatMulNBits and the int8 encoder MatMulInteger; fp32 graphs have neither."""
     assert op in (BUNDLE / name).read_bytes()

@@ -97,7 +97,7 @@ def test_stop_id_ends_generation(cap) -> None:  # type: ignore[no-untyped-def]
         res = cap.caption(load_image(BUNDLE / IMAGES[0]), GOLDEN["prompt"])
     finally:
         cap.manifest = saved
-    assert list(res.tokens) == expected[:first + 1]
+    assert list(res.tokens) == expected[: first + 1]
     assert res.finish_reason == "stop"
 
 
@@ -150,8 +150,13 @@ def test_question_prompt_changes_the_prompt_ids(cap) -> None:  # type: ignore[no
     p = cap.prompt_ids("is there a dog ?")
     words = cap.tokenizer.encode("is there a dog ?", add_special_tokens=False).ids
     n = m.vision.num_image_tokens
-    assert p.ids == (*m.prompt.prefix_ids, *[m.image_token_id] * n, *m.prompt.between_ids, *words,
-                     *m.prompt.suffix_ids)
+    assert p.ids == (
+        *m.prompt.prefix_ids,
+        *[m.image_token_id] * n,
+        *m.prompt.between_ids,
+        *words,
+        *m.prompt.suffix_ids,
+    )
     res = cap.caption(load_image(BUNDLE / IMAGES[0]), "is there a dog ?", max_new_tokens=4)
     assert len(res.tokens) == 4
 
@@ -160,7 +165,15 @@ def test_timings_and_rss_are_reported(cap) -> None:  # type: ignore[no-untyped-d
     """Each stage is timed, time inside onnxruntime is separated out, and peak RSS is set."""
     res = cap.caption(load_image(BUNDLE / IMAGES[0]), GOLDEN["prompt"])
     t = res.timings
-    for key in ("preprocess_ms", "vision_ms", "prefill_ms", "decode_ms", "total_ms", "ort_ms", "ort_decode_ms"):
+    for key in (
+        "preprocess_ms",
+        "vision_ms",
+        "prefill_ms",
+        "decode_ms",
+        "total_ms",
+        "ort_ms",
+        "ort_decode_ms",
+    ):
         assert t[key] >= 0, key
     assert t["prompt_tokens"] == len(cap.prompt_ids(GOLDEN["prompt"]).ids)
     assert t["new_tokens"] == len(res.tokens)

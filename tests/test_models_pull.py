@@ -3,19 +3,28 @@
 from __future__ import annotations
 
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import structlog
 
 pytest.importorskip("torch", reason="pull exports the snapshot: needs the export extra")
 pytest.importorskip("onnx_ir", reason="pull quantizes: needs the export extra")
 
-from edged.cli import main  # noqa: E402
-from edged.export.pull import SUMS, PullError, PullOptions, check_sums, pull  # noqa: E402
-from edged.inference.manifest import load_manifest, sha256_file, verify  # noqa: E402
-from tests.glm_fixture import SNAPSHOT  # noqa: E402
+from edged.cli import main
+from edged.export.pull import SUMS, PullError, PullOptions, check_sums, pull
+from edged.inference.manifest import load_manifest, sha256_file, verify
+from tests.glm_fixture import SNAPSHOT
 
 pytestmark = pytest.mark.export
+
+
+@pytest.fixture(autouse=True)
+def _reset_logging() -> Iterator[None]:
+    """The CLI configures structlog for its stderr; later tests must not log into a closed capture."""
+    yield
+    structlog.reset_defaults()
 
 
 @pytest.fixture
@@ -28,8 +37,9 @@ def mirror(tmp_path: Path) -> Path:
     return tmp_path / "mirror"
 
 
-def test_pull_from_local_source_exports_and_quantizes(mirror: Path, tmp_path: Path,
-                                                      capsys: pytest.CaptureFixture[str]) -> None:
+def test_pull_from_local_source_exports_and_quantizes(
+    mirror: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """The one command: checks the sums, exports, quantizes and keeps only the int4 variant."""
     out = tmp_path / "models" / "glm-edge-v-2b"
     assert main(["models", "pull", "glm-edge-v-2b", "--source", str(mirror), "--out", str(out)]) == 0

@@ -21,12 +21,19 @@ from typing import Any
 
 # llama-cpp-python 0.3.36, Q4_0, 2 threads, same LM shape, 2-core development machine (spec section 9).
 ANCHOR = {"prefill_tok_s": 76.5, "decode_tok_s": 21.6}
-GOALS = "decode >= 1.0x llama.cpp, prefill >= 1.0x, overhead <= 5%, int8 vision <= 0.5x fp32, int4 peak RSS <= 2.5 GB"
+GOALS = (
+    "decode >= 1.0x llama.cpp, prefill >= 1.0x, overhead <= 5%, int8 vision <= 0.5x fp32, "
+    "int4 peak RSS <= 2.5 GB"
+)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--bundle", type=Path, default=Path(".cache/glm-edge-v-2b-random"),
-                   help="bundle with 2B shapes (edged models export --random-init --shape 2b, then quantize)")
+    p.add_argument(
+        "--bundle",
+        type=Path,
+        default=Path(".cache/glm-edge-v-2b-random"),
+        help="bundle with 2B shapes (edged models export --random-init --shape 2b, then quantize)",
+    )
     p.add_argument("--variants", default="fp32,int8-vision,int4")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--prompt-tokens", type=int, default=600, help="prompt length including the image rows")
@@ -39,7 +46,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def _prompt_for(captioner: Any, total: int) -> str:
     """A text prompt that brings the whole sequence (image rows included) to about `total` tokens."""
-    base = captioner.manifest.prompt.default_prompt
+    base: str = captioner.manifest.prompt.default_prompt
     words = base.split()
     text = base
     while len(captioner.prompt_ids(text).ids) < total:
@@ -56,8 +63,14 @@ def run_child(args: argparse.Namespace) -> int:
     from edged.inference.manifest import Generation
 
     t0 = time.perf_counter()
-    cfg = CaptionerConfig(path=args.bundle, variant=args.child, threads=args.threads, repetition_penalty=1.0,
-                          max_new_tokens=args.new_tokens, optimized_cache=False)
+    cfg = CaptionerConfig(
+        path=args.bundle,
+        variant=args.child,
+        threads=args.threads,
+        repetition_penalty=1.0,
+        max_new_tokens=args.new_tokens,
+        optimized_cache=False,
+    )
     cap = GlmEdgeVCaptioner(cfg)
     load_s = time.perf_counter() - t0
     # Random weights can hit an end-of-text id early; the benchmark always decodes the full count.
@@ -66,17 +79,36 @@ def run_child(args: argparse.Namespace) -> int:
     frame = np.random.default_rng(0).integers(0, 256, (720, 1280, 3), dtype=np.uint8)
     res = cap.caption(frame, prompt, max_new_tokens=args.new_tokens)
     t = dict(res.timings)
-    out = {"variant": args.child, "load_s": load_s, "peak_rss_mb": peak_rss_mb(), **t,
-           "prefill_tok_s": t["prompt_tokens"] / (t["prefill_ms"] / 1000.0),
-           "overhead_pct": 100.0 * (t["decode_ms"] - t["ort_decode_ms"]) / t["decode_ms"]}
+    out = {
+        "variant": args.child,
+        "load_s": load_s,
+        "peak_rss_mb": peak_rss_mb(),
+        **t,
+        "prefill_tok_s": t["prompt_tokens"] / (t["prefill_ms"] / 1000.0),
+        "overhead_pct": 100.0 * (t["decode_ms"] - t["ort_decode_ms"]) / t["decode_ms"],
+    }
     print(json.dumps(out), flush=True)
     return 0
 
 
 def _child(args: argparse.Namespace, variant: str) -> dict[str, Any]:
-    cmd = [sys.executable, "-m", "edged", "bench", "caption", "--child", variant, "--bundle", str(args.bundle),
-           "--threads", str(args.threads), "--prompt-tokens", str(args.prompt_tokens),
-           "--new-tokens", str(args.new_tokens)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "edged",
+        "bench",
+        "caption",
+        "--child",
+        variant,
+        "--bundle",
+        str(args.bundle),
+        "--threads",
+        str(args.threads),
+        "--prompt-tokens",
+        str(args.prompt_tokens),
+        "--new-tokens",
+        str(args.new_tokens),
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if proc.returncode != 0:
         raise RuntimeError(f"variant {variant} failed:\n{proc.stderr[-2000:]}")
@@ -113,30 +145,39 @@ def report(args: argparse.Namespace, rows: list[dict[str, Any]], llama: dict[str
     ref = llama or ANCHOR
     src = "llama.cpp Q4_0, same run" if llama else "llama.cpp Q4_0 anchor (spec section 9, not this run)"
     lines = [
-        "# Benchmark: edged bench caption", "",
+        "# Benchmark: edged bench caption",
+        "",
         f"- command: `edged bench caption --bundle {args.bundle} --threads {args.threads} "
         f"--prompt-tokens {args.prompt_tokens} --new-tokens {args.new_tokens}`",
-        f"- machine: {_lscpu_model()} ({args.threads} threads)", f"- date: {time.strftime('%Y-%m-%d')}",
-        f"- baseline: {src}: prefill {ref['prefill_tok_s']:.1f} tok/s, decode {ref['decode_tok_s']:.1f} tok/s",
-        f"- goals: {GOALS}", "",
+        f"- machine: {_lscpu_model()} ({args.threads} threads)",
+        f"- date: {time.strftime('%Y-%m-%d')}",
+        f"- baseline: {src}: prefill {ref['prefill_tok_s']:.1f} tok/s, "
+        f"decode {ref['decode_tok_s']:.1f} tok/s",
+        f"- goals: {GOALS}",
+        "",
         "| variant | preprocess ms | vision ms | prefill ms (tok) | prefill tok/s (x llama) | decode tok/s "
         "(x llama) | overhead % of decode | peak RSS MB |",
         "|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
+        pre, dec = r["prefill_tok_s"], r["decode_tok_s"]
         lines.append(
             f"| {r['variant']} | {r['preprocess_ms']:.1f} | {r['vision_ms']:.0f} | {r['prefill_ms']:.0f} "
-            f"({r['prompt_tokens']:.0f}) | {r['prefill_tok_s']:.1f} ({r['prefill_tok_s'] / ref['prefill_tok_s']:.2f}x)"
-            f" | {r['decode_tok_s']:.1f} ({r['decode_tok_s'] / ref['decode_tok_s']:.2f}x) | {r['overhead_pct']:.1f} "
-            f"| {r['peak_rss_mb']:.0f} |")
+            f"({r['prompt_tokens']:.0f}) | {pre:.1f} ({pre / ref['prefill_tok_s']:.2f}x) "
+            f"| {dec:.1f} ({dec / ref['decode_tok_s']:.2f}x) | {r['overhead_pct']:.1f} "
+            f"| {r['peak_rss_mb']:.0f} |"
+        )
     by = {r["variant"]: r for r in rows}
     if "fp32" in by and "int8-vision" in by:
         ratio = by["int8-vision"]["vision_ms"] / by["fp32"]["vision_ms"]
         lines += ["", f"int8 vision / fp32 vision time: {ratio:.2f}x"]
     if llama:
-        lines += ["", f"llama.cpp (same run): prefill {llama['prefill_tok_s']:.1f} tok/s over "
-                  f"{llama['prompt_tokens']} tokens, decode {llama['decode_tok_s']:.1f} tok/s, "
-                  f"model {llama['model_mb']:.0f} MB"]
+        lines += [
+            "",
+            f"llama.cpp (same run): prefill {llama['prefill_tok_s']:.1f} tok/s over "
+            f"{llama['prompt_tokens']} tokens, decode {llama['decode_tok_s']:.1f} tok/s, "
+            f"model {llama['model_mb']:.0f} MB",
+        ]
     return "\n".join(lines) + "\n"
 
 
@@ -144,16 +185,24 @@ def run(args: argparse.Namespace) -> int:
     if args.child:
         return run_child(args)
     if not (args.bundle / "manifest.json").is_file():
-        print(f"error: {args.bundle} is not a bundle; make one with `edged models export --random-init "
-              f"--shape 2b --out {args.bundle}` and `edged models quantize {args.bundle}`", file=sys.stderr)
+        print(
+            f"error: {args.bundle} is not a bundle; make one with `edged models export --random-init "
+            f"--shape 2b --out {args.bundle}` and `edged models quantize {args.bundle}`",
+            file=sys.stderr,
+        )
         return 2
     rows = []
     for variant in args.variants.split(","):
         print(f"[caption bench] {variant}: running ...", file=sys.stderr, flush=True)
         rows.append(_child(args, variant))
         r = rows[-1]
-        print(f"[caption bench] {variant}: vision {r['vision_ms']:.0f} ms, prefill {r['prefill_tok_s']:.1f} tok/s, "
-              f"decode {r['decode_tok_s']:.1f} tok/s, RSS {r['peak_rss_mb']:.0f} MB", file=sys.stderr, flush=True)
+        print(
+            f"[caption bench] {variant}: vision {r['vision_ms']:.0f} ms, "
+            f"prefill {r['prefill_tok_s']:.1f} tok/s, "
+            f"decode {r['decode_tok_s']:.1f} tok/s, RSS {r['peak_rss_mb']:.0f} MB",
+            file=sys.stderr,
+            flush=True,
+        )
     print("[caption bench] llama.cpp ...", file=sys.stderr, flush=True)
     text = report(args, rows, _llama(args))
     print(text)

@@ -59,8 +59,10 @@ def write_gguf_f16(snapshot: Path, out: Path) -> None:
     for i in range(lm.num_layers):
         p = f"model.layers.{i}."
         put(f"blk.{i}.attn_norm.weight", w.get(p + "input_layernorm.weight"))
-        put(f"blk.{i}.attn_qkv.weight",
-            np.concatenate([w.get(p + f"self_attn.{x}_proj.weight") for x in "qkv"], axis=0))
+        put(
+            f"blk.{i}.attn_qkv.weight",
+            np.concatenate([w.get(p + f"self_attn.{x}_proj.weight") for x in "qkv"], axis=0),
+        )
         put(f"blk.{i}.attn_output.weight", w.get(p + "self_attn.o_proj.weight"))
         put(f"blk.{i}.ffn_norm.weight", w.get(p + "post_attention_layernorm.weight"))
         put(f"blk.{i}.ffn_up.weight", w.get(p + "mlp.gate_up_proj.weight"))
@@ -90,13 +92,21 @@ def make_q4_0(bundle: Path, gguf_path: Path, threads: int) -> Path:
     return gguf_path
 
 
-def run_llama(bundle: Path, gguf_path: Path, threads: int, prompt_tokens: int, new_tokens: int) -> dict[str, Any]:
+def run_llama(
+    bundle: Path, gguf_path: Path, threads: int, prompt_tokens: int, new_tokens: int
+) -> dict[str, Any]:
     """Prefill `prompt_tokens` and decode `new_tokens` with llama.cpp; returns its own timings."""
     import llama_cpp
 
     model = make_q4_0(bundle, gguf_path, threads)
-    llm = llama_cpp.Llama(str(model), n_ctx=prompt_tokens + new_tokens + 8, n_threads=threads,
-                          n_threads_batch=threads, n_batch=512, verbose=False)
+    llm = llama_cpp.Llama(
+        str(model),
+        n_ctx=prompt_tokens + new_tokens + 8,
+        n_threads=threads,
+        n_threads_batch=threads,
+        n_batch=512,
+        verbose=False,
+    )
     rng = np.random.default_rng(0)
     prompt = [int(t) for t in rng.integers(0, llm.n_vocab() - 64, prompt_tokens)]
     t0 = time.perf_counter()
@@ -109,5 +119,9 @@ def run_llama(bundle: Path, gguf_path: Path, threads: int, prompt_tokens: int, n
     decode = time.perf_counter() - t1
     size = model.stat().st_size
     llm.close()
-    return {"prefill_tok_s": prompt_tokens / prefill, "decode_tok_s": new_tokens / decode,
-            "prompt_tokens": prompt_tokens, "model_mb": size / 1e6}
+    return {
+        "prefill_tok_s": prompt_tokens / prefill,
+        "decode_tok_s": new_tokens / decode,
+        "prompt_tokens": prompt_tokens,
+        "model_mb": size / 1e6,
+    }

@@ -20,9 +20,14 @@ from edged.inference.protocol import ModelUnavailable
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("caption", help="caption image files with GLM-Edge-V (or answer --prompt about them)")
     p.add_argument("images", nargs="+", type=Path, metavar="IMAGE")
-    p.add_argument("--prompt", default=None, help="instruction or question (default: the config's caption prompt)")
-    p.add_argument("--model", type=Path, help="model bundle directory (default: the config's, or "
-                   f"{CaptionerConfig().path})")
+    p.add_argument(
+        "--prompt", default=None, help="instruction or question (default: the config's caption prompt)"
+    )
+    p.add_argument(
+        "--model",
+        type=Path,
+        help=f"model bundle directory (default: the config's, or {CaptionerConfig().path})",
+    )
     p.add_argument("--variant", default="", help="bundle variant (default: the manifest's)")
     p.add_argument("--max-new-tokens", type=int, default=None)
     p.add_argument("--repetition-penalty", type=float, default=None)
@@ -73,8 +78,13 @@ def run(args: argparse.Namespace) -> int:
         result = captioner.caption(image, prompt, max_new_tokens=config.max_new_tokens)
         latency = (time.perf_counter() - t0) * 1000.0
         if args.json:
-            line = {"file": str(path), "caption": result.text, "tokens": list(result.tokens),
-                    "latency_ms": round(latency, 1), "timings": {k: round(v, 2) for k, v in result.timings.items()}}
+            line = {
+                "file": str(path),
+                "caption": result.text,
+                "tokens": list(result.tokens),
+                "latency_ms": round(latency, 1),
+                "timings": {k: round(v, 2) for k, v in result.timings.items()},
+            }
             print(json.dumps(line, ensure_ascii=False), flush=True)
         else:
             print(f"{path}: {result.text}", flush=True)

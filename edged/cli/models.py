@@ -17,7 +17,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     what = p.add_subparsers(dest="models_command", metavar="ACTION", required=True)
 
     ls = what.add_parser("list", help="list the bundles in a directory")
-    ls.add_argument("dirs", nargs="*", type=Path, help=f"bundle directories or their parent (default {DEFAULT_DIR})")
+    ls.add_argument(
+        "dirs", nargs="*", type=Path, help=f"bundle directories or their parent (default {DEFAULT_DIR})"
+    )
     ls.set_defaults(func=run_list)
 
     ver = what.add_parser("verify", help="check every file of a bundle against its manifest (sha256)")
@@ -42,8 +44,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     exp.add_argument("--random-init", action="store_true", help="export random weights of --shape")
     exp.add_argument("--shape", choices=("tiny", "2b", "5b"), default="tiny")
     exp.add_argument("--seed", type=int, default=0)
-    exp.add_argument("--snapshot-out", type=Path, help="where --random-init writes its snapshot "
-                     "(default OUT-snapshot)")
+    exp.add_argument(
+        "--snapshot-out", type=Path, help="where --random-init writes its snapshot (default OUT-snapshot)"
+    )
     exp.add_argument("--reference", action="store_true", help="check every stage against the torch reference")
     exp.add_argument("--golden-tokens", type=int, default=16)
     exp.add_argument("--golden-images", type=int, default=3, choices=(1, 2, 3))
@@ -71,8 +74,11 @@ def _bundles(dirs: list[Path]) -> list[Path]:
 def run_list(args: argparse.Namespace) -> int:
     found = _bundles(args.dirs)
     if not found:
-        print(f"no model bundles in {', '.join(map(str, args.dirs or [DEFAULT_DIR]))}; "
-              "get one with `edged models pull glm-edge-v-2b`", file=sys.stderr)
+        print(
+            f"no model bundles in {', '.join(map(str, args.dirs or [DEFAULT_DIR]))}; "
+            "get one with `edged models pull glm-edge-v-2b`",
+            file=sys.stderr,
+        )
         return 1
     for d in found:
         try:
@@ -108,8 +114,17 @@ def run_pull(args: argparse.Namespace) -> int:
         return 2
     out = args.out or DEFAULT_DIR / args.model
     try:
-        m = pull(PullOptions(model=args.model, out=out, source=args.source, revision=args.revision,
-                             cache_dir=args.cache_dir, quant=args.quant, keep_all=args.keep_all))
+        m = pull(
+            PullOptions(
+                model=args.model,
+                out=out,
+                source=args.source,
+                revision=args.revision,
+                cache_dir=args.cache_dir,
+                quant=args.quant,
+                keep_all=args.keep_all,
+            )
+        )
     except (PullError, BundleError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
@@ -128,14 +143,24 @@ def run_export(args: argparse.Namespace) -> int:
         return 2
     snapshot = args.snapshot
     if args.random_init:
-        snapshot = write_random_snapshot(args.snapshot_out or Path(f"{args.out}-snapshot"), args.shape, args.seed)
+        snapshot = write_random_snapshot(
+            args.snapshot_out or Path(f"{args.out}-snapshot"), args.shape, args.seed
+        )
     elif snapshot is None:
         print("error: give a SNAPSHOT directory, or --random-init --shape SHAPE", file=sys.stderr)
         return 2
     name = args.name or (f"glm-edge-v-{args.shape}-random" if args.random_init else "")
     try:
-        m = export(ExportOptions(snapshot=snapshot, out=args.out, name=name, reference=args.reference,
-                                 golden_tokens=args.golden_tokens, golden_images=args.golden_images))
+        m = export(
+            ExportOptions(
+                snapshot=snapshot,
+                out=args.out,
+                name=name,
+                reference=args.reference,
+                golden_tokens=args.golden_tokens,
+                golden_images=args.golden_images,
+            )
+        )
     except (ConfigMismatch, WeightError, BundleError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
@@ -150,8 +175,15 @@ def run_quantize(args: argparse.Namespace) -> int:
         print(f"error: {EXPORT_HINT} ({exc.name} is missing)", file=sys.stderr)
         return 2
     try:
-        m = quantize_bundle(args.dir, QuantizeOptions(block_size=args.block_size, accuracy_level=args.accuracy_level,
-                                                      vision=not args.no_vision, decoder=not args.no_decoder))
+        m = quantize_bundle(
+            args.dir,
+            QuantizeOptions(
+                block_size=args.block_size,
+                accuracy_level=args.accuracy_level,
+                vision=not args.no_vision,
+                decoder=not args.no_decoder,
+            ),
+        )
     except BundleError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

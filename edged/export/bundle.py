@@ -24,12 +24,23 @@ from edged.export.source_config import SourceConfig, read_config
 from edged.export.vision_graph import build_vision
 from edged.export.weights import SnapshotWeights, check_keys, lm_names, vision_names
 from edged.inference.manifest import (
-    MANIFEST, SCHEMA_VERSION, FileEntry, Generation, Manifest, Variant, load_manifest, manifest_to_dict,
+    MANIFEST,
+    SCHEMA_VERSION,
+    FileEntry,
+    Generation,
+    Manifest,
+    Variant,
+    load_manifest,
+    manifest_to_dict,
     sha256_file,
 )
 
-VISION, DECODER, EMBED, TOKENIZER = ("vision_encoder.onnx", "decoder_model_merged.onnx", "embed_tokens.f16.npy",
-                                     "tokenizer.json")
+VISION, DECODER, EMBED, TOKENIZER = (
+    "vision_encoder.onnx",
+    "decoder_model_merged.onnx",
+    "embed_tokens.f16.npy",
+    "tokenizer.json",
+)
 # Graphs above this size keep their weights in `<name>.data` (protobuf stops at 2 GiB).
 EXTERNAL_ABOVE = 64 << 20
 
@@ -61,22 +72,44 @@ def progress(total: int, desc: str) -> Iterator[Callable[[int], None]]:
         yield bar.update
 
 
-def _entry(out: Path, name: str, role: str, precision: str, io: tuple[dict[str, Any], dict[str, Any]] | None,
-           external: str = "") -> dict[str, FileEntry]:
+def _entry(
+    out: Path,
+    name: str,
+    role: str,
+    precision: str,
+    io: tuple[dict[str, Any], dict[str, Any]] | None,
+    *,
+    external: str = "",
+) -> dict[str, FileEntry]:
     inputs, outputs = io or ({}, {})
-    entries = {name: FileEntry(sha256=sha256_file(out / name), size=(out / name).stat().st_size, role=role,
-                               precision=precision, inputs=inputs, outputs=outputs, external_data=external)}
+    entries = {
+        name: FileEntry(
+            sha256=sha256_file(out / name),
+            size=(out / name).stat().st_size,
+            role=role,
+            precision=precision,
+            inputs=inputs,
+            outputs=outputs,
+            external_data=external,
+        )
+    }
     if external:
-        entries[external] = FileEntry(sha256=sha256_file(out / external), size=(out / external).stat().st_size,
-                                      role=f"{role}-weights", precision=precision)
+        entries[external] = FileEntry(
+            sha256=sha256_file(out / external),
+            size=(out / external).stat().st_size,
+            role=f"{role}-weights",
+            precision=precision,
+        )
     return entries
 
 
 def _param_bytes(sc: SourceConfig) -> tuple[int, int]:
     lm, v = sc.lm, sc.vision
-    layer = lm.hidden_size * (lm.num_heads + 2 * lm.num_kv_heads) * lm.head_dim * 2 + 3 * lm.hidden_size * \
-        lm.intermediate_size
-    vis = v.num_layers * (4 * v.hidden_size ** 2 + 2 * v.hidden_size * v.intermediate_size)
+    layer = (
+        lm.hidden_size * (lm.num_heads + 2 * lm.num_kv_heads) * lm.head_dim * 2
+        + 3 * lm.hidden_size * lm.intermediate_size
+    )
+    vis = v.num_layers * (4 * v.hidden_size**2 + 2 * v.hidden_size * v.intermediate_size)
     return 4 * (lm.num_layers * layer + lm.vocab_size * lm.hidden_size), 4 * vis
 
 
@@ -87,11 +120,11 @@ def write_graphs(sc: SourceConfig, weights: SnapshotWeights, out: Path) -> dict[
     ext = vis_bytes > EXTERNAL_ABOVE
     with progress(sc.vision.num_layers, "vision encoder") as bar:
         io = build_vision(out / VISION, sc.vision, sc.lm, weights.get, external=ext, progress=bar)
-    files |= _entry(out, VISION, "vision", "fp32", io, VISION + ".data" if ext else "")
+    files |= _entry(out, VISION, "vision", "fp32", io, external=VISION + ".data" if ext else "")
     ext = dec_bytes > EXTERNAL_ABOVE
     with progress(sc.lm.num_layers, "decoder") as bar:
         io = build_decoder(out / DECODER, sc.lm, weights.get, external=ext, progress=bar)
-    files |= _entry(out, DECODER, "decoder", "fp32", io, DECODER + ".data" if ext else "")
+    files |= _entry(out, DECODER, "decoder", "fp32", io, external=DECODER + ".data" if ext else "")
     np.save(out / EMBED, weights.get("model.embed_tokens.weight").astype(np.float16))
     files |= _entry(out, EMBED, "embeddings", "fp16", None)
     return files
@@ -100,10 +133,21 @@ def write_graphs(sc: SourceConfig, weights: SnapshotWeights, out: Path) -> dict[
 def _source_info(opts: ExportOptions, weights: SnapshotWeights) -> dict[str, Any]:
     snap = opts.snapshot.resolve()
     revision = opts.revision or (snap.name if snap.parent.name == "snapshots" else "")
-    names = ["config.json", "tokenizer.json", "tokenizer_config.json", "preprocessor_config.json",
-             *weights.files()]
+    names = [
+        "config.json",
+        "tokenizer.json",
+        "tokenizer_config.json",
+        "preprocessor_config.json",
+        *weights.files(),
+    ]
     hashes = {n: sha256_file(snap / n) for n in names if (snap / n).is_file()} if opts.hash_sources else {}
-    return {"kind": "snapshot", "repo": opts.repo, "revision": revision, "path": str(opts.snapshot), "sha256": hashes}
+    return {
+        "kind": "snapshot",
+        "repo": opts.repo,
+        "revision": revision,
+        "path": str(opts.snapshot),
+        "sha256": hashes,
+    }
 
 
 def _exporter_versions() -> dict[str, str]:
@@ -136,23 +180,39 @@ def export(opts: ExportOptions) -> Manifest:
     shutil.copyfile(opts.snapshot / TOKENIZER, out / TOKENIZER)
     files |= _entry(out, TOKENIZER, "tokenizer", "", None)
     tokenizer = Tokenizer.from_file(str(out / TOKENIZER))
-    stop = sorted(set(sc.eos_ids) | {i for k, i in special_ids(tokenizer).items() if k in ("user", "observation")})
+    stop = sorted(
+        set(sc.eos_ids) | {i for k, i in special_ids(tokenizer).items() if k in ("user", "observation")}
+    )
     manifest = Manifest(
-        schema_version=SCHEMA_VERSION, family="glm-edge-v", name=opts.name or opts.snapshot.resolve().name,
-        lm=sc.lm, vision=sc.vision, image_token_id=sc.image_token_id,
+        schema_version=SCHEMA_VERSION,
+        family="glm-edge-v",
+        name=opts.name or opts.snapshot.resolve().name,
+        lm=sc.lm,
+        vision=sc.vision,
+        image_token_id=sc.image_token_id,
         preprocessing=preprocessing(opts.snapshot, sc.vision.image_size),
         prompt=prompt_spec(opts.snapshot, tokenizer, sc.image_token_id, sc.vision.num_image_tokens),
         generation=Generation(max_new_tokens=48, repetition_penalty=1.1, stop_ids=tuple(stop)),
-        special_ids=special_ids(tokenizer), files=files,
+        special_ids=special_ids(tokenizer),
+        files=files,
         variants={"fp32": Variant(vision=VISION, decoder=DECODER, description="fp32 vision and decoder")},
-        default_variant="fp32", embeddings=EMBED, tokenizer=TOKENIZER, source=_source_info(opts, weights),
+        default_variant="fp32",
+        embeddings=EMBED,
+        tokenizer=TOKENIZER,
+        source=_source_info(opts, weights),
         exporter={**_exporter_versions(), "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())},
     )
     write_manifest(out, manifest)
     from edged.export.goldens import record_goldens
 
-    goldens = record_goldens(out, manifest, ["fp32"], opts.golden_tokens, images=opts.golden_images,
-                             reference=(sc, weights) if opts.reference else None)
+    goldens = record_goldens(
+        out,
+        manifest,
+        ["fp32"],
+        opts.golden_tokens,
+        images=opts.golden_images,
+        reference=(sc, weights) if opts.reference else None,
+    )
     manifest = replace(manifest, goldens=goldens)
     write_manifest(out, manifest)
     weights.close()
@@ -160,4 +220,6 @@ def export(opts: ExportOptions) -> Manifest:
 
 
 def write_manifest(out: Path, manifest: Manifest) -> None:
-    (Path(out) / MANIFEST).write_text(json.dumps(manifest_to_dict(manifest), indent=1) + "\n", encoding="utf-8")
+    (Path(out) / MANIFEST).write_text(
+        json.dumps(manifest_to_dict(manifest), indent=1) + "\n", encoding="utf-8"
+    )

@@ -35,9 +35,11 @@ def io_spec(lm: LmArch) -> tuple[dict[str, Any], dict[str, Any]]:
     """Input and output names with symbolic shapes (recorded in the manifest)."""
     kv = ["batch", lm.num_kv_heads, "past_sequence_length", lm.head_dim]
     pkv = ["batch", lm.num_kv_heads, "present_sequence_length", lm.head_dim]
-    inputs: dict[str, Any] = {"inputs_embeds": ["batch", "sequence_length", lm.hidden_size],
-                              "attention_mask": ["batch", "total_sequence_length"],
-                              "position_ids": ["batch", "sequence_length"]}
+    inputs: dict[str, Any] = {
+        "inputs_embeds": ["batch", "sequence_length", lm.hidden_size],
+        "attention_mask": ["batch", "total_sequence_length"],
+        "position_ids": ["batch", "sequence_length"],
+    }
     outputs: dict[str, Any] = {"logits": ["batch", 1, lm.vocab_size]}
     for i in range(lm.num_layers):
         inputs[f"past_key_values.{i}.key"] = kv
@@ -60,8 +62,13 @@ class _Decoder:
     def skip_norm(self, x: str, residual: str, weight: str) -> tuple[str, str]:
         g = self.g
         out, total = g.fresh("norm_out"), g.fresh("residual")
-        g.op("SkipSimplifiedLayerNormalization", [x, residual, g.weight(weight, self.get(weight))],
-             outputs=[out, "", "", total], domain=MS_DOMAIN, epsilon=self.lm.rms_norm_eps)
+        g.op(
+            "SkipSimplifiedLayerNormalization",
+            [x, residual, g.weight(weight, self.get(weight))],
+            outputs=[out, "", "", total],
+            domain=MS_DOMAIN,
+            epsilon=self.lm.rms_norm_eps,
+        )
         return out, total
 
     def attention(self, i: int, h: str, ctx: dict[str, str]) -> str:
@@ -72,11 +79,27 @@ class _Decoder:
         del w
         attn = self.g.op1(
             "GroupQueryAttention",
-            [qkv, "", "", f"past_key_values.{i}.key", f"past_key_values.{i}.value", ctx["seqlens_k"],
-             ctx["total"], ctx["cos"], ctx["sin"], "position_ids"],
-            outputs=[self.g.fresh("attn"), f"present.{i}.key", f"present.{i}.value"], domain=MS_DOMAIN,
-            num_heads=lm.num_heads, kv_num_heads=lm.num_kv_heads, do_rotary=1, rotary_interleaved=1,
-            scale=float(lm.head_dim ** -0.5), name=f"layers.{i}.attn")
+            [
+                qkv,
+                "",
+                "",
+                f"past_key_values.{i}.key",
+                f"past_key_values.{i}.value",
+                ctx["seqlens_k"],
+                ctx["total"],
+                ctx["cos"],
+                ctx["sin"],
+                "position_ids",
+            ],
+            outputs=[self.g.fresh("attn"), f"present.{i}.key", f"present.{i}.value"],
+            domain=MS_DOMAIN,
+            num_heads=lm.num_heads,
+            kv_num_heads=lm.num_kv_heads,
+            do_rotary=1,
+            rotary_interleaved=1,
+            scale=float(lm.head_dim**-0.5),
+            name=f"layers.{i}.attn",
+        )
         return self.matmul(attn, p + "o_proj.weight", self.get(p + "o_proj.weight"))
 
     def mlp(self, i: int, h: str) -> str:
@@ -92,12 +115,17 @@ class _Decoder:
         seqlens = g.op1("Cast", [g.op1("Sub", [total_i64, g.const(1)])], to=TensorProto.INT32)
         width = g.op1("Gather", [g.op1("Shape", ["attention_mask"]), g.const(1)], axis=0)
         cos, sin = rotary_cache(self.lm)
-        return {"seqlens_k": seqlens, "total": g.op1("Cast", [width], to=TensorProto.INT32),
-                "cos": g.weight("cos_cache", cos), "sin": g.weight("sin_cache", sin)}
+        return {
+            "seqlens_k": seqlens,
+            "total": g.op1("Cast", [width], to=TensorProto.INT32),
+            "cos": g.weight("cos_cache", cos),
+            "sin": g.weight("sin_cache", sin),
+        }
 
 
-def build_decoder(path: Path, lm: LmArch, get: GetWeight, external: bool,
-                  progress: Callable[[int], None] | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
+def build_decoder(
+    path: Path, lm: LmArch, get: GetWeight, external: bool, progress: Callable[[int], None] | None = None
+) -> tuple[dict[str, Any], dict[str, Any]]:
     """Write the decoder graph; returns its input and output specs."""
     g = GraphBuilder(path, "glm_edge_v_decoder", external)
     d = _Decoder(g, lm, get)
@@ -109,16 +137,24 @@ def build_decoder(path: Path, lm: LmArch, get: GetWeight, external: bool,
     for i in range(lm.num_layers):
         w_in = f"model.layers.{i}.input_layernorm.weight"
         if i == 0:
-            h = g.op1("SimplifiedLayerNormalization", [x, g.weight(w_in, get(w_in))],
-                      axis=-1, epsilon=lm.rms_norm_eps)
+            h = g.op1(
+                "SimplifiedLayerNormalization",
+                [x, g.weight(w_in, get(w_in))],
+                axis=-1,
+                epsilon=lm.rms_norm_eps,
+            )
         else:
             h, residual = d.skip_norm(x, residual, w_in)
-        h, residual = d.skip_norm(d.attention(i, h, ctx), residual, f"model.layers.{i}.post_attention_layernorm.weight")
+        h, residual = d.skip_norm(
+            d.attention(i, h, ctx), residual, f"model.layers.{i}.post_attention_layernorm.weight"
+        )
         x = d.mlp(i, h)
         if progress:
             progress(1)
-    last = [g.op1("Slice", [v, g.const([-1]), g.const([np.iinfo(np.int64).max]), g.const([1])])
-            for v in (x, residual)]
+    last = [
+        g.op1("Slice", [v, g.const([-1]), g.const([np.iinfo(np.int64).max]), g.const([1])])
+        for v in (x, residual)
+    ]
     h, _ = d.skip_norm(last[0], last[1], "model.norm.weight")
     head = get("model.embed_tokens.weight" if lm.tie_word_embeddings else "lm_head.weight")
     g.op("MatMul", [h, g.weight("lm_head.weight", linear_t(head))], outputs=["logits"], name="lm_head")

@@ -28,13 +28,20 @@ def draw(width: int, height: int, seed: int) -> np.ndarray:
     """A BGR test frame: gradients, a few solid boxes and some noise."""
     rng = np.random.default_rng(seed)
     y, x = np.mgrid[0:height, 0:width]
-    img = np.stack([x * 255 // max(width - 1, 1), y * 255 // max(height - 1, 1),
-                    (x + y) * 127 // max(width + height - 2, 1)], axis=2).astype(np.uint8)
+    img = np.stack(
+        [
+            x * 255 // max(width - 1, 1),
+            y * 255 // max(height - 1, 1),
+            (x + y) * 127 // max(width + height - 2, 1),
+        ],
+        axis=2,
+    ).astype(np.uint8)
     for _ in range(3):
         x0, y0 = int(rng.integers(0, width)), int(rng.integers(0, height))
-        img[y0:y0 + height // 4 + 1, x0:x0 + width // 4 + 1] = rng.integers(0, 256, 3)
+        img[y0 : y0 + height // 4 + 1, x0 : x0 + width // 4 + 1] = rng.integers(0, 256, 3)
     noise = rng.integers(-8, 9, img.shape)
-    return np.clip(img.astype(np.int16) + noise, 0, 255).astype(np.uint8)
+    out: np.ndarray = np.clip(img.astype(np.int16) + noise, 0, 255).astype(np.uint8)
+    return out
 
 
 def golden_images(out: Path, size: int) -> list[str]:
@@ -42,8 +49,11 @@ def golden_images(out: Path, size: int) -> list[str]:
     import cv2
 
     (out / GOLDEN_DIR).mkdir(exist_ok=True)
-    shapes = {"wide.png": (round(size * 1.905), round(size * 1.071)), "tall.png": (size // 2 + 3, size + 17),
-              "small.png": (max(size // 3, 2), max(size // 4, 2))}
+    shapes = {
+        "wide.png": (round(size * 1.905), round(size * 1.071)),
+        "tall.png": (size // 2 + 3, size + 17),
+        "small.png": (max(size // 3, 2), max(size // 4, 2)),
+    }
     names = []
     for i, (name, (w, h)) in enumerate(shapes.items()):
         cv2.imwrite(str(out / GOLDEN_DIR / name), draw(w, h, seed=i))
@@ -54,8 +64,14 @@ def golden_images(out: Path, size: int) -> list[str]:
 def captioner_for(out: Path, variant: str, max_new_tokens: int) -> Any:
     from edged.inference.glm_edge_v import GlmEdgeVCaptioner
 
-    cfg = CaptionerConfig(path=out, variant=variant, threads=1, repetition_penalty=1.0,
-                          max_new_tokens=max_new_tokens, optimized_cache=False)
+    cfg = CaptionerConfig(
+        path=out,
+        variant=variant,
+        threads=1,
+        repetition_penalty=1.0,
+        max_new_tokens=max_new_tokens,
+        optimized_cache=False,
+    )
     return GlmEdgeVCaptioner(cfg, warmup=False)
 
 
@@ -67,23 +83,45 @@ def run_variant(out: Path, manifest: Manifest, variant: str, images: list[str], 
         image = load_image(out / name)
         rows = cap.image_rows(pixel_values(image, manifest.preprocessing))
         res = cap.caption(image, manifest.prompt.default_prompt, max_new_tokens=n)
-        result[name] = {"tokens": list(res.tokens), "text": res.text,
-                        "image_rows": {"mean": float(rows.mean()), "std": float(rows.std()),
-                                       "absmax": float(np.abs(rows).max())}}
+        result[name] = {
+            "tokens": list(res.tokens),
+            "text": res.text,
+            "image_rows": {
+                "mean": float(rows.mean()),
+                "std": float(rows.std()),
+                "absmax": float(np.abs(rows).max()),
+            },
+        }
     cap.close()
     return result
 
 
-def record_goldens(out: Path, manifest: Manifest, variants: list[str], n: int, images: int = 3,
-                   reference: Any = None, previous: dict[str, Any] | None = None) -> dict[str, Any]:
+def record_goldens(
+    out: Path,
+    manifest: Manifest,
+    variants: list[str],
+    n: int,
+    *,
+    images: int = 3,
+    reference: Any = None,
+    previous: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     """Goldens for `variants` (merged into `previous`); with `reference`, check parity and fail loudly."""
     goldens = dict(previous or {})
     names = goldens.get("images") or golden_images(out, manifest.vision.image_size)[:images]
-    goldens |= {"images": names, "prompt": manifest.prompt.default_prompt, "max_new_tokens": n,
-                "repetition_penalty": 1.0, "threads": 1}
-    goldens["pixel_sha256"] = {name: hashlib.sha256(pixel_values(load_image(out / name),
-                                                                 manifest.preprocessing).tobytes()).hexdigest()
-                               for name in names}
+    goldens |= {
+        "images": names,
+        "prompt": manifest.prompt.default_prompt,
+        "max_new_tokens": n,
+        "repetition_penalty": 1.0,
+        "threads": 1,
+    }
+    goldens["pixel_sha256"] = {
+        name: hashlib.sha256(
+            pixel_values(load_image(out / name), manifest.preprocessing).tobytes()
+        ).hexdigest()
+        for name in names
+    }
     per_variant = dict(goldens.get("variants", {}))
     for v in variants:
         per_variant[v] = run_variant(out, manifest, v, names, n)

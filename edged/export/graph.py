@@ -52,7 +52,11 @@ class GraphBuilder:
         self._data.write(array.tobytes())
         t = TensorProto(name=name, data_type=helper.np_dtype_to_tensor_dtype(array.dtype), dims=array.shape)
         t.data_location = TensorProto.EXTERNAL
-        for key, value in (("location", self.data_name), ("offset", str(offset)), ("length", str(array.nbytes))):
+        for key, value in (
+            ("location", self.data_name),
+            ("offset", str(offset)),
+            ("length", str(array.nbytes)),
+        ):
             entry = t.external_data.add()
             entry.key, entry.value = key, value
         self.initializers.append(t)
@@ -62,12 +66,28 @@ class GraphBuilder:
         """A small constant initializer."""
         return self.weight(self.fresh("const"), np.asarray(array, dtype=dtype))
 
-    def op(self, op_type: str, inputs: Sequence[str], n_out: int = 1, domain: str = "", name: str = "",
-           outputs: Sequence[str] | None = None, **attrs: Any) -> list[str]:
+    def op(
+        self,
+        op_type: str,
+        inputs: Sequence[str],
+        n_out: int = 1,
+        *,
+        domain: str = "",
+        name: str = "",
+        outputs: Sequence[str] | None = None,
+        **attrs: Any,
+    ) -> list[str]:
         """Add a node; returns its output names."""
-        outs = list(outputs) if outputs is not None else [self.fresh(f"{name or op_type}_out") for _ in range(n_out)]
-        self.nodes.append(helper.make_node(op_type, list(inputs), outs, name=name or self.fresh(op_type),
-                                           domain=domain or None, **attrs))
+        outs = (
+            list(outputs)
+            if outputs is not None
+            else [self.fresh(f"{name or op_type}_out") for _ in range(n_out)]
+        )
+        self.nodes.append(
+            helper.make_node(
+                op_type, list(inputs), outs, name=name or self.fresh(op_type), domain=domain or None, **attrs
+            )
+        )
         return outs
 
     def op1(self, op_type: str, inputs: Sequence[str], **kwargs: Any) -> str:
@@ -86,9 +106,11 @@ class GraphBuilder:
         if self._data is not None:
             self._data.close()
         graph = helper.make_graph(self.nodes, self.name, self.inputs, self.outputs, self.initializers)
-        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET),
-                                                        helper.make_opsetid(MS_DOMAIN, 1)],
-                                  producer_name="edged")
+        model = helper.make_model(
+            graph,
+            opset_imports=[helper.make_opsetid("", OPSET), helper.make_opsetid(MS_DOMAIN, 1)],
+            producer_name="edged",
+        )
         model.ir_version = 8
         onnx.save_model(model, str(self.path))
 

@@ -19,8 +19,12 @@ from edged.inference.preprocess import pixel_values, to_rgb
 from edged.inference.prompt import splice
 
 # Thresholds from the spec's parity plan.
-LIMITS = {"pixels_max_abs": 1e-6, "image_rows_max_abs": 1e-3, "image_rows_cosine": 0.9999,
-          "prefill_logits_max_abs": 1e-2}
+LIMITS = {
+    "pixels_max_abs": 1e-6,
+    "image_rows_max_abs": 1e-3,
+    "image_rows_cosine": 0.9999,
+    "prefill_logits_max_abs": 1e-2,
+}
 
 
 def reference_pixels(snapshot: Path, image_bgr: np.ndarray) -> np.ndarray:
@@ -29,7 +33,7 @@ def reference_pixels(snapshot: Path, image_bgr: np.ndarray) -> np.ndarray:
 
     proc = MllamaImageProcessorPil.from_pretrained(str(snapshot))
     pil = Image.fromarray(to_rgb(image_bgr))
-    out = proc(images=[[pil]], return_tensors="np")["pixel_values"]
+    out = proc(images=[[pil]], return_tensors="np")["pixel_values"]  # type: ignore[arg-type]
     size = out.shape[-1]
     return np.asarray(out, np.float32).reshape(-1, 3, size, size)[:1]
 
@@ -39,8 +43,9 @@ def _cosine(a: np.ndarray, b: np.ndarray) -> float:
     return float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b) + 1e-30))
 
 
-def compare(captioner: GlmEdgeVCaptioner, ref: Reference, snapshot: Path, image_bgr: np.ndarray,
-            max_new_tokens: int) -> dict[str, Any]:
+def compare(
+    captioner: GlmEdgeVCaptioner, ref: Reference, snapshot: Path, image_bgr: np.ndarray, max_new_tokens: int
+) -> dict[str, Any]:
     """Differences per stage for one image (the runtime runs greedy, no repetition penalty)."""
     m = captioner.manifest
     px = pixel_values(image_bgr, m.preprocessing)
@@ -61,15 +66,19 @@ def compare(captioner: GlmEdgeVCaptioner, ref: Reference, snapshot: Path, image_
         "image_rows_cosine": _cosine(rows, rows_ref),
         "prefill_logits_max_abs": float(np.abs(logits - logits_ref).max()),
         "prefill_top5_equal": bool((np.argsort(-logits)[:5] == np.argsort(-logits_ref)[:5]).all()),
-        "tokens": list(result.tokens), "reference_tokens": tokens_ref,
+        "tokens": list(result.tokens),
+        "reference_tokens": tokens_ref,
         "tokens_equal": list(result.tokens) == tokens_ref,
     }
 
 
 def failures(stages: dict[str, Any]) -> list[str]:
     """Which stages broke their limit."""
-    out = [f"{k} = {stages[k]:.3g} (limit {v:g})" for k, v in LIMITS.items()
-           if (stages[k] < v if k.endswith("cosine") else stages[k] > v)]
+    out = [
+        f"{k} = {stages[k]:.3g} (limit {v:g})"
+        for k, v in LIMITS.items()
+        if (stages[k] < v if k.endswith("cosine") else stages[k] > v)
+    ]
     for flag in ("prefill_top5_equal", "tokens_equal"):
         if not stages[flag]:
             out.append(f"{flag} is false")

@@ -32,7 +32,9 @@ def chat_template(snapshot: Path) -> str:
                 value = next((t["template"] for t in value if t.get("name") == "default"), None)
             if isinstance(value, str):
                 return value
-    raise ConfigMismatch(f"{snapshot} has no chat template (tokenizer_config.json, chat_template.json/.jinja)")
+    raise ConfigMismatch(
+        f"{snapshot} has no chat template (tokenizer_config.json, chat_template.json/.jinja)"
+    )
 
 
 def render(template: str, text: str) -> str:
@@ -48,8 +50,13 @@ def render(template: str, text: str) -> str:
     return str(env.from_string(template).render(messages=messages, add_generation_prompt=True))
 
 
-def prompt_spec(snapshot: Path, tokenizer: Any, image_token_id: int, num_image_tokens: int,
-                default_prompt: str = DEFAULT_PROMPT) -> PromptSpec:
+def prompt_spec(
+    snapshot: Path,
+    tokenizer: Any,
+    image_token_id: int,
+    num_image_tokens: int,
+    default_prompt: str = DEFAULT_PROMPT,
+) -> PromptSpec:
     """Split the rendered template around the image slot and the user's text."""
     template = chat_template(snapshot)
     before, sep, after = render(template, SENTINEL).partition(SENTINEL)
@@ -67,14 +74,22 @@ def prompt_spec(snapshot: Path, tokenizer: Any, image_token_id: int, num_image_t
     while run < len(head) and head[run] == image_token_id:
         run += 1
     if run - first != num_image_tokens or image_token_id in head[run:]:
-        raise ConfigMismatch(f"chat template renders {head.count(image_token_id)} image tokens; the vision "
-                             f"encoder makes {num_image_tokens} rows")
+        raise ConfigMismatch(
+            f"chat template renders {head.count(image_token_id)} image tokens; the vision "
+            f"encoder makes {num_image_tokens} rows"
+        )
     prefix, between, suffix = head[:first], head[run:], encode(after)
     full = encode(render(template, default_prompt))
     joined = prefix + [image_token_id] * num_image_tokens + between + encode(default_prompt) + suffix
-    return PromptSpec(prefix_ids=tuple(prefix), between_ids=tuple(between), suffix_ids=tuple(suffix),
-                      default_prompt=default_prompt, default_prompt_ids=tuple(full), split_exact=full == joined,
-                      template_sha256=hashlib.sha256(template.encode()).hexdigest())
+    return PromptSpec(
+        prefix_ids=tuple(prefix),
+        between_ids=tuple(between),
+        suffix_ids=tuple(suffix),
+        default_prompt=default_prompt,
+        default_prompt_ids=tuple(full),
+        split_exact=full == joined,
+        template_sha256=hashlib.sha256(template.encode()).hexdigest(),
+    )
 
 
 def preprocessing(snapshot: Path, image_size: int) -> Preprocessing:
@@ -83,28 +98,46 @@ def preprocessing(snapshot: Path, image_size: int) -> Preprocessing:
     cfg = json.loads(path.read_text(encoding="utf-8"))
     kind = cfg.get("image_processor_type", "")
     checks = [
-        (kind.startswith("MllamaImageProcessor"), f"image_processor_type {kind!r} is not MllamaImageProcessor"),
+        (
+            kind.startswith("MllamaImageProcessor"),
+            f"image_processor_type {kind!r} is not MllamaImageProcessor",
+        ),
         (int(cfg.get("max_image_tiles", 1)) == 1, "max_image_tiles must be 1"),
         (int(cfg.get("resample", 3)) == 3, "resample must be 3 (bicubic)"),
-        (cfg.get("do_pad", True) and cfg.get("do_rescale", True) and cfg.get("do_normalize", True),
-         "pad, rescale and normalize must all be on"),
+        (
+            cfg.get("do_pad", True) and cfg.get("do_rescale", True) and cfg.get("do_normalize", True),
+            "pad, rescale and normalize must all be on",
+        ),
     ]
     size = cfg.get("size", {})
-    checks.append((int(size.get("height", image_size)) == int(size.get("width", image_size)) == image_size,
-                   f"size {size} differs from the vision tower's image_size {image_size}"))
+    checks.append(
+        (
+            int(size.get("height", image_size)) == int(size.get("width", image_size)) == image_size,
+            f"size {size} differs from the vision tower's image_size {image_size}",
+        )
+    )
     for ok, message in checks:
         if not ok:
             raise ConfigMismatch(f"{path}: {message}")
-    return Preprocessing(size=image_size, rescale_factor=float(cfg.get("rescale_factor", 1 / 255)),
-                         mean=tuple(cfg.get("image_mean", (0.5,) * 3)),  # type: ignore[arg-type]
-                         std=tuple(cfg.get("image_std", (0.5,) * 3)))  # type: ignore[arg-type]
+    return Preprocessing(
+        size=image_size,
+        rescale_factor=float(cfg.get("rescale_factor", 1 / 255)),
+        mean=tuple(cfg.get("image_mean", (0.5,) * 3)),
+        std=tuple(cfg.get("image_std", (0.5,) * 3)),
+    )
 
 
 def special_ids(tokenizer: Any) -> dict[str, int]:
     """Ids of the GLM special tokens present in the tokenizer, by name."""
-    names = {"endoftext": "<|endoftext|>", "user": "<|user|>", "assistant": "<|assistant|>",
-             "observation": "<|observation|>", "system": "<|system|>", "begin_of_image": "<|begin_of_image|>",
-             "end_of_image": "<|end_of_image|>"}
+    names = {
+        "endoftext": "<|endoftext|>",
+        "user": "<|user|>",
+        "assistant": "<|assistant|>",
+        "observation": "<|observation|>",
+        "system": "<|system|>",
+        "begin_of_image": "<|begin_of_image|>",
+        "end_of_image": "<|end_of_image|>",
+    }
     out = {}
     for key, tok in names.items():
         tid = tokenizer.token_to_id(tok)

@@ -18,9 +18,18 @@ from edged.inference.manifest import Manifest, manifest_to_dict, sha256_file
 # Known model names -> hub repositories.
 MODELS = {"glm-edge-v-2b": "THUDM/glm-edge-v-2b", "glm-edge-v-5b": "THUDM/glm-edge-v-5b"}
 # The files an export reads; remote-code files and the bf16 GGUFs are not needed.
-PATTERNS = ["config.json", "generation_config.json", "*.safetensors", "model.safetensors.index.json",
-            "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "preprocessor_config.json",
-            "chat_template.json", "chat_template.jinja"]
+PATTERNS = [
+    "config.json",
+    "generation_config.json",
+    "*.safetensors",
+    "model.safetensors.index.json",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "preprocessor_config.json",
+    "chat_template.json",
+    "chat_template.jinja",
+]
 SUMS = "SHA256SUMS"
 
 
@@ -64,8 +73,11 @@ def download(repo: str, revision: str | None, cache_dir: Path | None) -> Path:
         from huggingface_hub import HfApi, snapshot_download
     except ImportError:
         raise PullError("pulling from the hub needs huggingface_hub: pip install 'edged[pull]'") from None
-    path = Path(snapshot_download(repo, revision=revision, allow_patterns=PATTERNS,
-                                  cache_dir=str(cache_dir) if cache_dir else None))
+    path = Path(
+        snapshot_download(
+            repo, revision=revision, allow_patterns=PATTERNS, cache_dir=str(cache_dir) if cache_dir else None
+        )
+    )
     info = HfApi().model_info(repo, revision=path.name, files_metadata=True)
     for sibling in info.siblings or []:
         lfs = getattr(sibling, "lfs", None)
@@ -87,9 +99,13 @@ def prune(directory: Path, m: Manifest, keep: str) -> None:
     for name in list(m.files):
         if name not in needed:
             (directory / name).unlink(missing_ok=True)
-    pruned = replace(m, files={k: v for k, v in m.files.items() if k in needed}, variants={keep: variant},
-                     default_variant=keep,
-                     goldens={**m.goldens, "variants": {keep: m.goldens.get("variants", {}).get(keep, {})}})
+    pruned = replace(
+        m,
+        files={k: v for k, v in m.files.items() if k in needed},
+        variants={keep: variant},
+        default_variant=keep,
+        goldens={**m.goldens, "variants": {keep: m.goldens.get("variants", {}).get(keep, {})}},
+    )
     (directory / MANIFEST).write_text(json.dumps(manifest_to_dict(pruned), indent=1) + "\n", encoding="utf-8")
 
 
@@ -110,8 +126,17 @@ def pull(opts: PullOptions) -> Manifest:
     out = Path(opts.out)
     if out.exists():
         shutil.rmtree(out)
-    m = export(ExportOptions(snapshot=snapshot, out=out, name=opts.model, repo=repo, revision=opts.revision or "",
-                             golden_tokens=8, golden_images=1))
+    m = export(
+        ExportOptions(
+            snapshot=snapshot,
+            out=out,
+            name=opts.model,
+            repo=repo,
+            revision=opts.revision or "",
+            golden_tokens=8,
+            golden_images=1,
+        )
+    )
     if opts.quant == "int4":
         m = quantize_bundle(out, QuantizeOptions(golden_tokens=8))
         if not opts.keep_all:

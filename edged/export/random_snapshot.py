@@ -29,14 +29,101 @@ CHAT_TEMPLATE = (
     "{% if add_generation_prompt %}<|assistant|>\n{% endif %}"
 )
 
-_WORDS = (
-    "a an the and of in on at to with is are was be there someone somebody person people man woman child "
-    "dog cat car truck bicycle package box door window gate garden yard street road driveway porch room "
-    "kitchen light dark night day standing walking running sitting holding carrying opening closing near "
-    "front back left right inside outside camera image picture scene shows describe what happening one "
-    "sentence nothing empty quiet moving parked red blue white black green small large two three . , ? "
-    "Describe What Is A The There Someone"
-).split()
+_WORDS = [
+    "a",
+    "an",
+    "the",
+    "and",
+    "of",
+    "in",
+    "on",
+    "at",
+    "to",
+    "with",
+    "is",
+    "are",
+    "was",
+    "be",
+    "there",
+    "someone",
+    "somebody",
+    "person",
+    "people",
+    "man",
+    "woman",
+    "child",
+    "dog",
+    "cat",
+    "car",
+    "truck",
+    "bicycle",
+    "package",
+    "box",
+    "door",
+    "window",
+    "gate",
+    "garden",
+    "yard",
+    "street",
+    "road",
+    "driveway",
+    "porch",
+    "room",
+    "kitchen",
+    "light",
+    "dark",
+    "night",
+    "day",
+    "standing",
+    "walking",
+    "running",
+    "sitting",
+    "holding",
+    "carrying",
+    "opening",
+    "closing",
+    "near",
+    "front",
+    "back",
+    "left",
+    "right",
+    "inside",
+    "outside",
+    "camera",
+    "image",
+    "picture",
+    "scene",
+    "shows",
+    "describe",
+    "what",
+    "happening",
+    "one",
+    "sentence",
+    "nothing",
+    "empty",
+    "quiet",
+    "moving",
+    "parked",
+    "red",
+    "blue",
+    "white",
+    "black",
+    "green",
+    "small",
+    "large",
+    "two",
+    "three",
+    ".",
+    ",",
+    "?",
+    "Describe",
+    "What",
+    "Is",
+    "A",
+    "The",
+    "There",
+    "Someone",
+]
 
 
 def _tensor_shapes(cfg: dict[str, Any]) -> dict[str, tuple[int, ...]]:
@@ -48,26 +135,40 @@ def _tensor_shapes(cfg: dict[str, Any]) -> dict[str, tuple[int, ...]]:
     for name in lm_names(lm):
         leaf = name.split(".")[-2] if name.endswith((".weight", ".bias")) else name
         shapes[name] = {
-            "embed_tokens": (lm.vocab_size, h), "lm_head": (lm.vocab_size, h), "q_proj": (lm.num_heads * hd, h),
-            "k_proj": (kvh, h), "v_proj": (kvh, h), "o_proj": (h, lm.num_heads * hd),
-            "gate_up_proj": (2 * lm.intermediate_size, h), "down_proj": (h, lm.intermediate_size),
+            "embed_tokens": (lm.vocab_size, h),
+            "lm_head": (lm.vocab_size, h),
+            "q_proj": (lm.num_heads * hd, h),
+            "k_proj": (kvh, h),
+            "v_proj": (kvh, h),
+            "o_proj": (h, lm.num_heads * hd),
+            "gate_up_proj": (2 * lm.intermediate_size, h),
+            "down_proj": (h, lm.intermediate_size),
         }.get(leaf, (h,))
         if name.endswith(".bias"):
             shapes[name] = (shapes[name][0],)
     vh, vf, ah, af = v.hidden_size, v.intermediate_size, h, lm.intermediate_size
     for name in vision_names(v):
-        shapes[name] = _vision_shape(name, vh, vf, ah, af, grid, v.patch_size)
+        shapes[name] = _vision_shape(name, vh=vh, vf=vf, ah=ah, af=af, grid=grid, patch=v.patch_size)
     return shapes
 
 
-def _vision_shape(name: str, vh: int, vf: int, ah: int, af: int, grid: int, patch: int) -> tuple[int, ...]:
+def _vision_shape(name: str, *, vh: int, vf: int, ah: int, af: int, grid: int, patch: int) -> tuple[int, ...]:
     table: dict[str, tuple[int, ...]] = {
-        "patch_embedding.weight": (vh, 3, patch, patch), "position_embedding.weight": (grid * grid, vh),
-        "fc1.weight": (vf, vh), "fc1.bias": (vf,), "fc2.weight": (vh, vf),
-        "adapter.boi": (1, 1, ah), "adapter.eoi": (1, 1, ah), "conv.weight": (ah, vh, 2, 2), "conv.bias": (ah,),
-        "linear_proj.linear_proj.weight": (ah, ah), "linear_proj.norm1.weight": (ah,),
+        "patch_embedding.weight": (vh, 3, patch, patch),
+        "position_embedding.weight": (grid * grid, vh),
+        "fc1.weight": (vf, vh),
+        "fc1.bias": (vf,),
+        "fc2.weight": (vh, vf),
+        "adapter.boi": (1, 1, ah),
+        "adapter.eoi": (1, 1, ah),
+        "conv.weight": (ah, vh, 2, 2),
+        "conv.bias": (ah,),
+        "linear_proj.linear_proj.weight": (ah, ah),
+        "linear_proj.norm1.weight": (ah,),
         "linear_proj.norm1.bias": (ah,),
-        "dense_h_to_4h.weight": (af, ah), "gate_proj.weight": (af, ah), "dense_4h_to_h.weight": (ah, af),
+        "dense_h_to_4h.weight": (af, ah),
+        "gate_proj.weight": (af, ah),
+        "dense_4h_to_h.weight": (ah, af),
     }
     for suffix, shape in table.items():
         if name.endswith(suffix):
@@ -140,19 +241,24 @@ def write_tokenizer(out: Path, cfg: dict[str, Any], num_image_tokens: int) -> No
     for i in range(len(vocab), base):
         vocab[f"w{i}"] = i
     vocab["[UNK]"] = vocab.pop(f"w{base - 1}", base - 1)
-    for tok, i in special_ids(base).items():
-        vocab[tok] = i
+    for special, i in special_ids(base).items():
+        vocab[special] = i
     tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token="[UNK]"))
     tok.pre_tokenizer = pre_tokenizers.Whitespace()
     tok.add_special_tokens([AddedToken(t, special=True, normalized=False) for t in SPECIAL_TOKENS])
     tok.save(str(out / "tokenizer.json"))
     template = CHAT_TEMPLATE.replace("NUM_IMAGE_TOKENS", str(num_image_tokens))
-    tk_cfg = {"tokenizer_class": "PreTrainedTokenizerFast", "eos_token": "<|endoftext|>",
-              "pad_token": "<|endoftext|>", "unk_token": "[UNK]", "chat_template": template,
-              "model_max_length": cfg["max_position_embeddings"]}
+    tk_cfg = {
+        "tokenizer_class": "PreTrainedTokenizerFast",
+        "eos_token": "<|endoftext|>",
+        "pad_token": "<|endoftext|>",
+        "unk_token": "[UNK]",
+        "chat_template": template,
+        "model_max_length": cfg["max_position_embeddings"],
+    }
     (out / "tokenizer_config.json").write_text(json.dumps(tk_cfg, indent=2), encoding="utf-8")
-    special = {"eos_token": "<|endoftext|>", "pad_token": "<|endoftext|>", "unk_token": "[UNK]"}
-    (out / "special_tokens_map.json").write_text(json.dumps(special, indent=2), encoding="utf-8")
+    tokens_map = {"eos_token": "<|endoftext|>", "pad_token": "<|endoftext|>", "unk_token": "[UNK]"}
+    (out / "special_tokens_map.json").write_text(json.dumps(tokens_map, indent=2), encoding="utf-8")
 
 
 def write_random_snapshot(out: Path, shape: str, seed: int = 0, std: float | None = None) -> Path:
@@ -163,10 +269,20 @@ def write_random_snapshot(out: Path, shape: str, seed: int = 0, std: float | Non
     sc = parse_config(cfg)
     size = sc.vision.image_size
     (out / "config.json").write_text(json.dumps(cfg, indent=2), encoding="utf-8")
-    pre = {"image_processor_type": "MllamaImageProcessor", "do_convert_rgb": True, "do_normalize": True,
-           "do_pad": True, "do_rescale": True, "do_resize": True, "image_mean": [0.5, 0.5, 0.5],
-           "image_std": [0.5, 0.5, 0.5], "max_image_tiles": 1, "resample": 3, "rescale_factor": 1 / 255,
-           "size": {"height": size, "width": size}}
+    pre = {
+        "image_processor_type": "MllamaImageProcessor",
+        "do_convert_rgb": True,
+        "do_normalize": True,
+        "do_pad": True,
+        "do_rescale": True,
+        "do_resize": True,
+        "image_mean": [0.5, 0.5, 0.5],
+        "image_std": [0.5, 0.5, 0.5],
+        "max_image_tiles": 1,
+        "resample": 3,
+        "rescale_factor": 1 / 255,
+        "size": {"height": size, "width": size},
+    }
     (out / "preprocessor_config.json").write_text(json.dumps(pre, indent=2), encoding="utf-8")
     gen = {"eos_token_id": cfg["eos_token_id"], "pad_token_id": cfg["pad_token_id"], "do_sample": False}
     (out / "generation_config.json").write_text(json.dumps(gen, indent=2), encoding="utf-8")

@@ -10,30 +10,76 @@ from typing import Any
 
 # Offsets of the special tokens from <|endoftext|>, as in the GLM-4 family's tokenizer.
 SPECIAL_TOKENS = (
-    "<|endoftext|>", "[MASK]", "[gMASK]", "[sMASK]", "<sop>", "<eop>", "<|system|>", "<|user|>",
-    "<|assistant|>", "<|observation|>", "<|begin_of_image|>", "<|end_of_image|>",
+    "<|endoftext|>",
+    "[MASK]",
+    "[gMASK]",
+    "[sMASK]",
+    "<sop>",
+    "<eop>",
+    "<|system|>",
+    "<|user|>",
+    "<|assistant|>",
+    "<|observation|>",
+    "<|begin_of_image|>",
+    "<|end_of_image|>",
 )
 
-_VISION_SO400M = {"hidden_size": 1152, "num_hidden_layers": 27, "num_attention_heads": 16,
-                  "intermediate_size": 4304, "image_size": 672, "patch_size": 14}
+_VISION_SO400M = {
+    "hidden_size": 1152,
+    "num_hidden_layers": 27,
+    "num_attention_heads": 16,
+    "intermediate_size": 4304,
+    "image_size": 672,
+    "patch_size": 14,
+}
 
 _SHAPES: dict[str, dict[str, Any]] = {
     "tiny": {
-        "lm": {"hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2,
-               "head_dim": 16, "intermediate_size": 128, "vocab_size": 512, "max_position_embeddings": 256},
-        "vision": {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 64,
-                   "image_size": 56, "patch_size": 14},
+        "lm": {
+            "hidden_size": 64,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 4,
+            "num_key_value_heads": 2,
+            "head_dim": 16,
+            "intermediate_size": 128,
+            "vocab_size": 512,
+            "max_position_embeddings": 256,
+        },
+        "vision": {
+            "hidden_size": 32,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 2,
+            "intermediate_size": 64,
+            "image_size": 56,
+            "patch_size": 14,
+        },
         "special_base": 500,
     },
     "2b": {
-        "lm": {"hidden_size": 2048, "num_hidden_layers": 28, "num_attention_heads": 16, "num_key_value_heads": 4,
-               "head_dim": 128, "intermediate_size": 6144, "vocab_size": 59264, "max_position_embeddings": 8192},
+        "lm": {
+            "hidden_size": 2048,
+            "num_hidden_layers": 28,
+            "num_attention_heads": 16,
+            "num_key_value_heads": 4,
+            "head_dim": 128,
+            "intermediate_size": 6144,
+            "vocab_size": 59264,
+            "max_position_embeddings": 8192,
+        },
         "vision": _VISION_SO400M,
         "special_base": 59246,
     },
     "5b": {
-        "lm": {"hidden_size": 3072, "num_hidden_layers": 40, "num_attention_heads": 24, "num_key_value_heads": 6,
-               "head_dim": 128, "intermediate_size": 8192, "vocab_size": 59264, "max_position_embeddings": 4096},
+        "lm": {
+            "hidden_size": 3072,
+            "num_hidden_layers": 40,
+            "num_attention_heads": 24,
+            "num_key_value_heads": 6,
+            "head_dim": 128,
+            "intermediate_size": 8192,
+            "vocab_size": 59264,
+            "max_position_embeddings": 4096,
+        },
         "vision": _VISION_SO400M,
         "special_base": 59246,
     },

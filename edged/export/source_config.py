@@ -15,13 +15,38 @@ from edged.inference.manifest import LmArch, VisionArch
 
 # Keys of config.json that belong to the language model (everything else is vision or remote-code glue).
 _LM_KEYS = (
-    "vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
-    "num_key_value_heads", "head_dim", "hidden_act", "attention_dropout", "max_position_embeddings",
-    "rms_norm_eps", "tie_word_embeddings", "rope_theta", "partial_rotary_factor", "pad_token_id",
-    "eos_token_id", "bos_token_id", "attention_bias", "rope_parameters",
+    "vocab_size",
+    "hidden_size",
+    "intermediate_size",
+    "num_hidden_layers",
+    "num_attention_heads",
+    "num_key_value_heads",
+    "head_dim",
+    "hidden_act",
+    "attention_dropout",
+    "max_position_embeddings",
+    "rms_norm_eps",
+    "tie_word_embeddings",
+    "rope_theta",
+    "partial_rotary_factor",
+    "pad_token_id",
+    "eos_token_id",
+    "bos_token_id",
+    "attention_bias",
+    "rope_parameters",
 )
-_VISION_KEYS = ("hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size", "image_size",
-                "patch_size", "num_channels", "hidden_act", "layer_norm_eps", "attention_dropout")
+_VISION_KEYS = (
+    "hidden_size",
+    "num_hidden_layers",
+    "num_attention_heads",
+    "intermediate_size",
+    "image_size",
+    "patch_size",
+    "num_channels",
+    "hidden_act",
+    "layer_norm_eps",
+    "attention_dropout",
+)
 
 
 class ConfigMismatch(ValueError):
@@ -59,8 +84,11 @@ def _rope(raw: dict[str, Any]) -> tuple[float, float]:
     theta = float(params.get("rope_theta", raw.get("rope_theta", 10000.0)))
     # transformers' GlmConfig defaults this to 0.5 when absent; GLM-Edge configs write 1.0 explicitly.
     factor = params.get("partial_rotary_factor", raw.get("partial_rotary_factor"))
-    _require(factor is not None, "config.json has no partial_rotary_factor (GLM-Edge writes 1.0; "
-             "transformers would silently assume 0.5)")
+    if factor is None:
+        raise ConfigMismatch(
+            "config.json has no partial_rotary_factor (GLM-Edge writes 1.0; "
+            "transformers would silently assume 0.5)"
+        )
     rope_type = params.get("rope_type", "default")
     _require(rope_type == "default", f"rope_type {rope_type!r} is not supported (only plain RoPE)")
     return theta, float(factor)
@@ -69,40 +97,65 @@ def _rope(raw: dict[str, Any]) -> tuple[float, float]:
 def parse_config(raw: dict[str, Any]) -> SourceConfig:
     """Check a config dict and derive the architecture numbers."""
     _require(raw.get("model_type") == "glm", f"model_type is {raw.get('model_type')!r}, expected 'glm'")
-    _require("vision_config" in raw, "config.json has no vision_config: this is a text-only GLM, not GLM-Edge-V")
+    _require(
+        "vision_config" in raw, "config.json has no vision_config: this is a text-only GLM, not GLM-Edge-V"
+    )
     _require("boi_token_id" in raw, "config.json has no boi_token_id")
     hidden, heads = int(raw["hidden_size"]), int(raw["num_attention_heads"])
     kv = int(raw.get("num_key_value_heads") or heads)
     head_dim = int(raw.get("head_dim") or hidden // heads)
     _require(heads % kv == 0, f"num_attention_heads {heads} is not a multiple of num_key_value_heads {kv}")
     theta, factor = _rope(raw)
-    _require(factor == 1.0, f"partial_rotary_factor {factor} is not supported: GLM-Edge rotates all "
-             "head dimensions (1.0); the fused rotary of the decoder graph has no partial mode")
+    _require(
+        factor == 1.0,
+        f"partial_rotary_factor {factor} is not supported: GLM-Edge rotates all "
+        "head dimensions (1.0); the fused rotary of the decoder graph has no partial mode",
+    )
     _require(raw.get("hidden_act", "silu") == "silu", f"hidden_act {raw.get('hidden_act')!r} is not silu")
     lm = LmArch(
-        hidden_size=hidden, num_layers=int(raw["num_hidden_layers"]), num_heads=heads, num_kv_heads=kv,
-        head_dim=head_dim, intermediate_size=int(raw["intermediate_size"]), vocab_size=int(raw["vocab_size"]),
+        hidden_size=hidden,
+        num_layers=int(raw["num_hidden_layers"]),
+        num_heads=heads,
+        num_kv_heads=kv,
+        head_dim=head_dim,
+        intermediate_size=int(raw["intermediate_size"]),
+        vocab_size=int(raw["vocab_size"]),
         max_position_embeddings=int(raw.get("max_position_embeddings", 8192)),
-        rms_norm_eps=float(raw.get("rms_norm_eps", 1e-5)), rope_theta=theta, rotary_dim=int(head_dim * factor),
-        rotary_interleaved=True, tie_word_embeddings=bool(raw.get("tie_word_embeddings", False)),
+        rms_norm_eps=float(raw.get("rms_norm_eps", 1e-5)),
+        rope_theta=theta,
+        rotary_dim=int(head_dim * factor),
+        rotary_interleaved=True,
+        tie_word_embeddings=bool(raw.get("tie_word_embeddings", False)),
         attention_bias=bool(raw.get("attention_bias", True)),
     )
-    return SourceConfig(raw=raw, lm=lm, vision=_vision(raw["vision_config"]),
-                        image_token_id=int(raw["boi_token_id"]), eos_ids=_eos(raw),
-                        pad_id=raw.get("pad_token_id"))
+    return SourceConfig(
+        raw=raw,
+        lm=lm,
+        vision=_vision(raw["vision_config"]),
+        image_token_id=int(raw["boi_token_id"]),
+        eos_ids=_eos(raw),
+        pad_id=raw.get("pad_token_id"),
+    )
 
 
 def _vision(vc: dict[str, Any]) -> VisionArch:
     size, patch = int(vc.get("image_size", 224)), int(vc.get("patch_size", 16))
-    _require(size % (2 * patch) == 0, f"vision image_size {size} is not a multiple of 2 x patch_size {patch}: "
-             "the adapter's stride-2 convolution needs an even grid")
+    _require(
+        size % (2 * patch) == 0,
+        f"vision image_size {size} is not a multiple of 2 x patch_size {patch}: "
+        "the adapter's stride-2 convolution needs an even grid",
+    )
     act = vc.get("hidden_act", "gelu_pytorch_tanh")
     _require(act == "gelu_pytorch_tanh", f"vision hidden_act {act!r} is not gelu_pytorch_tanh")
     grid = size // patch // 2
     return VisionArch(
-        hidden_size=int(vc["hidden_size"]), num_layers=int(vc["num_hidden_layers"]),
-        num_heads=int(vc["num_attention_heads"]), intermediate_size=int(vc["intermediate_size"]),
-        image_size=size, patch_size=patch, layer_norm_eps=float(vc.get("layer_norm_eps", 1e-6)),
+        hidden_size=int(vc["hidden_size"]),
+        num_layers=int(vc["num_hidden_layers"]),
+        num_heads=int(vc["num_attention_heads"]),
+        intermediate_size=int(vc["intermediate_size"]),
+        image_size=size,
+        patch_size=patch,
+        layer_norm_eps=float(vc.get("layer_norm_eps", 1e-6)),
         num_image_tokens=grid * grid + 2,
     )
 

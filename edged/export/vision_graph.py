@@ -21,8 +21,10 @@ GetWeight = Callable[[str], np.ndarray]
 
 
 def io_spec(v: VisionArch, lm: LmArch) -> tuple[dict[str, Any], dict[str, Any]]:
-    return ({"pixel_values": [1, 3, v.image_size, v.image_size]},
-            {"image_features": [1, v.num_image_tokens, lm.hidden_size]})
+    return (
+        {"pixel_values": [1, 3, v.image_size, v.image_size]},
+        {"image_features": [1, v.num_image_tokens, lm.hidden_size]},
+    )
 
 
 class _Vision:
@@ -38,17 +40,27 @@ class _Vision:
         return self.g.op1("Add", [y, self.w(prefix + ".bias")]) if bias else y
 
     def layer_norm(self, x: str, prefix: str, eps: float) -> str:
-        return self.g.op1("LayerNormalization", [x, self.w(prefix + ".weight"), self.w(prefix + ".bias")],
-                          axis=-1, epsilon=eps)
+        return self.g.op1(
+            "LayerNormalization",
+            [x, self.w(prefix + ".weight"), self.w(prefix + ".bias")],
+            axis=-1,
+            epsilon=eps,
+        )
 
     def embeddings(self) -> str:
         g, p = self.g, VIT_PREFIX + "embeddings."
-        patches = g.op1("Conv", ["pixel_values", self.w(p + "patch_embedding.weight"),
-                                 self.w(p + "patch_embedding.bias")],
-                        kernel_shape=[self.v.patch_size] * 2, strides=[self.v.patch_size] * 2)
+        patches = g.op1(
+            "Conv",
+            ["pixel_values", self.w(p + "patch_embedding.weight"), self.w(p + "patch_embedding.bias")],
+            kernel_shape=[self.v.patch_size] * 2,
+            strides=[self.v.patch_size] * 2,
+        )
         grid = self.v.image_size // self.v.patch_size
-        rows = g.op1("Transpose", [g.op1("Reshape", [patches, g.const([1, self.v.hidden_size, grid * grid])])],
-                     perm=[0, 2, 1])
+        rows = g.op1(
+            "Transpose",
+            [g.op1("Reshape", [patches, g.const([1, self.v.hidden_size, grid * grid])])],
+            perm=[0, 2, 1],
+        )
         pos = self.get(p + "position_embedding.weight")[None]
         return g.op1("Add", [rows, g.weight(p + "position_embedding.weight", pos)])
 
@@ -56,8 +68,13 @@ class _Vision:
         g, v, p = self.g, self.v, f"{VIT_PREFIX}encoder.layers.{i}."
         h = self.layer_norm(x, p + "layer_norm1", v.layer_norm_eps)
         q, k, val = (self.linear(h, p + f"self_attn.{n}_proj") for n in "qkv")
-        attn = g.op1("MultiHeadAttention", [q, k, val], domain=MS_DOMAIN, num_heads=v.num_heads,
-                     name=f"vision.layers.{i}.attn")
+        attn = g.op1(
+            "MultiHeadAttention",
+            [q, k, val],
+            domain=MS_DOMAIN,
+            num_heads=v.num_heads,
+            name=f"vision.layers.{i}.attn",
+        )
         x = g.op1("Add", [x, self.linear(attn, p + "self_attn.out_proj")])
         h = self.layer_norm(x, p + "layer_norm2", v.layer_norm_eps)
         h = g.op1("FastGelu", [self.linear(h, p + "mlp.fc1")], domain=MS_DOMAIN)
@@ -66,10 +83,15 @@ class _Vision:
     def adapter(self, rows: str, hidden: int, ffn: int) -> str:
         g, v, p = self.g, self.v, ADAPTER_PREFIX
         grid = v.image_size // v.patch_size
-        image = g.op1("Reshape", [g.op1("Transpose", [rows], perm=[0, 2, 1]),
-                                  g.const([1, v.hidden_size, grid, grid])])
-        conv = g.op1("Conv", [image, self.w(p + "conv.weight"), self.w(p + "conv.bias")],
-                     kernel_shape=[2, 2], strides=[2, 2])
+        image = g.op1(
+            "Reshape", [g.op1("Transpose", [rows], perm=[0, 2, 1]), g.const([1, v.hidden_size, grid, grid])]
+        )
+        conv = g.op1(
+            "Conv",
+            [image, self.w(p + "conv.weight"), self.w(p + "conv.bias")],
+            kernel_shape=[2, 2],
+            strides=[2, 2],
+        )
         n = (grid // 2) ** 2
         x = g.op1("Transpose", [g.op1("Reshape", [conv, g.const([1, hidden, n])])], perm=[0, 2, 1])
         x = self.linear(x, p + "linear_proj.linear_proj", bias=False)
@@ -78,12 +100,18 @@ class _Vision:
         up = self.linear(x, p + "linear_proj.dense_h_to_4h", bias=False)
         act = g.op1("Mul", [g.op1("Mul", [gate, g.op1("Sigmoid", [gate])]), up])
         x = self.linear(act, p + "linear_proj.dense_4h_to_h", bias=False)
-        return g.op1("Concat", [self.w(p + "boi"), x, self.w(p + "eoi")], axis=1,
-                     outputs=["image_features"])
+        return g.op1("Concat", [self.w(p + "boi"), x, self.w(p + "eoi")], axis=1, outputs=["image_features"])
 
 
-def build_vision(path: Path, v: VisionArch, lm: LmArch, get: GetWeight, external: bool,
-                 progress: Callable[[int], None] | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
+def build_vision(
+    path: Path,
+    v: VisionArch,
+    lm: LmArch,
+    get: GetWeight,
+    *,
+    external: bool,
+    progress: Callable[[int], None] | None = None,
+) -> tuple[dict[str, Any], dict[str, Any]]:
     """Write the vision graph; returns its input and output specs."""
     g = GraphBuilder(path, "glm_edge_v_vision", external)
     enc = _Vision(g, v, get)

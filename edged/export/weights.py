@@ -32,9 +32,19 @@ def lm_names(lm: LmArch) -> list[str]:
     names = ["model.embed_tokens.weight", "model.norm.weight"]
     for i in range(lm.num_layers):
         p = f"model.layers.{i}."
-        names += [p + n for n in ("self_attn.q_proj.weight", "self_attn.k_proj.weight", "self_attn.v_proj.weight",
-                                  "self_attn.o_proj.weight", "mlp.gate_up_proj.weight", "mlp.down_proj.weight",
-                                  "input_layernorm.weight", "post_attention_layernorm.weight")]
+        names += [
+            p + n
+            for n in (
+                "self_attn.q_proj.weight",
+                "self_attn.k_proj.weight",
+                "self_attn.v_proj.weight",
+                "self_attn.o_proj.weight",
+                "mlp.gate_up_proj.weight",
+                "mlp.down_proj.weight",
+                "input_layernorm.weight",
+                "post_attention_layernorm.weight",
+            )
+        ]
         if lm.attention_bias:
             names += [p + f"self_attn.{x}_proj.bias" for x in "qkv"]
     if not lm.tie_word_embeddings:
@@ -44,18 +54,44 @@ def lm_names(lm: LmArch) -> list[str]:
 
 def vision_names(v: VisionArch) -> list[str]:
     """Checkpoint names of the SigLIP tower and the adapter."""
-    names = [VIT_PREFIX + n for n in ("embeddings.patch_embedding.weight", "embeddings.patch_embedding.bias",
-                                      "embeddings.position_embedding.weight", "post_layernorm.weight",
-                                      "post_layernorm.bias")]
+    names = [
+        VIT_PREFIX + n
+        for n in (
+            "embeddings.patch_embedding.weight",
+            "embeddings.patch_embedding.bias",
+            "embeddings.position_embedding.weight",
+            "post_layernorm.weight",
+            "post_layernorm.bias",
+        )
+    ]
     for i in range(v.num_layers):
         p = f"{VIT_PREFIX}encoder.layers.{i}."
-        for mod in ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.out_proj",
-                    "layer_norm1", "layer_norm2", "mlp.fc1", "mlp.fc2"):
+        for mod in (
+            "self_attn.q_proj",
+            "self_attn.k_proj",
+            "self_attn.v_proj",
+            "self_attn.out_proj",
+            "layer_norm1",
+            "layer_norm2",
+            "mlp.fc1",
+            "mlp.fc2",
+        ):
             names += [f"{p}{mod}.weight", f"{p}{mod}.bias"]
-    names += [ADAPTER_PREFIX + n for n in (
-        "boi", "eoi", "conv.weight", "conv.bias", "linear_proj.linear_proj.weight", "linear_proj.norm1.weight",
-        "linear_proj.norm1.bias", "linear_proj.dense_h_to_4h.weight", "linear_proj.gate_proj.weight",
-        "linear_proj.dense_4h_to_h.weight")]
+    names += [
+        ADAPTER_PREFIX + n
+        for n in (
+            "boi",
+            "eoi",
+            "conv.weight",
+            "conv.bias",
+            "linear_proj.linear_proj.weight",
+            "linear_proj.norm1.weight",
+            "linear_proj.norm1.bias",
+            "linear_proj.dense_h_to_4h.weight",
+            "linear_proj.gate_proj.weight",
+            "linear_proj.dense_4h_to_h.weight",
+        )
+    ]
     return names
 
 
@@ -90,7 +126,9 @@ class SnapshotWeights:
             return dict(json.loads(index.read_text(encoding="utf-8"))["weight_map"])
         single = self.snapshot / "model.safetensors"
         if not single.is_file():
-            raise WeightError(f"{self.snapshot} has neither model.safetensors nor model.safetensors.index.json")
+            raise WeightError(
+                f"{self.snapshot} has neither model.safetensors nor model.safetensors.index.json"
+            )
         from safetensors import safe_open
 
         with safe_open(str(single), framework="pt") as f:

@@ -25,9 +25,13 @@ class KvCache:
         shape = [1, lm.num_kv_heads, capacity, lm.head_dim]
         self.capacity = capacity
         self.length = 0
-        self.layers = [(ort.OrtValue.ortvalue_from_shape_and_type(shape, np.float32, "cpu"),
-                        ort.OrtValue.ortvalue_from_shape_and_type(shape, np.float32, "cpu"))
-                       for _ in range(lm.num_layers)]
+        self.layers = [
+            (
+                ort.OrtValue.ortvalue_from_shape_and_type(shape, np.float32, "cpu"),
+                ort.OrtValue.ortvalue_from_shape_and_type(shape, np.float32, "cpu"),
+            )
+            for _ in range(lm.num_layers)
+        ]
 
     @property
     def nbytes(self) -> int:
@@ -53,8 +57,9 @@ class Decoder:
     def start(self, capacity: int) -> KvCache:
         """An empty cache of at least `capacity` positions (the buffers are reused when big enough)."""
         if capacity > self.lm.max_position_embeddings:
-            raise ValueError(f"sequence of {capacity} positions exceeds the model's "
-                             f"{self.lm.max_position_embeddings}")
+            raise ValueError(
+                f"sequence of {capacity} positions exceeds the model's {self.lm.max_position_embeddings}"
+            )
         if self._cache is None or self._cache.capacity < capacity:
             self._cache = None  # free the old buffers before allocating new ones
             self._cache = KvCache(self.lm, capacity)
@@ -103,7 +108,8 @@ class Decoder:
         feeds: dict[str, np.ndarray] = {
             "inputs_embeds": np.ascontiguousarray(embeds, dtype=np.float32),
             "attention_mask": np.ones((1, seq), np.int64),
-            "position_ids": np.arange(seq, dtype=np.int64)[None]}
+            "position_ids": np.arange(seq, dtype=np.int64)[None],
+        }
         empty = np.zeros((1, lm.num_kv_heads, 0, lm.head_dim), np.float32)
         for i in range(lm.num_layers):
             feeds[f"past_key_values.{i}.key"] = empty

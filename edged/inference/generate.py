@@ -30,7 +30,7 @@ def penalize(logits: np.ndarray, seen: Iterable[int], penalty: float) -> np.ndar
     ids = np.fromiter(set(seen), dtype=np.int64)
     if ids.size == 0:
         return logits
-    out = logits.copy()
+    out: np.ndarray = logits.copy()
     chosen = out[ids]
     out[ids] = np.where(chosen < 0, chosen * penalty, chosen / penalty)
     return out

@@ -27,8 +27,6 @@ from edged.inference.protocol import CaptionResult, FinishReason, ModelUnavailab
 from edged.inference.sessions import open_session
 from edged.logs import get_logger
 
-log = get_logger(component="captioner")
-
 
 def peak_rss_mb() -> float:
     """Peak resident set size of this process so far (Linux reports KiB)."""
@@ -80,15 +78,25 @@ class GlmEdgeVCaptioner:
         self.tokenizer = Tokenizer.from_file(str(self.directory / m.tokenizer))
         self.embeddings = np.load(self.directory / m.embeddings, mmap_mode="r")
         cache = self.directory / ".ort-cache" if config.optimized_cache else None
-        opts = {"threads": config.threads, "providers": config.providers, "level": config.graph_optimization,
-                "cache_dir": cache}
-        self.vision = open_session(self.directory / variant.vision, m.files[variant.vision].sha256, **opts)
-        self.decoder = Decoder(open_session(self.directory / variant.decoder, m.files[variant.decoder].sha256,
-                                            **opts), m.lm)
+        self.vision = self._session(variant.vision, cache)
+        self.decoder = Decoder(self._session(variant.decoder, cache), m.lm)
         self._lock = threading.Lock()
         if warmup:
             self._warmup()
-        log.info("captioner_loaded", model=self.name, path=str(self.directory), threads=config.threads)
+        get_logger(component="captioner").info(
+            "captioner_loaded", model=self.name, path=str(self.directory), threads=config.threads
+        )
+
+    def _session(self, name: str, cache: Path | None) -> Any:
+        c = self.config
+        return open_session(
+            self.directory / name,
+            self.manifest.files[name].sha256,
+            threads=c.threads,
+            providers=c.providers,
+            level=c.graph_optimization,
+            cache_dir=cache,
+        )
 
     def _warmup(self) -> None:
         """One short caption of a grey frame so the first real one does not pay the one-time costs."""
@@ -97,8 +105,11 @@ class GlmEdgeVCaptioner:
 
     def params(self, max_new_tokens: int | None) -> GenerationParams:
         stops = frozenset(self.manifest.generation.stop_ids)
-        return GenerationParams(max_new_tokens=max_new_tokens or self.config.max_new_tokens,
-                                repetition_penalty=self.config.repetition_penalty, stop_ids=stops)
+        return GenerationParams(
+            max_new_tokens=max_new_tokens or self.config.max_new_tokens,
+            repetition_penalty=self.config.repetition_penalty,
+            stop_ids=stops,
+        )
 
     def prompt_ids(self, prompt: str) -> PromptIds:
         return build_prompt(self.manifest, self.tokenizer, prompt or self.manifest.prompt.default_prompt)
@@ -130,17 +141,32 @@ class GlmEdgeVCaptioner:
             t_start = time.perf_counter()
             self.decoder.ort_seconds = 0.0
             try:
-                reason = self._generate(run, image, prompt, self.params(max_new_tokens), tokens, on_token)
+                params = self.params(max_new_tokens)
+                reason = self._generate(run, image, prompt, params, tokens=tokens, on_token=on_token)
             except _Stopped as stop:
                 reason = stop.reason
             run.timed("total_ms", t_start)
             run.timings["ort_ms"] = self.decoder.ort_seconds * 1000.0
             text = self.tokenizer.decode(tokens, skip_special_tokens=True).strip()
-            return CaptionResult(text=text, tokens=tuple(tokens), model=self.name, finish_reason=reason,
-                                 timings=run.timings, peak_rss_mb=peak_rss_mb())
+            return CaptionResult(
+                text=text,
+                tokens=tuple(tokens),
+                model=self.name,
+                finish_reason=reason,
+                timings=run.timings,
+                peak_rss_mb=peak_rss_mb(),
+            )
 
-    def _generate(self, run: _Run, image: np.ndarray, prompt: str, params: GenerationParams,
-                  tokens: list[int], on_token: Callable[[str], None] | None) -> FinishReason:
+    def _generate(
+        self,
+        run: _Run,
+        image: np.ndarray,
+        prompt: str,
+        params: GenerationParams,
+        *,
+        tokens: list[int],
+        on_token: Callable[[str], None] | None,
+    ) -> FinishReason:
         run.check()
         t = time.perf_counter()
         pixels = pixel_values(image, self.manifest.preprocessing)
@@ -157,10 +183,19 @@ class GlmEdgeVCaptioner:
         t = run.timed("prefill_ms", t)
         run.timings["prompt_tokens"] = float(len(p.ids))
         run.timings["ort_prefill_ms"] = (self.decoder.ort_seconds - ort_before) * 1000.0
-        return self._decode(run, params, p, logits, cache, tokens, on_token)
+        return self._decode(run, params, p, logits, cache=cache, tokens=tokens, on_token=on_token)
 
-    def _decode(self, run: _Run, params: GenerationParams, p: PromptIds, logits: np.ndarray, cache: Any,
-                tokens: list[int], on_token: Callable[[str], None] | None) -> FinishReason:
+    def _decode(
+        self,
+        run: _Run,
+        params: GenerationParams,
+        p: PromptIds,
+        logits: np.ndarray,
+        *,
+        cache: Any,
+        tokens: list[int],
+        on_token: Callable[[str], None] | None,
+    ) -> FinishReason:
         seen = set(p.ids)
         ort_before, t0 = self.decoder.ort_seconds, time.perf_counter()
         emitted = ""
@@ -192,7 +227,7 @@ class GlmEdgeVCaptioner:
         """Send the text the newest token added (decoding the whole run keeps multi-byte pieces whole)."""
         text = self.tokenizer.decode(tokens, skip_special_tokens=True)
         if len(text) > len(emitted) and text.startswith(emitted) and not text.endswith("\ufffd"):
-            on_token(text[len(emitted):])
+            on_token(text[len(emitted) :])
             return text
         return emitted
 

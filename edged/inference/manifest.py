@@ -193,7 +193,11 @@ def manifest_from_dict(data: Mapping[str, Any]) -> Manifest:
 def manifest_to_dict(m: Manifest) -> dict[str, Any]:
     """The JSON form of a manifest."""
     out = dataclasses.asdict(m)
-    out["arch"] = {"lm": out.pop("lm"), "vision": out.pop("vision"), "image_token_id": out.pop("image_token_id")}
+    out["arch"] = {
+        "lm": out.pop("lm"),
+        "vision": out.pop("vision"),
+        "image_token_id": out.pop("image_token_id"),
+    }
     return out
 
 
@@ -208,10 +212,14 @@ def load_manifest(directory: Path) -> Manifest:
         data = json.loads(path.read_text(encoding="utf-8"))
         manifest = manifest_from_dict(data)
     except (ValueError, KeyError, TypeError) as exc:
-        raise BundleError(f"{path} is not a valid manifest ({type(exc).__name__}: {exc})", PULL_HINT) from None
+        raise BundleError(
+            f"{path} is not a valid manifest ({type(exc).__name__}: {exc})", PULL_HINT
+        ) from None
     if manifest.schema_version != SCHEMA_VERSION:
-        raise BundleError(f"{path} has schema version {manifest.schema_version}; this edged reads "
-                          f"version {SCHEMA_VERSION}", "re-export the bundle with this edged version")
+        raise BundleError(
+            f"{path} has schema version {manifest.schema_version}; this edged reads version {SCHEMA_VERSION}",
+            "re-export the bundle with this edged version",
+        )
     return manifest
 
 
@@ -227,16 +235,22 @@ def sha256_file(path: Path, chunk: int = 1 << 22) -> str:
 def files_of_variant(m: Manifest, variant: Variant) -> list[str]:
     """Every bundle file a variant needs (graphs, their external data, embeddings, tokenizer)."""
     names = [variant.vision, variant.decoder, m.embeddings, m.tokenizer]
-    extra = [m.files[n].external_data for n in (variant.vision, variant.decoder)
-             if n in m.files and m.files[n].external_data]
+    extra = [
+        m.files[n].external_data
+        for n in (variant.vision, variant.decoder)
+        if n in m.files and m.files[n].external_data
+    ]
     return names + extra
 
 
 def verify(directory: Path, m: Manifest, names: Iterable[str] | None = None, *, hashes: bool = True) -> None:
     """Check that each named file (default: all) exists with the recorded size and sha256."""
     directory = Path(directory)
-    fix = f"re-download it (`edged models pull glm-edge-v-2b`), or check the bundle with `edged models verify {directory}`"
-    for name in (list(m.files) if names is None else names):
+    fix = (
+        f"re-download it (`edged models pull glm-edge-v-2b`), "
+        f"or check the bundle with `edged models verify {directory}`"
+    )
+    for name in list(m.files) if names is None else names:
         entry = m.files.get(name)
         if entry is None:
             raise BundleError(f"{directory / MANIFEST} does not list {name}", fix)
@@ -245,6 +259,8 @@ def verify(directory: Path, m: Manifest, names: Iterable[str] | None = None, *, 
             raise BundleError(f"model file {path} is missing", fix)
         size = path.stat().st_size
         if size != entry.size:
-            raise BundleError(f"model file {path} has {size} bytes, the manifest says {entry.size} (truncated?)", fix)
+            raise BundleError(
+                f"model file {path} has {size} bytes, the manifest says {entry.size} (truncated?)", fix
+            )
         if hashes and sha256_file(path) != entry.sha256:
             raise BundleError(f"model file {path} is corrupt (sha256 differs from the manifest)", fix)

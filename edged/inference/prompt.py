@@ -46,6 +46,6 @@ def splice(embeds: np.ndarray, image_rows: np.ndarray, prompt: PromptIds, image_
         raise SpliceError("the prompt's image tokens are not one contiguous run at the expected position")
     if image_rows.shape[2] != embeds.shape[2]:
         raise SpliceError(f"image rows have width {image_rows.shape[2]}, embeddings {embeds.shape[2]}")
-    out = embeds.copy()
-    out[0, prompt.image_start:prompt.image_start + n] = image_rows[0]
+    out: np.ndarray = embeds.copy()
+    out[0, prompt.image_start : prompt.image_start + n] = image_rows[0]
     return out

@@ -22,10 +22,13 @@ def _remote(config: CaptionerConfig) -> Captioner:
     from edged.inference.remote import RemoteCaptioner
 
     if config.remote is None:
-        raise ModelUnavailable("models.captioner.backend is remote but models.captioner.remote is not set",
-                               "add a remote: {url: ...} section")
-    return RemoteCaptioner(config.remote, max_new_tokens=config.max_new_tokens,
-                           repetition_penalty=config.repetition_penalty)
+        raise ModelUnavailable(
+            "models.captioner.backend is remote but models.captioner.remote is not set",
+            "add a remote: {url: ...} section",
+        )
+    return RemoteCaptioner(
+        config.remote, max_new_tokens=config.max_new_tokens, repetition_penalty=config.repetition_penalty
+    )
 
 
 BACKENDS: dict[str, Callable[[CaptionerConfig], Captioner]] = {
@@ -40,6 +43,7 @@ def load_captioner(config: CaptionerConfig) -> Captioner:
         raise ModelUnavailable("captioning is disabled (models.captioner.backend: none)")
     factory = BACKENDS.get(config.backend)
     if factory is None:
-        raise ModelUnavailable(f"unknown captioner backend {config.backend!r}",
-                               f"use one of: {', '.join(BACKENDS)}")
+        raise ModelUnavailable(
+            f"unknown captioner backend {config.backend!r}", f"use one of: {', '.join(BACKENDS)}"
+        )
     return factory(config)

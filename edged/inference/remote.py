@@ -24,8 +24,6 @@ from edged.config.schema import RemoteConfig
 from edged.inference.protocol import CaptionResult, FinishReason
 from edged.logs import get_logger
 
-log = get_logger(component="captioner")
-
 _RETRY_STATUS = frozenset({408, 429, 500, 502, 503, 504})
 
 
@@ -53,15 +51,21 @@ def encode_jpeg(image: np.ndarray, width: int, quality: int = 90) -> bytes:
 class RemoteCaptioner:
     """Captions frames through a remote OpenAI-compatible server."""
 
-    def __init__(self, config: RemoteConfig, *, max_new_tokens: int = 48, repetition_penalty: float = 1.0,
-                 probe: bool = True) -> None:
+    def __init__(
+        self,
+        config: RemoteConfig,
+        *,
+        max_new_tokens: int = 48,
+        repetition_penalty: float = 1.0,
+        probe: bool = True,
+    ) -> None:
         self.config = config
         self.base = config.url.rstrip("/")
         self.name = f"remote:{config.model or self.base}"
         self.max_new_tokens = max_new_tokens
         self.repetition_penalty = repetition_penalty
         self._key = config.api_key.reveal() if config.api_key is not None else None
-        self._log = log.bind(endpoint=self.base)
+        self._log = get_logger(component="captioner", endpoint=self.base)
         if probe:
             self._probe()
 
@@ -79,14 +83,24 @@ class RemoteCaptioner:
                 pass
             self._log.info("remote_captioner_ready", model=self.config.model)
         except (urllib.error.URLError, OSError) as exc:
-            self._log.warning("remote_unreachable", error=str(exc), hint="captions will be retried per request")
+            self._log.warning(
+                "remote_unreachable", error=str(exc), hint="captions will be retried per request"
+            )
 
-    def request_body(self, image: np.ndarray, prompt: str, max_new_tokens: int, stream: bool) -> dict[str, Any]:
+    def request_body(
+        self, image: np.ndarray, prompt: str, max_new_tokens: int, stream: bool
+    ) -> dict[str, Any]:
         jpeg = base64.b64encode(encode_jpeg(image, self.config.image_width)).decode("ascii")
-        content = [{"type": "image_url", "image_url": {"url": f"data:image/jpeg;base64,{jpeg}"}},
-                   {"type": "text", "text": prompt}]
-        body: dict[str, Any] = {"messages": [{"role": "user", "content": content}], "max_tokens": max_new_tokens,
-                                "temperature": 0, "stream": stream}
+        content = [
+            {"type": "image_url", "image_url": {"url": f"data:image/jpeg;base64,{jpeg}"}},
+            {"type": "text", "text": prompt},
+        ]
+        body: dict[str, Any] = {
+            "messages": [{"role": "user", "content": content}],
+            "max_tokens": max_new_tokens,
+            "temperature": 0,
+            "stream": stream,
+        }
         if self.config.model:
             body["model"] = self.config.model
         if self.repetition_penalty != 1.0:
@@ -106,7 +120,9 @@ class RemoteCaptioner:
         """Caption a BGR frame, or answer `prompt` about it, on the remote server."""
         t0 = time.perf_counter()
         stream = on_token is not None or cancel is not None
-        data = json.dumps(self.request_body(image, prompt, max_new_tokens or self.max_new_tokens, stream)).encode()
+        data = json.dumps(
+            self.request_body(image, prompt, max_new_tokens or self.max_new_tokens, stream)
+        ).encode()
         t_encoded = time.perf_counter()
         attempt = 0
         while True:
@@ -116,13 +132,18 @@ class RemoteCaptioner:
             except RemoteError as exc:
                 if not exc.retryable or attempt >= self.config.retries or self._expired(deadline):
                     raise
-                delay = 0.5 * 2 ** attempt
+                delay = 0.5 * 2**attempt
                 attempt += 1
                 self._log.warning("remote_retry", attempt=attempt, error=str(exc), delay_s=delay)
                 time.sleep(delay)
-        timings = {"encode_ms": (t_encoded - t0) * 1000.0, "total_ms": (time.perf_counter() - t0) * 1000.0,
-                   "attempts": float(attempt + 1)}
-        return CaptionResult(text=text.strip(), tokens=(), model=self.name, finish_reason=reason, timings=timings)
+        timings = {
+            "encode_ms": (t_encoded - t0) * 1000.0,
+            "total_ms": (time.perf_counter() - t0) * 1000.0,
+            "attempts": float(attempt + 1),
+        }
+        return CaptionResult(
+            text=text.strip(), tokens=(), model=self.name, finish_reason=reason, timings=timings
+        )
 
     @staticmethod
     def _expired(deadline: float | None) -> bool:
@@ -133,16 +154,23 @@ class RemoteCaptioner:
             return self.config.timeout
         return max(0.1, min(self.config.timeout, deadline - time.monotonic()))
 
-    def _send(self, data: bytes, stream: bool, deadline: float | None, cancel: threading.Event | None,
-              on_token: Callable[[str], None] | None) -> tuple[str, FinishReason]:
+    def _send(
+        self,
+        data: bytes,
+        stream: bool,
+        deadline: float | None,
+        cancel: threading.Event | None,
+        on_token: Callable[[str], None] | None,
+    ) -> tuple[str, FinishReason]:
         url = f"{self.base}/chat/completions"
         req = urllib.request.Request(url, data=data, headers=self._headers(), method="POST")
         try:
             resp = urllib.request.urlopen(req, timeout=self._timeout(deadline))
         except urllib.error.HTTPError as exc:
             detail = exc.read(500).decode("utf-8", "replace")
-            raise RemoteError(f"{url}: HTTP {exc.code} {exc.reason}: {detail}",
-                              retryable=exc.code in _RETRY_STATUS) from None
+            raise RemoteError(
+                f"{url}: HTTP {exc.code} {exc.reason}: {detail}", retryable=exc.code in _RETRY_STATUS
+            ) from None
         except (urllib.error.URLError, TimeoutError, OSError) as exc:
             raise RemoteError(f"{url}: {getattr(exc, 'reason', exc)}", retryable=True) from None
         with resp:
@@ -153,8 +181,14 @@ class RemoteCaptioner:
             except (TimeoutError, OSError) as exc:
                 raise RemoteError(f"{url}: reading the answer failed: {exc}", retryable=False) from None
 
-    def _read_stream(self, url: str, resp: Any, deadline: float | None, cancel: threading.Event | None,
-                     on_token: Callable[[str], None] | None) -> tuple[str, FinishReason]:
+    def _read_stream(
+        self,
+        url: str,
+        resp: Any,
+        deadline: float | None,
+        cancel: threading.Event | None,
+        on_token: Callable[[str], None] | None,
+    ) -> tuple[str, FinishReason]:
         parts: list[str] = []
         reason: FinishReason = "length"
         for event in _sse_events(resp):

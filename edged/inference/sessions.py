@@ -13,10 +13,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from edged.logs import get_logger
 from edged.inference.protocol import ModelUnavailable
-
-log = get_logger(component="captioner")
+from edged.logs import get_logger
 
 LEVELS = ("none", "basic", "extended", "all")
 
@@ -36,8 +34,12 @@ def resolve_providers(configured: Sequence[str]) -> list[str]:
     chosen = [p for p in configured if p in available]
     for p in configured:
         if p not in available:
-            log.warning("provider_missing", provider=p, available=available,
-                        hint="this onnxruntime build lacks it (Jetson: install NVIDIA's onnxruntime-gpu wheel)")
+            get_logger(component="captioner").warning(
+                "provider_missing",
+                provider=p,
+                available=available,
+                hint="this onnxruntime build lacks it (Jetson: install NVIDIA's onnxruntime-gpu wheel)",
+            )
     if not chosen:
         chosen = ["CPUExecutionProvider"]
     return chosen
@@ -53,9 +55,11 @@ def session_options(threads: int, level: str) -> Any:
     so.inter_op_num_threads = 1
     so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     so.graph_optimization_level = {
-        "none": ort.GraphOptimizationLevel.ORT_DISABLE_ALL, "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+        "none": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
+        "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
         "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
-        "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL}[level]
+        "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+    }[level]
     so.log_severity_level = 3
     return so
 
@@ -75,8 +79,9 @@ def _writable(directory: Path) -> bool:
     return os.access(directory, os.W_OK)
 
 
-def open_session(model: Path, sha256: str, *, threads: int, providers: Sequence[str], level: str,
-                 cache_dir: Path | None) -> Any:
+def open_session(
+    model: Path, sha256: str, *, threads: int, providers: Sequence[str], level: str, cache_dir: Path | None
+) -> Any:
     """An InferenceSession for `model`, through the optimised-graph cache when one is usable."""
     import onnxruntime as ort
 
@@ -90,16 +95,24 @@ def open_session(model: Path, sha256: str, *, threads: int, providers: Sequence[
             path = cached
         elif _writable(cache_dir):
             so.optimized_model_filepath = str(cached)
-            so.add_session_config_entry("session.optimized_model_external_initializers_file_name",
-                                        cached.name + ".data")
-            so.add_session_config_entry("session.optimized_model_external_initializers_min_size_in_bytes",
-                                        "1024")
+            so.add_session_config_entry(
+                "session.optimized_model_external_initializers_file_name", cached.name + ".data"
+            )
+            so.add_session_config_entry(
+                "session.optimized_model_external_initializers_min_size_in_bytes", "1024"
+            )
     try:
         return ort.InferenceSession(str(path), sess_options=so, providers=chosen)
     except Exception as exc:  # onnxruntime raises its own exception types
         if path != model:  # a stale or broken cache entry: rebuild from the bundle's file
-            log.warning("optimized_cache_unusable", file=str(path), error=str(exc))
+            get_logger(component="captioner").warning(
+                "optimized_cache_unusable", file=str(path), error=str(exc)
+            )
             path.unlink(missing_ok=True)
-            return open_session(model, sha256, threads=threads, providers=providers, level=level, cache_dir=None)
-        raise ModelUnavailable(f"onnxruntime cannot load {model}: {exc}",
-                               f"check the bundle with `edged models verify {model.parent}`") from None
+            return open_session(
+                model, sha256, threads=threads, providers=providers, level=level, cache_dir=None
+            )
+        raise ModelUnavailable(
+            f"onnxruntime cannot load {model}: {exc}",
+            f"check the bundle with `edged models verify {model.parent}`",
+        ) from None
