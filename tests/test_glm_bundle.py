@@ -157,3 +157,17 @@ def test_missing_provider_is_logged_and_cpu_used() -> None:
     assert [e["provider"] for e in logs if e["event"] == "provider_missing"] == [
         "TensorrtExecutionProviderThatIsNotHere"
     ]
+
+
+def test_try_load_logs_one_line_and_returns_none(tmp_path: Path) -> None:
+    """A missing model is one error line naming the pull command; the caller keeps running."""
+    from structlog.testing import capture_logs
+
+    from edged.inference.registry import try_load_captioner
+
+    with capture_logs() as logs:
+        assert try_load_captioner(CaptionerConfig(path=tmp_path / "missing")) is None
+    assert len(logs) == 1
+    assert logs[0]["event"] == "captioner_unavailable"
+    assert logs[0]["log_level"] == "error"
+    assert "edged models pull glm-edge-v-2b" in logs[0]["fix"]

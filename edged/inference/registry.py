@@ -10,6 +10,7 @@ from collections.abc import Callable
 
 from edged.config.schema import CaptionerConfig
 from edged.inference.protocol import Captioner, ModelUnavailable
+from edged.logs import get_logger
 
 
 def _onnx(config: CaptionerConfig) -> Captioner:
@@ -47,3 +48,14 @@ def load_captioner(config: CaptionerConfig) -> Captioner:
             f"unknown captioner backend {config.backend!r}", f"use one of: {', '.join(BACKENDS)}"
         )
     return factory(config)
+
+
+def try_load_captioner(config: CaptionerConfig) -> Captioner | None:
+    """`load_captioner`, or None after one log line saying why and what fixes it (the daemon goes on)."""
+    try:
+        return load_captioner(config)
+    except ModelUnavailable as exc:
+        get_logger(component="captioner").error(
+            "captioner_unavailable", error=str(exc).split("; ")[0], fix=exc.hint, backend=config.backend
+        )
+        return None
