@@ -54,7 +54,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
     q = what.add_parser("quantize", help="add int8-vision and int4 variants to a bundle")
     q.add_argument("dir", type=Path)
-    q.add_argument("--block-size", type=int, choices=(32, 64), default=32)
+    q.add_argument("--block-size", type=int, choices=(32, 64), default=64)
     q.add_argument("--accuracy-level", type=int, choices=(0, 1, 4), default=4)
     q.add_argument("--no-vision", action="store_true", help="leave the vision encoder fp32")
     q.add_argument("--no-decoder", action="store_true", help="leave the decoder fp32")

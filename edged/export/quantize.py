@@ -2,7 +2,7 @@
 
 Vision: dynamic int8 (`quantize_dynamic`, MatMul weights per channel; convolutions and the attention
 products stay fp32) - the tower is compute-bound over 2304 patch rows. Decoder: 4-bit `MatMulNBits`
-(symmetric, block 32, accuracy level 4 = int8 activations in the kernel) - decode is bound by reading
+(symmetric, block 64, accuracy level 4 = int8 activations in the kernel) - decode is bound by reading
 the weights, so fewer bytes per weight is what speeds it up. Needs `onnx` and onnxruntime only.
 """
 
@@ -24,7 +24,7 @@ DECODER_INT4 = "decoder_model_merged.int4.onnx"
 class QuantizeOptions:
     """Quantization recipe."""
 
-    block_size: int = 32
+    block_size: int = 64
     accuracy_level: int = 4
     golden_tokens: int = 16
     vision: bool = True
