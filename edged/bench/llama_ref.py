@@ -47,7 +47,7 @@ def write_gguf_f16(snapshot: Path, out: Path) -> None:
     writer.add_tokenizer_pre("default")
     writer.add_token_list([f"t{i}" for i in range(lm.vocab_size)])
     writer.add_token_types([1] * lm.vocab_size)
-    writer.add_token_merges([])
+    writer.add_token_merges(["t 0"])  # llama.cpp insists on merges; the benchmark feeds token ids
     writer.add_eos_token_id(sc.eos_ids[0] if sc.eos_ids else 0)
 
     def put(name: str, array: np.ndarray) -> None:
@@ -113,9 +113,10 @@ def run_llama(
     llm.eval(prompt)
     prefill = time.perf_counter() - t0
     t1 = time.perf_counter()
+    vocab = llm.n_vocab()
     for _ in range(new_tokens):
-        token = int(np.argmax(llm.scores[llm.n_tokens - 1]))
-        llm.eval([token])
+        logits = np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(llm.ctx, -1), shape=(vocab,))
+        llm.eval([int(np.argmax(logits))])  # greedy, like the onnx runtime
     decode = time.perf_counter() - t1
     size = model.stat().st_size
     llm.close()
