@@ -17,6 +17,8 @@ COMMANDS = (
     "check_config",
     "watch",
     "install_service",
+    "caption",
+    "models",
     "bench",
 )
 

@@ -12,6 +12,7 @@ import importlib
 BENCHMARKS: dict[str, str] = {
     "ingest": "ingest",
     "mqtt": "mqtt",
+    "caption": "caption",
 }
 
 

@@ -174,6 +174,12 @@ class CaptionerConfig:
     repetition_penalty: float = field(default=1.1, metadata=spec("Greedy repetition penalty", ge=1, le=2))
     prompt: str = field(default="Describe what is happening in one sentence.",
                         metadata=spec("Default caption prompt"))
+    graph_optimization: Literal["none", "basic", "extended", "all"] = field(
+        default="all", metadata=spec("onnxruntime graph optimisation level"))
+    optimized_cache: bool = field(default=True, metadata=spec(
+        "Keep optimised graphs in <path>/.ort-cache so restarts skip the rewrites"))
+    verify_hashes: bool = field(default=True, metadata=spec(
+        "Check every bundle file's sha256 at load (off: sizes only, faster start on slow storage)"))
     remote: RemoteConfig | None = field(default=None, metadata=spec("Settings of the remote backend"))
 
     def _validate(self) -> Problems:

@@ -1,0 +1,235 @@
+"""Caption speed of GLM-Edge-V per bundle variant, next to llama.cpp on the same language-model shape.
+
+Each variant runs in its own child process, so its peak RSS is its own: preprocessing, vision,
+prefill of a ~600-token prompt (578 image rows plus text), greedy decode, decode tokens/s, and the
+runtime's overhead (decode wall time minus time inside onnxruntime). llama.cpp runs in the same
+benchmark when llama-cpp-python and gguf are installed; otherwise the anchors measured on this machine
+kind are printed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+# llama-cpp-python 0.3.36, Q4_0, 2 threads, same LM shape, 2-core development machine (spec section 9).
+ANCHOR = {"prefill_tok_s": 76.5, "decode_tok_s": 21.6}
+GOALS = (
+    "decode >= 1.0x llama.cpp, prefill >= 1.0x, overhead <= 5%, int8 vision <= 0.5x fp32, "
+    "int4 peak RSS <= 2.5 GB"
+)
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--bundle",
+        type=Path,
+        default=Path(".cache/glm-edge-v-2b-random"),
+        help="bundle with 2B shapes (edged models export --random-init --shape 2b, then quantize)",
+    )
+    p.add_argument("--variants", default="fp32,int8-vision,int4")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--prompt-tokens", type=int, default=600, help="prompt length including the image rows")
+    p.add_argument("--new-tokens", type=int, default=64)
+    p.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        help="runs per variant; the best figure of each is kept "
+        "(a shared machine's noise only ever slows a run down)",
+    )
+    p.add_argument("--llama", choices=("auto", "on", "off"), default="auto", help="run llama.cpp alongside")
+    p.add_argument("--gguf", type=Path, default=Path(".cache/glm-2b-random-q4_0.gguf"))
+    p.add_argument("--report", type=Path, help="write the figures as Markdown here")
+    p.add_argument("--child", default="", help=argparse.SUPPRESS)
+
+
+def _prompt_for(captioner: Any, total: int) -> str:
+    """A text prompt that brings the whole sequence (image rows included) to about `total` tokens."""
+    base: str = captioner.manifest.prompt.default_prompt
+    words = base.split()
+    text = base
+    while len(captioner.prompt_ids(text).ids) < total:
+        text += " " + words[len(text) % len(words)]
+    return text
+
+
+def run_child(args: argparse.Namespace) -> int:
+    """One variant, measured in this (fresh) process; prints one JSON line."""
+    import numpy as np
+
+    from edged.config.schema import CaptionerConfig
+    from edged.inference.glm_edge_v import GlmEdgeVCaptioner, peak_rss_mb
+    from edged.inference.manifest import Generation
+
+    t0 = time.perf_counter()
+    cfg = CaptionerConfig(
+        path=args.bundle,
+        variant=args.child,
+        threads=args.threads,
+        repetition_penalty=1.0,
+        max_new_tokens=args.new_tokens,
+        optimized_cache=False,
+    )
+    cap = GlmEdgeVCaptioner(cfg)
+    load_s = time.perf_counter() - t0
+    # Random weights can hit an end-of-text id early; the benchmark always decodes the full count.
+    cap.manifest = dataclasses.replace(cap.manifest, generation=Generation(stop_ids=()))
+    prompt = _prompt_for(cap, args.prompt_tokens)
+    frame = np.random.default_rng(0).integers(0, 256, (720, 1280, 3), dtype=np.uint8)
+    res = cap.caption(frame, prompt, max_new_tokens=args.new_tokens)
+    t = dict(res.timings)
+    out = {
+        "variant": args.child,
+        "load_s": load_s,
+        "peak_rss_mb": peak_rss_mb(),
+        **t,
+        "prefill_tok_s": t["prompt_tokens"] / (t["prefill_ms"] / 1000.0),
+        "overhead_pct": 100.0 * (t["decode_ms"] - t["ort_decode_ms"]) / t["decode_ms"],
+    }
+    print(json.dumps(out), flush=True)
+    return 0
+
+
+def _child(args: argparse.Namespace, variant: str) -> dict[str, Any]:
+    cmd = [
+        sys.executable,
+        "-m",
+        "edged",
+        "bench",
+        "caption",
+        "--child",
+        variant,
+        "--bundle",
+        str(args.bundle),
+        "--threads",
+        str(args.threads),
+        "--prompt-tokens",
+        str(args.prompt_tokens),
+        "--new-tokens",
+        str(args.new_tokens),
+    ]
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        raise RuntimeError(f"variant {variant} failed:\n{proc.stderr[-2000:]}")
+    return dict(json.loads(proc.stdout.strip().splitlines()[-1]))
+
+
+def best(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Per figure, the best of several runs: lowest times, highest rates, highest RSS (a ceiling)."""
+    out = dict(runs[0])
+    for key in out:
+        values = [r[key] for r in runs]
+        if key.endswith("_ms") or key == "overhead_pct":
+            out[key] = min(values)
+        elif key.endswith("_tok_s") or key == "peak_rss_mb":
+            out[key] = max(values)
+    return out
+
+
+def _llama(args: argparse.Namespace) -> dict[str, Any] | None:
+    if args.llama == "off":
+        return None
+    try:
+        from edged.bench.llama_ref import run_llama
+    except ImportError:
+        if args.llama == "on":
+            raise
+        return None
+    try:
+        runs = [
+            run_llama(args.bundle, args.gguf, args.threads, args.prompt_tokens, args.new_tokens)
+            for _ in range(args.repeat)
+        ]
+        return best(runs)
+    except ImportError as exc:
+        if args.llama == "on":
+            raise
+        print(f"llama.cpp skipped: {exc}", file=sys.stderr)
+        return None
+
+
+def _lscpu_model() -> str:
+    try:
+        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=False).stdout
+    except OSError:
+        return platform.processor()
+    return next((ln.split(":", 1)[1].strip() for ln in out.splitlines() if ln.startswith("Model name")), "")
+
+
+def report(args: argparse.Namespace, rows: list[dict[str, Any]], llama: dict[str, Any] | None) -> str:
+    ref = llama or ANCHOR
+    src = "llama.cpp Q4_0, same run" if llama else "llama.cpp Q4_0 anchor (spec section 9, not this run)"
+    lines = [
+        "# Benchmark: edged bench caption",
+        "",
+        f"- command: `edged bench caption --bundle {args.bundle} --threads {args.threads} "
+        f"--prompt-tokens {args.prompt_tokens} --new-tokens {args.new_tokens} --repeat {args.repeat}` "
+        f"(best of {args.repeat} per figure)",
+        f"- machine: {_lscpu_model()} ({args.threads} threads)",
+        f"- date: {time.strftime('%Y-%m-%d')}",
+        f"- baseline: {src}: prefill {ref['prefill_tok_s']:.1f} tok/s, "
+        f"decode {ref['decode_tok_s']:.1f} tok/s",
+        f"- goals: {GOALS}",
+        "",
+        "| variant | preprocess ms | vision ms | prefill ms (tok) | prefill tok/s (x llama) | decode tok/s "
+        "(x llama) | overhead % of decode | peak RSS MB |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        pre, dec = r["prefill_tok_s"], r["decode_tok_s"]
+        lines.append(
+            f"| {r['variant']} | {r['preprocess_ms']:.1f} | {r['vision_ms']:.0f} | {r['prefill_ms']:.0f} "
+            f"({r['prompt_tokens']:.0f}) | {pre:.1f} ({pre / ref['prefill_tok_s']:.2f}x) "
+            f"| {dec:.1f} ({dec / ref['decode_tok_s']:.2f}x) | {r['overhead_pct']:.1f} "
+            f"| {r['peak_rss_mb']:.0f} |"
+        )
+    by = {r["variant"]: r for r in rows}
+    if "fp32" in by and "int8-vision" in by:
+        ratio = by["int8-vision"]["vision_ms"] / by["fp32"]["vision_ms"]
+        lines += ["", f"int8 vision / fp32 vision time: {ratio:.2f}x"]
+    if llama:
+        lines += [
+            "",
+            f"llama.cpp (same run): prefill {llama['prefill_tok_s']:.1f} tok/s over "
+            f"{llama['prompt_tokens']} tokens, decode {llama['decode_tok_s']:.1f} tok/s, "
+            f"model {llama['model_mb']:.0f} MB",
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.child:
+        return run_child(args)
+    if not (args.bundle / "manifest.json").is_file():
+        print(
+            f"error: {args.bundle} is not a bundle; make one with `edged models export --random-init "
+            f"--shape 2b --out {args.bundle}` and `edged models quantize {args.bundle}`",
+            file=sys.stderr,
+        )
+        return 2
+    rows = []
+    for variant in args.variants.split(","):
+        print(f"[caption bench] {variant}: running ...", file=sys.stderr, flush=True)
+        rows.append(best([_child(args, variant) for _ in range(args.repeat)]))
+        r = rows[-1]
+        print(
+            f"[caption bench] {variant}: vision {r['vision_ms']:.0f} ms, "
+            f"prefill {r['prefill_tok_s']:.1f} tok/s, "
+            f"decode {r['decode_tok_s']:.1f} tok/s, RSS {r['peak_rss_mb']:.0f} MB",
+            file=sys.stderr,
+            flush=True,
+        )
+    print("[caption bench] llama.cpp ...", file=sys.stderr, flush=True)
+    text = report(args, rows, _llama(args))
+    print(text)
+    if args.report:
+        args.report.write_text(text, encoding="utf-8")
+    return 0
