@@ -8,7 +8,7 @@ setters (`set_enabled`, `set_cutoff`) may be called from other threads (MQTT `/s
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Protocol, runtime_checkable
 
 import numpy as np
@@ -17,6 +17,8 @@ from edged.analysis.kws.catalog import ModelSpec
 from edged.analysis.kws.errors import AudioFormatError, UnknownKeywordError
 from edged.analysis.kws.scoring import Detection, KeywordSettings, ScoreTrack, crossed
 from edged.sources.audio.chunk import SAMPLE_RATE, AudioChunk
+
+ScoreSink = Callable[[str, float, float], None]  # (keyword, stream_time, smoothed score), every score
 
 
 @runtime_checkable
@@ -44,6 +46,10 @@ class KeywordBackend(Protocol):
     def set_enabled(self, keyword: str, enabled: bool) -> None: ...
 
     def set_cutoff(self, keyword: str, cutoff: float) -> None: ...
+
+    def set_score_sink(self, sink: ScoreSink | None) -> None:
+        """Also hand every smoothed score to `sink` (evaluation and threshold sweeps); None stops it."""
+        ...
 
     def close(self) -> None: ...
 
@@ -75,6 +81,7 @@ class KeywordTable:
         self.step = step
         self._lock = threading.Lock()
         self._due_reset: set[int] = set()
+        self.sink: ScoreSink | None = None
 
     def index(self, keyword: str) -> int:
         try:
@@ -121,6 +128,8 @@ class KeywordTable:
         """Push keyword `i`'s raw score; a `Detection` when the smoothed score crosses the cutoff."""
         track = self.tracks[i]
         mean = track.push(raw)
+        if self.sink is not None:
+            self.sink(self.names[i], stream_time, mean)
         if not crossed(mean, settings.cutoff):
             return None
         return Detection(self.names[i], mean, stream_time, settings.cutoff, self.backend, track.trace(),

@@ -9,6 +9,7 @@ backend: openwakeword}]`), and the engine runs one backend object per family in 
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -163,6 +164,14 @@ class KeywordEngine:
 
     def settings(self, keyword: str) -> KeywordSettings:
         return self._owners(keyword)[0].settings(keyword)
+
+    def set_score_sink(self, sink: Callable[[str, str, float, float], None] | None) -> None:
+        """Hand every smoothed score to `sink(backend, keyword, stream_time, score)` (None stops it)."""
+        for backend in self.backends:
+            if sink is None:
+                backend.set_score_sink(None)
+            else:
+                backend.set_score_sink(functools.partial(sink, backend.name))
 
     def close(self) -> None:
         for backend in self.backends:

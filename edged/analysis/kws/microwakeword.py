@@ -14,7 +14,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from edged.analysis.kws._tflite import TfLiteModel
-from edged.analysis.kws.backend import KeywordTable, check_samples
+from edged.analysis.kws.backend import KeywordTable, ScoreSink, check_samples
 from edged.analysis.kws.catalog import MICRO, ModelSpec
 from edged.analysis.kws.errors import ModelError
 from edged.analysis.kws.scoring import Detection, KeywordSettings
@@ -87,6 +87,9 @@ class MicroWakeWordBackend:
 
     def set_cutoff(self, keyword: str, cutoff: float) -> None:
         self.table.set_cutoff(keyword, cutoff)
+
+    def set_score_sink(self, sink: ScoreSink | None) -> None:
+        self.table.sink = sink
 
     def process(self, chunk: AudioChunk) -> list[Detection]:
         samples = check_samples(chunk)

@@ -19,7 +19,7 @@ from typing import Protocol
 
 import numpy as np
 
-from edged.analysis.kws.backend import KeywordTable, check_samples
+from edged.analysis.kws.backend import KeywordTable, ScoreSink, check_samples
 from edged.analysis.kws.catalog import OPEN, ModelSpec, open_feature_models
 from edged.analysis.kws.errors import ModelError
 from edged.analysis.kws.scoring import Detection, KeywordSettings
@@ -118,6 +118,9 @@ class OpenWakeWordBackend:
 
     def set_cutoff(self, keyword: str, cutoff: float) -> None:
         self.table.set_cutoff(keyword, cutoff)
+
+    def set_score_sink(self, sink: ScoreSink | None) -> None:
+        self.table.sink = sink
 
     def process(self, chunk: AudioChunk) -> list[Detection]:
         samples = check_samples(chunk)
