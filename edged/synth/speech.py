@@ -16,6 +16,7 @@ import subprocess
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -110,6 +111,11 @@ def _command(engine: str, voice: str, text: str, prosody: tuple[float, float],
 
 # -- composition (float32, full scale 1.0) ---------------------------------------------------------------
 
+def _f32(x: Any) -> np.ndarray:
+    out: np.ndarray = np.asarray(x, dtype=np.float32)
+    return out
+
+
 def to_float(samples: np.ndarray) -> np.ndarray:
     return samples.astype(np.float32) / 32768.0
 
@@ -153,7 +159,7 @@ def overlay(base: np.ndarray, sound: np.ndarray, at: int, gain_db: float = 0.0) 
     out = base if len(base) >= end else np.concatenate((base, np.zeros(end - len(base), np.float32)))
     out = out.copy()
     out[at:end] += sound * np.float32(10 ** (gain_db / 20))
-    return out
+    return _f32(out)
 
 
 def power(x: np.ndarray, active_only: bool = True) -> float:
@@ -171,9 +177,9 @@ def add_noise(x: np.ndarray, noise_signal: np.ndarray, snr_db: float,
     n = np.resize(noise_signal, len(x)).astype(np.float32)
     p_noise = float(np.mean(n.astype(np.float64) ** 2))
     if ref <= 0 or p_noise <= 0:
-        return x.copy()
+        return _f32(x.copy())
     gain = np.sqrt(ref / (p_noise * 10 ** (snr_db / 10)))
-    return (x + n * np.float32(gain)).astype(np.float32)
+    return _f32(x + n * np.float32(gain))
 
 
 NOISES = ("white", "pink", "brown", "hum", "fan")
@@ -195,13 +201,13 @@ def noise(kind: str, seconds: float, rng: np.random.Generator) -> np.ndarray:
         else:
             shape = 1 / (1 + (f / 300.0) ** 2)  # fan: flat rumble rolling off above 300 Hz
         y = np.fft.irfft(spectrum * shape, n)
-        return (y / (np.std(y) + 1e-12)).astype(np.float32)
+        return _f32(y / (np.std(y) + 1e-12))
     if kind == "hum":
         t = np.arange(n) / SAMPLE_RATE
         base = rng.choice([50.0, 60.0])
         y = sum(np.sin(2 * np.pi * base * k * t + rng.uniform(0, 2 * np.pi)) / k for k in range(1, 8))
         y = y + 0.05 * rng.standard_normal(n)
-        return (y / (np.std(y) + 1e-12)).astype(np.float32)
+        return _f32(y / (np.std(y) + 1e-12))
     raise ValueError(f"unknown noise {kind!r} (noises: {', '.join(NOISES)})")
 
 
@@ -221,7 +227,7 @@ def reverb(x: np.ndarray, rt60: float, rng: np.random.Generator,
            direct_to_reverb_db: float = 3.0) -> np.ndarray:
     """`x` as heard in a room with reverberation time `rt60` (seconds); same length, same peak."""
     if rt60 <= 0:
-        return x.copy()
+        return _f32(x.copy())
     h = room_impulse(rt60, rng, direct_to_reverb_db)
     size = 1 << int(np.ceil(np.log2(len(x) + len(h))))
     y = np.fft.irfft(np.fft.rfft(x, size) * np.fft.rfft(h, size), size)[:len(x)]
