@@ -10,6 +10,8 @@ import importlib
 
 # name -> module under edged.bench
 BENCHMARKS: dict[str, str] = {
+    "kws": "kws",
+    "kws-quality": "kws_quality",
 }
 
 

@@ -81,6 +81,7 @@ def _declare(lib: Any) -> None:
         "TfLiteTensorQuantizationParams": ([vp], _Quant),
         "TfLiteTensorCopyFromBuffer": ([vp, vp, sz], C.c_int),
         "TfLiteTensorCopyToBuffer": ([vp, vp, sz], C.c_int),
+        "TfLiteTensorData": ([vp], vp),
     }
     for name, (argtypes, restype) in table.items():
         fn = getattr(lib, name)
@@ -91,6 +92,8 @@ def _declare(lib: Any) -> None:
 class TfLiteModel:
     """One `.tflite` file with a single-threaded interpreter; `run(x)` feeds input 0, returns output 0.
 
+    `input` and `output` are numpy views of the tensors' own memory, for callers that write the
+    input in place and call `invoke()` (no copies). They are replaced by `reset()`: never keep one.
     Not thread-safe: each keyword spotter thread owns its models.
     """
 
@@ -154,6 +157,22 @@ class TfLiteModel:
         self.input_quant = (float(q_in.scale), int(q_in.zero_point))
         self.output_quant = (float(q_out.scale), int(q_out.zero_point))
         self._out_buf = np.empty(self.output_shape, dtype=self.output_dtype)
+        self.input = self._view(self._in, self.input_shape, self.input_dtype)
+        self.output = self._view(self._out, self.output_shape, self.output_dtype)
+
+    def _view(self, tensor: int, shape: tuple[int, ...], dtype: Any) -> np.ndarray:
+        size = int(self._lib.TfLiteTensorByteSize(tensor))
+        address = self._lib.TfLiteTensorData(tensor)
+        if not address or size != int(np.prod(shape)) * np.dtype(dtype).itemsize:
+            raise ModelError(f"{self.path}: tensor memory is not available to read or write")
+        memory = (C.c_byte * size).from_address(address)
+        view: np.ndarray = np.frombuffer(memoryview(memory), dtype=dtype).reshape(shape)
+        return view
+
+    def invoke(self) -> None:
+        """Run the model on what was written into `input`; the result is in `output`."""
+        if self._lib.TfLiteInterpreterInvoke(self._interpreter) != 0:
+            raise ModelError(f"{self.path}: inference failed ({self._error_text()})")
 
     def _shape(self, tensor: int) -> tuple[int, ...]:
         lib = self._lib
@@ -184,6 +203,7 @@ class TfLiteModel:
         self._create_interpreter()
 
     def _delete_interpreter(self) -> None:
+        self.input = self.output = np.zeros(0)  # the old views point into memory about to be freed
         if self._interpreter:
             self._lib.TfLiteInterpreterDelete(self._interpreter)
             self._interpreter = None

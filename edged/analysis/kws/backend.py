@@ -110,6 +110,10 @@ class KeywordTable:
             new = self._settings[i].with_cutoff(cutoff)  # validates the range
             self._settings = (*self._settings[:i], new, *self._settings[i + 1:])
 
+    @property
+    def resets_due(self) -> bool:
+        return bool(self._due_reset)
+
     def take_resets(self) -> set[int]:
         """Keywords re-enabled since the last call (their state must be reset before use)."""
         if not self._due_reset:

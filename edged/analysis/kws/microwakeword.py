@@ -22,10 +22,11 @@ from edged.sources.audio.chunk import AudioChunk
 
 FEATURE_STEP = 160  # samples per frontend step (10 ms)
 FEATURES = 40
+_EMPTY = np.zeros(0, dtype=np.int16)
 
 
 class _StreamingModel:
-    """One keyword's model with its quantized input rows."""
+    """One keyword's streaming model (its state lives in the interpreter)."""
 
     def __init__(self, spec: ModelSpec) -> None:
         self.tflite = TfLiteModel(spec.model)
@@ -36,28 +37,44 @@ class _StreamingModel:
         if self.tflite.input_dtype not in (np.int8, np.uint8):
             raise ModelError(f"{spec.model}: expected a quantized (int8/uint8) microWakeWord model")
         self.stride = shape[1]
-        self.in_scale, self.in_zero = self.tflite.input_quant
+        self.quant = (*self.tflite.input_quant, np.dtype(self.tflite.input_dtype).str)
         self.out_scale, self.out_zero = self.tflite.output_quant
-        info = np.iinfo(self.tflite.input_dtype)
-        self.limits = (float(info.min), float(info.max))
-        self.rows = np.zeros(shape, dtype=self.tflite.input_dtype)
-        self.filled = 0
 
-    def add(self, features: np.ndarray) -> float | None:
-        """Add one feature row; the model's probability once `stride` rows have arrived."""
-        q = np.round(features / self.in_scale + self.in_zero)
-        np.clip(q, self.limits[0], self.limits[1], out=q)
-        self.rows[0, self.filled] = q
+    def score(self, rows: np.ndarray) -> float:
+        """Feed `stride` quantized feature rows; the dequantized probability."""
+        model = self.tflite
+        model.input[0] = rows
+        model.invoke()
+        return (float(model.output.flat[0]) - self.out_zero) * self.out_scale
+
+
+class _Quantizer:
+    """Feature rows quantized once for every model sharing (stride, scale, zero point, dtype)."""
+
+    def __init__(self, stride: int, scale: float, zero: int, dtype: str) -> None:
+        self.scale, self.zero = scale, float(zero)
+        info = np.iinfo(np.dtype(dtype))
+        self.lo, self.hi = float(info.min), float(info.max)
+        self.rows = np.zeros((stride, FEATURES), dtype=np.dtype(dtype))
+        self.stride = stride
+        self.filled = 0
+        self._tmp = np.zeros(FEATURES, dtype=np.float64)
+        self.members: list[int] = []  # indices of the models fed from these rows
+
+    def add(self, features: np.ndarray) -> bool:
+        """Quantize one row (as pymicro-wakeword does: round(x / scale + zero)); True when `stride` are in."""
+        tmp = self._tmp
+        np.divide(features, self.scale, out=tmp)
+        np.add(tmp, self.zero, out=tmp)
+        np.rint(tmp, out=tmp)
+        np.maximum(tmp, self.lo, out=tmp)
+        np.minimum(tmp, self.hi, out=tmp)
+        self.rows[self.filled] = tmp
         self.filled += 1
         if self.filled < self.stride:
-            return None
+            return False
         self.filled = 0
-        out = self.tflite.run(self.rows)
-        return (float(out.flat[0]) - self.out_zero) * self.out_scale
-
-    def reset(self) -> None:
-        self.tflite.reset()
-        self.filled = 0
+        return True
 
 
 class MicroWakeWordBackend:
@@ -70,8 +87,16 @@ class MicroWakeWordBackend:
 
         self._frontend = MicroFrontend()
         self._models = [_StreamingModel(spec) for spec in specs]
-        stride = self._models[0].stride if self._models else 3
-        self.step = stride * FEATURE_STEP / 16000
+        groups: dict[tuple[int, float, int, str], _Quantizer] = {}
+        for i, model in enumerate(self._models):
+            group = groups.setdefault((model.stride, *model.quant), _Quantizer(model.stride, *model.quant))
+            group.members.append(i)
+        self._groups = list(groups.values())
+        strides = {m.stride for m in self._models}
+        if len(strides) > 1:
+            raise ModelError("microWakeWord models with different strides cannot share a stream "
+                             f"({', '.join(str(s.model) for s in specs)})")
+        self.step = (strides.pop() if strides else 3) * FEATURE_STEP / 16000
         self.table = KeywordTable(MICRO, specs, settings, self.step)
         self._leftover = np.zeros(0, dtype=np.int16)
 
@@ -92,38 +117,44 @@ class MicroWakeWordBackend:
         self.table.sink = sink
 
     def process(self, chunk: AudioChunk) -> list[Detection]:
-        samples = check_samples(chunk)
-        for i in self.table.take_resets():
-            self._models[i].reset()
+        samples = chunk.samples
+        if samples.dtype != np.int16 or samples.ndim != 1:
+            check_samples(chunk)
+        if self.table.resets_due:
+            for i in self.table.take_resets():
+                self._models[i].tflite.reset()
         if len(self._leftover):
             samples = np.concatenate((self._leftover, samples))
-        settings = self.table.current()
         detections: list[Detection] = []
-        frontend = self._frontend
         pos, n = 0, len(samples)
         while n - pos >= FEATURE_STEP:
-            result = frontend.process_samples(samples[pos:pos + FEATURE_STEP].tobytes())
+            result = self._frontend.process_samples(samples[pos:pos + FEATURE_STEP].tobytes())
             pos += result.samples_read or FEATURE_STEP
-            if not result.features:
+            if result.features:
+                self._feed(np.asarray(result.features, dtype=np.float64),
+                           chunk.stream_time - (n - pos) / 16000, detections)
+        self._leftover = samples[pos:] if pos < n else _EMPTY
+        return detections
+
+    def _feed(self, features: np.ndarray, t: float, detections: list[Detection]) -> None:
+        """One feature row into every group; score the models whose stride filled up."""
+        settings = self.table.current()
+        for group in self._groups:
+            if not group.add(features):
                 continue
-            features = np.asarray(result.features, dtype=np.float64)
-            t = chunk.stream_time - (n - pos) / 16000
-            for i, model in enumerate(self._models):
-                if not settings[i].enabled:
-                    continue
-                prob = model.add(features)
-                if prob is not None:
-                    hit = self.table.score(i, settings[i], prob, t)
+            for i in group.members:
+                if settings[i].enabled:
+                    hit = self.table.score(i, settings[i], self._models[i].score(group.rows), t)
                     if hit is not None:
                         detections.append(hit)
-        self._leftover = samples[pos:] if pos < n else np.zeros(0, dtype=np.int16)
-        return detections
 
     def reset(self) -> None:
         self._frontend.reset()
-        self._leftover = np.zeros(0, dtype=np.int16)
+        self._leftover = _EMPTY
         for model in self._models:
-            model.reset()
+            model.tflite.reset()
+        for group in self._groups:
+            group.filled = 0
         self.table.clear()
 
     def close(self) -> None:
