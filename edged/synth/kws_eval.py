@@ -276,3 +276,59 @@ def _noise_file(b: _Builder, folder: Path) -> EvalFile:
 def _write(folder: Path, name: str, audio: np.ndarray, kind: str, keyword: str = "") -> EvalFile:
     sp.write_flac(folder / name, audio)
     return EvalFile(name, kind, round(len(audio) / SAMPLE_RATE, 3), keyword)
+
+
+# -- the small committed subset (tests/fixtures/kws) ------------------------------------------------
+
+FIXTURE_CONDITIONS = (("clean", None, 0.0, 0.0), ("pink@20dB", "pink", 20.0, 0.0),
+                      ("babble@10dB", "babble", 10.0, 0.0), ("reverb0.3", None, 0.0, 0.3))
+FIXTURE_BITS = 10  # quantization noise about -65 dBFS, like a microphone's own floor
+
+
+def build_fixture(folder: str | Path, seed: int = 11, progress: Progress | None = None) -> Manifest:
+    """A compact set for tests: per keyword one stream of four short scenes (three engines; clean,
+    pink noise at 20 dB, babble at 10 dB, light reverb), one near-miss stream and one of ordinary
+    speech. Scenes carry no context sentences and the files are 10-bit FLAC, to stay small."""
+    spec = EvalSpec(seed=seed, positives=len(FIXTURE_CONDITIONS), speech_minutes=0.2, near_miss_voices=1,
+                    noise_minutes=0.0, scenes_per_file=len(FIXTURE_CONDITIONS), floor_db=-90.0)
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    b = _Builder(spec, progress or (lambda _m: None))
+    files: list[EvalFile] = []
+    occurrences: list[Occurrence] = []
+    engines = [e for e in ("espeak-ng", "flite", "festival") if e in b.engines]
+    for keyword in spec.keywords:
+        b.progress(f"fixture positives {keyword}")
+        name = f"positive_{keyword}.flac"
+        pieces: list[np.ndarray] = []
+        at = 0
+        for i, condition in enumerate(FIXTURE_CONDITIONS):
+            engine = engines[i % len(engines)]
+            voice = sp.Voice(engine, str(b.rng.choice(sp.VOICES[engine])), float(b.rng.choice((0.9, 1.0, 1.1))))
+            audio, (s, e) = b.scene(str(b.rng.choice(KEYWORD_PHRASES[keyword])), voice, context=False)
+            audio = b.apply(audio, condition, sp.power(audio[s:e], active_only=False))
+            occurrences.append(Occurrence(name, keyword, (at + s) / SAMPLE_RATE, (at + e) / SAMPLE_RATE,
+                                          condition[0], voice.label))
+            pieces += [audio, sp.silence(0.3)]
+            at += len(audio) + round(0.3 * SAMPLE_RATE)
+        files.append(_write_small(folder, name, np.concatenate(pieces), "positive", keyword))
+    b.progress("fixture near misses and ordinary speech")
+    near = []
+    for keyword in spec.keywords:
+        for phrase in NEAR_MISSES[keyword][:1]:
+            audio, _ = b.scene(phrase, b.voice(), context=False)
+            near += [audio, sp.silence(0.5)]
+    files.append(_write_small(folder, "near_miss.flac", np.concatenate(near), "near_miss"))
+    talk = []
+    while sum(len(p) for p in talk) < spec.speech_minutes * 60 * SAMPLE_RATE:
+        words = sp.trim(sp.to_float(b.voice().speak(ordinary_sentences(1, b.rng)[0])))
+        talk += [sp.normalize(words, float(b.rng.uniform(-20.0, -6.0))), sp.silence(0.4)]
+    files.append(_write_small(folder, "speech.flac", np.concatenate(talk), "speech"))
+    manifest = Manifest(folder, spec, tuple(files), tuple(occurrences))
+    manifest.save()
+    return manifest
+
+
+def _write_small(folder: Path, name: str, audio: np.ndarray, kind: str, keyword: str = "") -> EvalFile:
+    sp.write_flac(folder / name, audio, bits=FIXTURE_BITS)
+    return EvalFile(name, kind, round(len(audio) / SAMPLE_RATE, 3), keyword)

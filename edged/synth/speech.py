@@ -255,8 +255,10 @@ def write_flac(path: str | Path, samples: np.ndarray, bits: int = 16) -> Path:
     if ffmpeg is None:
         raise SpeechError("writing FLAC needs ffmpeg")
     data = samples if samples.dtype == np.int16 else to_int16(samples)
-    if bits < 16:
-        data = (data.astype(np.int32) >> (16 - bits) << (16 - bits)).astype(np.int16)
+    if bits < 16:  # round to the coarser grid (FLAC stores the zeroed low bits for free)
+        step = 1 << (16 - bits)
+        coarse = np.round(data.astype(np.float64) / step) * step
+        data = np.clip(coarse, -32768, 32768 - step).astype(np.int16)
     cmd = [ffmpeg, "-nostdin", "-v", "error", "-y", "-f", "s16le", "-ar", str(SAMPLE_RATE), "-ac", "1",
            "-i", "-", "-compression_level", "12", str(path)]
     subprocess.run(cmd, input=data.astype("<i2").tobytes(), check=True, capture_output=True)
