@@ -19,7 +19,9 @@ from edged.sources.audio.chunk import AudioChunk
 
 def _wav(path: Path, data: bytes, *, rate: int, channels: int, bits: int, tag: int = 1) -> Path:
     fmt = struct.pack("<HHIIHH", tag, channels, rate, rate * channels * bits // 8, channels * bits // 8, bits)
-    body = b"WAVE" + b"fmt " + struct.pack("<I", len(fmt)) + fmt + b"data" + struct.pack("<I", len(data)) + data
+    body = (
+        b"WAVE" + b"fmt " + struct.pack("<I", len(fmt)) + fmt + b"data" + struct.pack("<I", len(data)) + data
+    )
     path.write_bytes(b"RIFF" + struct.pack("<I", len(body)) + body)
     return path
 
@@ -63,7 +65,7 @@ def test_bad_audio_is_refused_with_the_reason(tmp_path: Path) -> None:
     with pytest.raises(AudioFormatError, match=r"unsupported WAV encoding \(format tag 0x6, 8-bit\)"):
         read_audio(_wav(tmp_path / "alaw.wav", b"\0" * 400, rate=8000, channels=1, bits=8, tag=6))
     (tmp_path / "notes.txt").write_text("not audio at all")
-    with pytest.raises(AudioFormatError, match="notes.txt: ffmpeg cannot decode it"):
+    with pytest.raises(AudioFormatError, match=r"notes\.txt: ffmpeg cannot decode it"):
         read_audio(tmp_path / "notes.txt")
     with pytest.raises(AudioFormatError, match="no such file"):
         read_audio(tmp_path / "missing.wav")
@@ -110,13 +112,18 @@ def test_vad_gate_pre_roll_and_hangover() -> None:
 
 
 def test_vad_keeps_a_keyword_spoken_right_after_silence() -> None:
-    """With the gate on, a keyword that starts the speech is still detected (the pre-roll covers its onset)."""
-    audio = np.concatenate((np.zeros(32000, np.int16), spoken("hey mycroft", pad=0.0), np.zeros(16000, np.int16)))
+    """With the gate on, a keyword that starts the speech is still detected (the pre-roll covers it)."""
+    audio = np.concatenate(
+        (np.zeros(32000, np.int16), spoken("hey mycroft", pad=0.0), np.zeros(16000, np.int16))
+    )
     for enabled in (False, True):
-        engine = KeywordEngine.from_config(WakewordConfig(keywords=("hey_mycroft",), vad=VadConfig(enabled=enabled)))
+        engine = KeywordEngine.from_config(
+            WakewordConfig(keywords=("hey_mycroft",), vad=VadConfig(enabled=enabled))
+        )
         assert [h.keyword for h in spot_file(engine, audio)] == ["hey_mycroft"]
         if enabled:
-            assert engine.vad is not None and engine.vad.passed_fraction < 0.6
+            assert engine.vad is not None
+            assert engine.vad.passed_fraction < 0.6
         engine.close()
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import threading
 
 import numpy as np
@@ -13,7 +14,9 @@ from edged.config.schema import KeywordConfig, WakewordConfig
 from edged.sources.audio.chunk import AudioChunk
 
 
-def _scores(engine: KeywordEngine, samples: np.ndarray, chunk: int = 160) -> dict[str, list[tuple[float, float]]]:
+def _scores(
+    engine: KeywordEngine, samples: np.ndarray, chunk: int = 160
+) -> dict[str, list[tuple[float, float]]]:
     out: dict[str, list[tuple[float, float]]] = {}
     engine.set_score_sink(lambda _b, k, t, s: out.setdefault(k, []).append((round(t, 6), s)))
     list(spot_file(engine, samples, 10) if chunk == 160 else _feed(engine, samples, chunk))
@@ -36,7 +39,9 @@ def test_micro_wakeword_scores_equal_pymicro_wakeword() -> None:
     for keyword in ("hey_jarvis", "alexa"):
         features, model = MicroWakeWordFeatures(), MicroWakeWord.from_builtin(Model(keyword))
         reference = [model.process_streaming_prob(f) for f in features.process_streaming(audio.tobytes())]
-        assert [s for _, s in ours[keyword]] == pytest.approx(reference[2::3], abs=1e-6)  # one score per stride
+        assert [s for _, s in ours[keyword]] == pytest.approx(
+            reference[2::3], abs=1e-6
+        )  # one score per stride
     engine.close()
 
 
@@ -56,11 +61,15 @@ def test_chunk_size_and_reset_do_not_change_results(backend: str) -> None:
 
 def test_openwakeword_detects_its_keywords() -> None:
     """The openWakeWord pipeline (mel, embedding, classifier) hears hey_jarvis and hey_rhasspy."""
-    engine = KeywordEngine.from_config(WakewordConfig(backend="openwakeword", keywords=("hey_jarvis", "hey_rhasspy")))
+    engine = KeywordEngine.from_config(
+        WakewordConfig(backend="openwakeword", keywords=("hey_jarvis", "hey_rhasspy"))
+    )
     hits = list(spot_file(engine, fixture_audio("positive_hey_jarvis.flac")))
     assert [h.keyword for h in hits].count("hey_jarvis") >= 3
     assert all(h.backend == "openwakeword" and h.trace and h.trace_step == 0.08 for h in hits)
-    assert [h.keyword for h in spot_file(engine, fixture_audio("positive_hey_rhasspy.flac"))].count("hey_rhasspy") >= 3
+    assert [h.keyword for h in spot_file(engine, fixture_audio("positive_hey_rhasspy.flac"))].count(
+        "hey_rhasspy"
+    ) >= 3
     engine.close()
 
 
@@ -68,9 +77,11 @@ def test_detection_carries_a_score_trace() -> None:
     """Each detection has the smoothed score history before it, ending at the detection's score."""
     engine = KeywordEngine.from_config(WakewordConfig(keywords=("alexa",)))
     hit = next(iter(spot_file(engine, spoken("alexa"))))
-    assert hit.keyword == "alexa" and hit.score > hit.cutoff == 0.9
+    assert hit.keyword == "alexa"
+    assert hit.score > hit.cutoff == 0.9
     assert hit.trace[-1] == hit.score
-    assert len(hit.trace) == 50 and hit.trace_step == pytest.approx(0.03)  # 1.5 s of 30 ms steps
+    assert len(hit.trace) == 50
+    assert hit.trace_step == pytest.approx(0.03)
     assert min(hit.trace) < 0.5  # it rose from low scores
     engine.close()
 
@@ -124,11 +135,15 @@ def test_setters_are_safe_from_another_thread() -> None:
     engine.close()
 
 
-@pytest.mark.parametrize("samples", [np.zeros(160, np.float32), np.zeros((160, 2), np.int16), np.zeros(160, np.uint8)])
+@pytest.mark.parametrize(
+    "samples", [np.zeros(160, np.float32), np.zeros((160, 2), np.int16), np.zeros(160, np.uint8)]
+)
 def test_wrong_chunk_format_is_refused(samples: np.ndarray) -> None:
     """Chunks that are not 1-D int16 are refused with a message naming the microphone and the format."""
     engine = KeywordEngine.from_config(WakewordConfig(keywords=("alexa",)))
-    with pytest.raises(AudioFormatError, match=r"microphone kitchen: keyword spotting takes 16 kHz mono int16"):
+    with pytest.raises(
+        AudioFormatError, match=r"microphone kitchen: keyword spotting takes 16 kHz mono int16"
+    ):
         engine.process(AudioChunk("kitchen", 0, samples, 0.01, 0.0, 0.0))
     engine.close()
 
@@ -141,5 +156,5 @@ def test_one_keyword_on_two_backends_fires_once() -> None:
     hits = list(spot_file(engine, fixture_audio("positive_hey_jarvis.flac")))
     times = [h.stream_time for h in hits]
     assert len(hits) >= 3
-    assert all(b - a >= 2.0 for a, b in zip(times, times[1:], strict=False))
+    assert all(b - a >= 2.0 for a, b in itertools.pairwise(times))
     engine.close()

@@ -19,7 +19,8 @@ MICRO_MODELS = package_dir("pymicro_wakeword") / "models"  # type: ignore[operat
 def test_builtin_models_resolve_with_their_own_settings() -> None:
     """Built-in names find the shipped files and the cutoff/window from each model's JSON."""
     spec = resolve(MICRO, "okay_nabu")
-    assert spec.model.name == "okay_nabu.tflite" and spec.model.is_file()
+    assert spec.model.name == "okay_nabu.tflite"
+    assert spec.model.is_file()
     assert (spec.cutoff, spec.window, spec.wake_word) == (0.85, 5, "Okay Nabu")
     assert set(available(MICRO)) == {"alexa", "hey_jarvis", "hey_mycroft", "okay_nabu"}
     oww = resolve(OPEN, "ok_nabu")  # openWakeWord's spelling is folded into the same event name
@@ -29,9 +30,13 @@ def test_builtin_models_resolve_with_their_own_settings() -> None:
 
 def test_unknown_keyword_lists_the_available_ones() -> None:
     """A name no backend knows fails with every name that would have worked."""
-    with pytest.raises(UnknownKeywordError, match=r"'hey_siri'.*available: alexa, hey_jarvis, hey_mycroft, okay_nabu"):
+    with pytest.raises(
+        UnknownKeywordError, match=r"'hey_siri'.*available: alexa, hey_jarvis, hey_mycroft, okay_nabu"
+    ):
         resolve(MICRO, "hey_siri")
-    with pytest.raises(UnknownKeywordError, match=r"models.wakeword.keywords\[1\]: unknown keyword 'hey_rhasspy'"):
+    with pytest.raises(
+        UnknownKeywordError, match=r"models.wakeword.keywords\[1\]: unknown keyword 'hey_rhasspy'"
+    ):
         KeywordEngine.from_config(WakewordConfig(keywords=("alexa", "hey_rhasspy")))
 
 
@@ -74,7 +79,9 @@ def test_missing_and_corrupt_model_files_are_named(tmp_path: Path) -> None:
     with pytest.raises(ModelError, match=r"corrupt\.tflite: not a valid TensorFlow Lite model"):
         KeywordEngine.from_config(WakewordConfig(keywords=(str(corrupt),)))
     with pytest.raises(ModelError, match=r"nothere\.tflite: model file not found"):
-        KeywordEngine.from_config(WakewordConfig(backend="openwakeword", keywords=(str(tmp_path / "nothere.tflite"),)))
+        KeywordEngine.from_config(
+            WakewordConfig(backend="openwakeword", keywords=(str(tmp_path / "nothere.tflite"),))
+        )
 
 
 def test_config_rejects_unknown_keywords_with_a_suggestion() -> None:
@@ -88,12 +95,21 @@ def test_config_rejects_unknown_keywords_with_a_suggestion() -> None:
 
 def test_config_per_keyword_backend_and_duplicates() -> None:
     """A keyword may pick its backend; listing the same keyword twice for one backend is an error."""
-    cfg = parse_config("models:\n  wakeword:\n    keywords: [okay_nabu, {name: hey_rhasspy, backend: openwakeword},"
-                       " {name: okay_nabu, backend: openwakeword, cutoff: 0.6}]\n")
+    cfg = parse_config(
+        "models:\n  wakeword:\n    keywords: [okay_nabu, {name: hey_rhasspy, backend: openwakeword},"
+        " {name: okay_nabu, backend: openwakeword, cutoff: 0.6}]\n"
+    )
     kws = cfg.models.wakeword.keyword_settings
     assert [(k.name, k.backend, k.cutoff) for k in kws] == [
-        ("okay_nabu", "micro-wakeword", None), ("hey_rhasspy", "openwakeword", None), ("okay_nabu", "openwakeword", 0.6)]
+        ("okay_nabu", "micro-wakeword", None),
+        ("hey_rhasspy", "openwakeword", None),
+        ("okay_nabu", "openwakeword", 0.6),
+    ]
     with pytest.raises(ConfigError, match=r"keywords\[1\]: keyword 'alexa' is listed twice"):
         parse_config("models:\n  wakeword:\n    keywords: [alexa, alexa]\n")
-    assert WakewordConfig(probability_cutoff=0.9, keywords=(KeywordConfig("alexa", cutoff=0.7), "okay_nabu")
-                          ).keyword_settings[1].cutoff == 0.9
+    assert (
+        WakewordConfig(probability_cutoff=0.9, keywords=(KeywordConfig("alexa", cutoff=0.7), "okay_nabu"))
+        .keyword_settings[1]
+        .cutoff
+        == 0.9
+    )

@@ -6,16 +6,27 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from edged.analysis.kws.evaluation import Hit, Occurrence, Series, best_under, fire_times, fire_times_reference
-from edged.analysis.kws.evaluation import match, quality
+from edged.analysis.kws.evaluation import (
+    Hit,
+    Occurrence,
+    Series,
+    best_under,
+    fire_times,
+    fire_times_reference,
+    match,
+    quality,
+)
 from edged.analysis.kws.scoring import KeywordSettings, Refractory, ScoreTrack, crossed
 
 
-@pytest.mark.parametrize(("scores", "window", "means"), [
-    ([0.9, 0.9, 0.9], 3, [0.0, 0.0, 0.9]),  # nothing until the window is full
-    ([1.0, 0.0, 1.0, 1.0], 2, [0.0, 0.5, 0.5, 1.0]),
-    ([0.3, 0.7], 1, [0.3, 0.7]),
-])
+@pytest.mark.parametrize(
+    ("scores", "window", "means"),
+    [
+        ([0.9, 0.9, 0.9], 3, [0.0, 0.0, 0.9]),  # nothing until the window is full
+        ([1.0, 0.0, 1.0, 1.0], 2, [0.0, 0.5, 0.5, 1.0]),
+        ([0.3, 0.7], 1, [0.3, 0.7]),
+    ],
+)
 def test_score_track_is_a_sliding_mean(scores: list[float], window: int, means: list[float]) -> None:
     """The smoothed score is the mean of the last `window` raw scores, 0 before the window fills."""
     track = ScoreTrack(window, step=0.03)
@@ -33,7 +44,9 @@ def test_score_track_trace_and_clear() -> None:
     assert track.push(0.5) == 0.5
 
 
-@pytest.mark.parametrize(("score", "cutoff", "fires"), [(0.97, 0.97, False), (0.9701, 0.97, True), (0.5, 0.9, False)])
+@pytest.mark.parametrize(
+    ("score", "cutoff", "fires"), [(0.97, 0.97, False), (0.9701, 0.97, True), (0.5, 0.9, False)]
+)
 def test_cutoff_is_strict(score: float, cutoff: float, fires: bool) -> None:
     """A detection needs a smoothed score strictly above the cutoff (microWakeWord's rule)."""
     assert crossed(score, cutoff) is fires
@@ -54,15 +67,19 @@ def test_refractory_per_keyword() -> None:
 @pytest.mark.parametrize(("cutoff", "window"), [(0.0, 5), (1.0, 5), (0.5, 0)])
 def test_settings_reject_out_of_range(cutoff: float, window: int) -> None:
     """Cutoffs live strictly between 0 and 1; windows hold at least one score."""
-    with pytest.raises(ValueError, match="cutoff|window"):
+    with pytest.raises(ValueError, match=r"cutoff|window"):
         KeywordSettings(cutoff, window)
 
 
 @settings(max_examples=200, deadline=None)
-@given(st.lists(st.tuples(st.floats(0.001, 0.2), st.floats(0.0, 1.0)), max_size=300),
-       st.sampled_from([0.1, 0.5, 0.9, 0.99]), st.sampled_from([0.0, 0.3, 2.0]))
-def test_fast_replay_matches_the_engine_rule(steps: list[tuple[float, float]], cutoff: float,
-                                             refractory: float) -> None:
+@given(
+    st.lists(st.tuples(st.floats(0.001, 0.2), st.floats(0.0, 1.0)), max_size=300),
+    st.sampled_from([0.1, 0.5, 0.9, 0.99]),
+    st.sampled_from([0.0, 0.3, 2.0]),
+)
+def test_fast_replay_matches_the_engine_rule(
+    steps: list[tuple[float, float]], cutoff: float, refractory: float
+) -> None:
     """The vectorised sweep replays scores exactly as the engine decides them, one by one."""
     times, t = [], 0.0
     for dt, _ in steps:
@@ -75,8 +92,9 @@ def test_fast_replay_matches_the_engine_rule(steps: list[tuple[float, float]], c
 def test_matching_and_quality() -> None:
     """A detection inside [start, end + 1.5 s] finds the keyword; anything else is a false accept."""
     truth = [Occurrence("a.flac", "alexa", 1.0, 1.5), Occurrence("a.flac", "alexa", 10.0, 10.6)]
-    found, false = match([Hit("a.flac", "alexa", 1.8), Hit("a.flac", "alexa", 5.0), Hit("a.flac", "alexa", 12.5)],
-                         truth)
+    found, false = match(
+        [Hit("a.flac", "alexa", 1.8), Hit("a.flac", "alexa", 5.0), Hit("a.flac", "alexa", 12.5)], truth
+    )
     assert found == {truth[0]: 1.8}
     assert [h.t for h in false] == [5.0, 12.5]
     scores = {"a.flac": Series([1.8, 5.0], [0.99, 0.2]), "talk.flac": Series([3.0, 4.0], [0.95, 0.1])}
