@@ -52,6 +52,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=EvalSpec.seed)
     p.add_argument("--backends", default=f"{MICRO},{OPEN}", help="comma-separated backends to evaluate")
     p.add_argument("--no-vad", action="store_true", help="skip the VAD measurement")
+    p.add_argument("--no-voice-check", action="store_true", help="skip the per-voice check of clean keywords")
     p.add_argument("--markdown", default="docs/bench-kws.md", help="report file ('' for none)")
     p.add_argument("--plot", default="docs/kws-quality.png", help="threshold-sweep plot ('' for none)")
     p.add_argument("--json", dest="json_out", default="", help="also write every figure as JSON here")
@@ -73,6 +74,8 @@ def run(args: argparse.Namespace) -> int:
     if not args.no_vad and MICRO in results["backends"]:
         results["vad"] = vad_effect(manifest, results["backends"][MICRO], _progress)
     results["voices"] = voice_table(manifest, results["backends"])
+    if not args.no_voice_check:
+        results["voice_check"] = voice_check(_progress)
     text = render(results)
     print(text)
     if args.markdown:
@@ -262,6 +265,49 @@ def voice_table(manifest: Manifest, backends: dict[str, Any]) -> VoiceTable:
     return {k: dict(v) for k, v in out.items()}
 
 
+def voice_check(progress: Any) -> dict[str, dict[str, dict[str, float]]]:
+    """Every TTS voice saying each keyword once, clean, at normal speed and pitch, between 1 s of
+    silence: the highest smoothed score each backend gives it (what sample media can rely on)."""
+    import numpy as np
+
+    from edged.synth import speech as sp
+    from edged.synth.texts import KEYWORD_PHRASES
+
+    engines = {b: KeywordEngine.from_config(WakewordConfig(backend=b, keywords=BUILTIN_KEYWORDS[b]))
+               for b in _backends(f"{MICRO},{OPEN}")}
+    out: dict[str, dict[str, dict[str, float]]] = defaultdict(dict)
+    pad = np.zeros(16000, np.int16)
+    for engine_name in sp.available_engines():
+        progress(f"voice check: {engine_name}")
+        for voice in sp.VOICES[engine_name]:
+            for keyword, phrases in KEYWORD_PHRASES.items():
+                audio = np.concatenate((pad, sp.speak(phrases[0], engine_name, voice), pad))
+                scores: dict[str, float] = {}
+                for backend, engine in engines.items():
+                    if keyword not in engine.keywords:
+                        continue
+                    scores[backend] = _peak(engine, audio, keyword)
+                out[keyword][f"{engine_name}:{voice}"] = scores
+    for engine in engines.values():
+        engine.close()
+    return dict(out)
+
+
+def _peak(engine: KeywordEngine, audio: Any, keyword: str) -> float:
+    """The highest smoothed score `keyword` reaches on `audio`."""
+    best = 0.0
+
+    def sink(_backend: str, name: str, _t: float, score: float) -> None:
+        nonlocal best
+        if name == keyword:
+            best = max(best, score)
+
+    engine.set_score_sink(sink)
+    list(spot_file(engine, audio))
+    engine.set_score_sink(None)
+    return best
+
+
 # -- rendering --------------------------------------------------------------------------------------
 
 def _pct(x: float | None) -> str:
@@ -332,7 +378,33 @@ def render(results: dict[str, Any]) -> str:
                   "|---|---|---|---|"]
         for kw, k in v["keywords"].items():
             lines.append(f"| {kw} | {_pct(k['recall_without'])} | {_pct(k['recall'])} | {k['fa']} |")
+    if "voice_check" in results:
+        lines += _render_voices(results["voice_check"], results)
     return "\n".join(lines) + "\n"
+
+
+def _render_voices(check: dict[str, dict[str, dict[str, float]]], results: dict[str, Any]) -> list[str]:
+    cutoffs = {(kw, b): k["cutoff"] for kw, b, k in _rows(results)}
+    lines = ["", "### TTS voices that make reliable keywords (sample media)", "",
+             "Each voice says each keyword once, clean, at speed and pitch 1.0, between 1 s of silence. "
+             "Cells: the highest smoothed score (micro-wakeword / openwakeword); **bold** when above "
+             "the model's cutoff.", "",
+             "| voice | " + " | ".join(check) + " |", "|---|" + "---|" * len(check)]
+    voices = sorted({v for per in check.values() for v in per})
+    for voice in voices:
+        cells = []
+        for kw, per in check.items():
+            parts = []
+            for backend in (MICRO, OPEN):
+                score = per.get(voice, {}).get(backend)
+                if score is None:
+                    parts.append("-")
+                    continue
+                cutoff = cutoffs.get((kw, backend), 1.0)
+                parts.append(f"**{score:.2f}**" if score > cutoff else f"{score:.2f}")
+            cells.append(" / ".join(parts))
+        lines.append(f"| {voice} | " + " | ".join(cells) + " |")
+    return lines
 
 
 def _rows(results: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:

@@ -304,7 +304,8 @@ def build_fixture(folder: str | Path, seed: int = 11, progress: Progress | None 
         at = 0
         for i, condition in enumerate(FIXTURE_CONDITIONS):
             engine = engines[i % len(engines)]
-            voice = sp.Voice(engine, str(b.rng.choice(sp.VOICES[engine])), float(b.rng.choice((0.9, 1.0, 1.1))))
+            name_of_voice = str(b.rng.choice(sp.VOICES[engine]))
+            voice = sp.Voice(engine, name_of_voice, float(b.rng.choice((0.9, 1.0, 1.1))))
             audio, (s, e) = b.scene(str(b.rng.choice(KEYWORD_PHRASES[keyword])), voice, context=False)
             audio = b.apply(audio, condition, sp.power(audio[s:e], active_only=False))
             occurrences.append(Occurrence(name, keyword, (at + s) / SAMPLE_RATE, (at + e) / SAMPLE_RATE,
@@ -313,13 +314,13 @@ def build_fixture(folder: str | Path, seed: int = 11, progress: Progress | None 
             at += len(audio) + round(0.3 * SAMPLE_RATE)
         files.append(_write_small(folder, name, np.concatenate(pieces), "positive", keyword))
     b.progress("fixture near misses and ordinary speech")
-    near = []
+    near: list[np.ndarray] = []
     for keyword in spec.keywords:
         for phrase in NEAR_MISSES[keyword][:1]:
             audio, _ = b.scene(phrase, b.voice(), context=False)
             near += [audio, sp.silence(0.5)]
     files.append(_write_small(folder, "near_miss.flac", np.concatenate(near), "near_miss"))
-    talk = []
+    talk: list[np.ndarray] = []
     while sum(len(p) for p in talk) < spec.speech_minutes * 60 * SAMPLE_RATE:
         words = sp.trim(sp.to_float(b.voice().speak(ordinary_sentences(1, b.rng)[0])))
         talk += [sp.normalize(words, float(b.rng.uniform(-20.0, -6.0))), sp.silence(0.4)]
