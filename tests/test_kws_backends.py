@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import threading
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -157,4 +158,58 @@ def test_one_keyword_on_two_backends_fires_once() -> None:
     times = [h.stream_time for h in hits]
     assert len(hits) >= 3
     assert all(b - a >= 2.0 for a, b in itertools.pairwise(times))
+    engine.close()
+
+
+def _onnx_classifier(path: Path, weights: np.ndarray, bias: float) -> Path:
+    """sigmoid(mean over the 16 embeddings . weights + bias), shaped like an openWakeWord classifier."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    nodes = [
+        helper.make_node("ReduceMean", ["x", "axes"], ["m"], keepdims=0),
+        helper.make_node("MatMul", ["m", "w"], ["z"]),
+        helper.make_node("Add", ["z", "b"], ["zb"]),
+        helper.make_node("Sigmoid", ["zb"], ["p"]),
+    ]
+    inits = [
+        helper.make_tensor("axes", TensorProto.INT64, [1], [1]),
+        helper.make_tensor("w", TensorProto.FLOAT, [96, 1], weights.astype(np.float32).ravel().tolist()),
+        helper.make_tensor("b", TensorProto.FLOAT, [1], [bias]),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "clf",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 16, 96])],
+        [helper.make_tensor_value_info("p", TensorProto.FLOAT, [1, 1])],
+        inits,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+    model.ir_version = 8
+    onnx.save(model, str(path))
+    return path
+
+
+def test_openwakeword_onnx_classifier_runs_on_onnxruntime(tmp_path: Path) -> None:
+    """A custom openWakeWord classifier given as .onnx runs on onnxruntime after the real feature models.
+
+    The classifier is built here (openWakeWord's own .onnx files are not packaged anywhere a test can
+    reach); one with zero weights must score exactly sigmoid(bias) at every 80 ms step.
+    """
+    flat = _onnx_classifier(tmp_path / "steady.onnx", np.zeros(96), 0.847298)  # sigmoid = 0.7
+    audio = fixture_audio("positive_alexa.flac")
+    engine = KeywordEngine.from_config(WakewordConfig(backend="openwakeword", keywords=(str(flat),)))
+    scores = _scores(engine, audio)["steady"]
+    assert len(scores) == len(audio) // 1280
+    assert all(s == pytest.approx(0.7, abs=1e-4) for _, s in scores)
+    hits = list(spot_file(engine, audio))
+    assert [h.keyword for h in hits] == ["steady"] * len(hits)
+    assert len(hits) == pytest.approx(len(audio) / 16000 / 2.0, abs=1.5)  # once per refractory period
+    engine.close()
+    rng = np.random.default_rng(5)
+    varied = _onnx_classifier(tmp_path / "varied.onnx", rng.standard_normal(96) * 0.01, 0.0)
+    engine = KeywordEngine.from_config(WakewordConfig(backend="openwakeword", keywords=(str(varied),)))
+    values = [s for _, s in _scores(engine, audio)["varied"]]
+    assert 0 < min(values) < max(values) < 1
+    assert len(set(values)) > 10
     engine.close()
