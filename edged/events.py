@@ -186,8 +186,9 @@ class MotionState(Event):
 class KeywordDetected(Event):
     """`<base>/<mic>/keyword`: a keyword was heard (Home Assistant `event` entity).
 
-    `trace` holds the keyword's score around the hit, one value every `trace_step` seconds ending at
-    the detection, so a user can see why it fired.
+    `trace` holds the keyword's smoothed score before the hit, one value every `trace_step` seconds
+    ending at the detection (the last value is `score`), so a user can see why it fired; `backend`
+    names the model family that heard it.
     """
 
     id: str
@@ -200,6 +201,7 @@ class KeywordDetected(Event):
     cutoff: float = 0.0
     trace: tuple[float, ...] = ()
     trace_step: float = 0.0
+    backend: str = ""
     durable: ClassVar[bool] = True
 
     def topic(self, base: str) -> str:
@@ -208,14 +210,16 @@ class KeywordDetected(Event):
     def to_payload(self) -> dict[str, Any]:
         return {"event_type": self.keyword, "id": self.id, "mic": self.mic, "score": round(self.score, 4),
                 "ts": self.ts, "stream_time": round(self.stream_time, 3), "camera": self.camera,
-                "cutoff": self.cutoff, "trace": [round(v, 4) for v in self.trace], "trace_step": self.trace_step}
+                "cutoff": self.cutoff, "trace": [round(v, 4) for v in self.trace],
+                "trace_step": self.trace_step, "backend": self.backend}
 
     @classmethod
     def from_message(cls, base: str, topic: str, payload: bytes) -> KeywordDetected:
         d = _json(topic, payload)
         return cls(d["id"], _suffix(base, topic, "keyword"), d["event_type"], float(d["score"]), float(d["ts"]),
                    float(d["stream_time"]), d.get("camera"), float(d.get("cutoff", 0.0)),
-                   tuple(float(v) for v in d.get("trace", ())), float(d.get("trace_step", 0.0)))
+                   tuple(float(v) for v in d.get("trace", ())), float(d.get("trace_step", 0.0)),
+                   str(d.get("backend", "")))
 
 
 @dataclass(frozen=True)

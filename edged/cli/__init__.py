@@ -19,6 +19,7 @@ COMMANDS = (
     "install_service",
     "caption",
     "models",
+    "kws",
     "bench",
 )
 

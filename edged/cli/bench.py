@@ -13,6 +13,8 @@ BENCHMARKS: dict[str, str] = {
     "ingest": "ingest",
     "mqtt": "mqtt",
     "caption": "caption",
+    "kws": "kws",
+    "kws-quality": "kws_quality",
 }
 
 

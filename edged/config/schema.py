@@ -6,6 +6,8 @@ Field metadata (`spec`) carries the documentation, the unit and the range rules 
 
 from __future__ import annotations
 
+import dataclasses
+import difflib
 import re
 import socket
 from collections.abc import Iterator, Mapping
@@ -187,60 +189,81 @@ class CaptionerConfig:
             yield "remote", "is required when backend is remote"
 
 
+KwsBackend = Literal["micro-wakeword", "openwakeword"]
+
+
 @dataclass(frozen=True)
 class KeywordConfig:
     """One wake word / keyword, with settings that override the model's own."""
 
-    name: str = field(metadata=spec("Model name (okay_nabu, hey_jarvis, ...) or a path to its .json"))
+    name: str = field(metadata=spec(
+        "Model name (okay_nabu, hey_jarvis, alexa, hey_mycroft; hey_rhasspy for openwakeword), a name in "
+        "models_dir, or a path to the model (microWakeWord: its .json; openWakeWord: .tflite or .onnx)"))
     cutoff: float | None = field(default=None, metadata=spec("Probability cutoff (default: the model's)",
                                                              gt=0, lt=1))
     window: int | None = field(default=None, metadata=spec("Sliding window (default: the model's)",
-                                                           unit="frames", ge=1, le=100))
-    enabled: bool = field(default=True, metadata=spec("Spot this keyword"))
+                                                           unit="scores", ge=1, le=100))
+    enabled: bool = field(default=True, metadata=spec("Spot this keyword (switchable at run time)"))
+    backend: KwsBackend | None = field(default=None, metadata=spec(
+        "Model family for this keyword (default: models.wakeword.backend)"))
 
 
 @dataclass(frozen=True)
 class VadConfig:
-    """Voice-activity gate in front of keyword spotting."""
+    """Level gate in front of keyword spotting: no inference while the room is quiet."""
 
     enabled: bool = field(default=False, metadata=spec("Skip keyword inference during silence"))
-    threshold_db: float = field(default=-45.0, metadata=spec("Speech level", unit="dBFS", le=0, ge=-90))
-    pre_roll: float = field(default=0.5, metadata=spec("Audio replayed when speech starts", unit="s",
+    threshold_db: float = field(default=-50.0, metadata=spec(
+        "Chunks at or above this RMS level open the gate", unit="dBFS", le=0, ge=-90))
+    pre_roll: float = field(default=0.5, metadata=spec("Audio replayed when sound starts", unit="s",
                                                        duration=True, ge=0, le=5))
-    hangover: float = field(default=1.0, metadata=spec("Keep spotting this long after speech", unit="s",
-                                                       duration=True, ge=0, le=10))
+    hangover: float = field(default=1.0, metadata=spec("Keep spotting this long after the last loud chunk",
+                                                       unit="s", duration=True, ge=0, le=10))
 
 
 @dataclass(frozen=True)
 class WakewordConfig:
     """Keyword spotting on every microphone."""
 
-    backend: Literal["micro-wakeword", "openwakeword"] = field(
-        default="micro-wakeword", metadata=spec("Keyword-spotting backend"))
+    backend: KwsBackend = field(
+        default="micro-wakeword", metadata=spec("Default model family of the keywords"))
     keywords: tuple[str | KeywordConfig, ...] = field(default=("okay_nabu",),
                                                       metadata=spec("Keywords to spot"))
     probability_cutoff: float | None = field(default=None, metadata=spec(
         "Cutoff for every keyword without its own (default: each model's)", gt=0, lt=1))
-    refractory: float = field(default=2.0, metadata=spec("Quiet time after a hit", unit="s",
+    refractory: float = field(default=2.0, metadata=spec("Quiet time after a hit, per keyword", unit="s",
                                                          duration=True, ge=0, le=60))
     models_dir: Path | None = field(default=None, metadata=spec("Extra directory of user models"))
     vad: VadConfig = field(default_factory=VadConfig)
 
     @property
     def keyword_settings(self) -> tuple[KeywordConfig, ...]:
-        """Every keyword as a `KeywordConfig` (plain names expanded)."""
+        """Every keyword as a `KeywordConfig` (plain names expanded, the backend filled in)."""
         out = []
         for kw in self.keywords:
             base = KeywordConfig(name=kw) if isinstance(kw, str) else kw
             if base.cutoff is None and self.probability_cutoff is not None:
-                base = KeywordConfig(base.name, self.probability_cutoff, base.window, base.enabled)
+                base = dataclasses.replace(base, cutoff=self.probability_cutoff)
+            if base.backend is None:
+                base = dataclasses.replace(base, backend=self.backend)
             out.append(base)
         return tuple(out)
 
     def _validate(self) -> Problems:
-        names = [k.name for k in self.keyword_settings]
-        for name in {n for n in names if names.count(n) > 1}:
-            yield "keywords", f"keyword {name!r} is listed twice"
+        from edged.analysis.kws.catalog import BUILTIN_KEYWORDS, canonical, looks_like_path
+
+        seen: set[tuple[str, str | None]] = set()
+        for i, kw in enumerate(self.keyword_settings):
+            key = f"keywords[{i}]"
+            if (kw.name, kw.backend) in seen:
+                yield key, f"keyword {kw.name!r} is listed twice"
+            seen.add((kw.name, kw.backend))
+            builtin = BUILTIN_KEYWORDS[kw.backend or self.backend]
+            if self.models_dir is None and not looks_like_path(kw.name) and canonical(kw.name) not in builtin:
+                close = difflib.get_close_matches(kw.name, builtin, n=1)
+                hint = f"did you mean {close[0]!r}? " if close else ""
+                yield key, (f"unknown keyword {kw.name!r} for backend {kw.backend}; {hint}available: "
+                            f"{', '.join(builtin)} (or a model path, or set models_dir)")
 
 
 @dataclass(frozen=True)

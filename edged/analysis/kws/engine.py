@@ -1,0 +1,197 @@
+"""`KeywordEngine`: the configured backends, the VAD gate and the refractory period, for one stream.
+
+This is the code both the daemon's `KeywordSpotter` thread and `edged kws` run, so what the CLI
+reports on a file is what the daemon would publish. `BACKENDS` is the explicit registry keyed by
+the config's `backend` name; a keyword may pick its own backend (`keywords: [{name: hey_jarvis,
+backend: openwakeword}]`), and the engine runs one backend object per family in use.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edged.analysis.kws.backend import KeywordBackend
+from edged.analysis.kws.catalog import MICRO, OPEN, ModelSpec, resolve
+from edged.analysis.kws.errors import KwsError, UnknownKeywordError
+from edged.analysis.kws.scoring import Detection, KeywordSettings, Refractory
+from edged.analysis.kws.vad import VadGate
+from edged.config.schema import KeywordConfig, VadConfig, WakewordConfig
+from edged.sources.audio.chunk import SAMPLE_RATE, AudioChunk
+
+CONFIG_KEY = "models.wakeword.keywords"
+
+
+@dataclass(frozen=True)
+class KeywordPlan:
+    """One configured keyword, resolved: its model and its effective settings."""
+
+    spec: ModelSpec
+    settings: KeywordSettings
+    key: str  # where it was configured, for error messages
+
+
+def _micro(plans: Sequence[KeywordPlan], models_dir: Path | None) -> KeywordBackend:
+    from edged.analysis.kws.microwakeword import MicroWakeWordBackend
+
+    return MicroWakeWordBackend([p.spec for p in plans], [p.settings for p in plans])
+
+
+def _open(plans: Sequence[KeywordPlan], models_dir: Path | None) -> KeywordBackend:
+    from edged.analysis.kws.openwakeword import OpenWakeWordBackend
+
+    return OpenWakeWordBackend([p.spec for p in plans], [p.settings for p in plans], models_dir)
+
+
+BackendFactory = Callable[[Sequence[KeywordPlan], "Path | None"], KeywordBackend]
+BACKENDS: dict[str, BackendFactory] = {MICRO: _micro, OPEN: _open}
+
+
+def plan_keywords(config: WakewordConfig) -> list[KeywordPlan]:
+    """Resolve every configured keyword to its model (no model is loaded yet).
+
+    Raises `UnknownKeywordError` / `ModelError` prefixed with the config key of the keyword.
+    """
+    plans = []
+    for i, kw in enumerate(config.keyword_settings):
+        key = f"{CONFIG_KEY}[{i}]"
+        backend = kw.backend or config.backend
+        try:
+            spec = resolve(backend, kw.name, config.models_dir)
+            settings = KeywordSettings(kw.cutoff if kw.cutoff is not None else spec.cutoff,
+                                       kw.window if kw.window is not None else spec.window, kw.enabled)
+        except (KwsError, ValueError) as exc:
+            raise type(exc)(f"{key}: {exc}") from None
+        plans.append(KeywordPlan(spec, settings, key))
+    seen: dict[tuple[str, str], str] = {}
+    for plan in plans:
+        ident = (plan.spec.backend, plan.spec.keyword)
+        if ident in seen:
+            raise UnknownKeywordError(f"{plan.key}: keyword {plan.spec.keyword!r} is already configured at "
+                                      f"{seen[ident]} for the {plan.spec.backend} backend")
+        seen[ident] = plan.key
+    return plans
+
+
+class KeywordEngine:
+    """Backends + VAD gate + refractory period over one audio stream (single-threaded use,
+    except the setters, which are safe from any thread)."""
+
+    def __init__(self, backends: Sequence[KeywordBackend], refractory: float = 2.0,
+                 vad: VadGate | None = None) -> None:
+        self.backends = tuple(backends)
+        self.refractory = Refractory(refractory)
+        self.vad = vad
+        self.detections = 0
+
+    @classmethod
+    def from_config(cls, config: WakewordConfig) -> KeywordEngine:
+        """Resolve and load every configured keyword's model (errors name the keyword or file)."""
+        plans = plan_keywords(config)
+        by_backend: dict[str, list[KeywordPlan]] = {}
+        for plan in plans:
+            by_backend.setdefault(plan.spec.backend, []).append(plan)
+        backends: list[KeywordBackend] = []
+        try:
+            for name, group in by_backend.items():
+                backends.append(BACKENDS[name](group, config.models_dir))
+        except BaseException:
+            for backend in backends:
+                backend.close()
+            raise
+        return cls(backends, config.refractory, make_gate(config.vad))
+
+    @property
+    def keywords(self) -> tuple[str, ...]:
+        """Every keyword spotted, each once, in backend then config order."""
+        out: list[str] = []
+        for backend in self.backends:
+            out.extend(k for k in backend.keywords if k not in out)
+        return tuple(out)
+
+    def describe(self) -> list[dict[str, Any]]:
+        """Keyword, backend and settings of everything spotted (for logs and `edged kws`)."""
+        return [{"keyword": k, "backend": b.name, **dataclasses.asdict(b.settings(k))}
+                for b in self.backends for k in b.keywords]
+
+    def process(self, chunk: AudioChunk) -> list[Detection]:
+        """Feed one chunk; the detections that fire (refractory applied), in stream order."""
+        chunks = self.vad.push(chunk) if self.vad is not None else (chunk,)
+        if not chunks:
+            return []
+        hits: list[Detection] = []
+        for c in chunks:
+            for backend in self.backends:
+                hits.extend(backend.process(c))
+        if not hits:
+            return []
+        if len(hits) > 1:
+            hits.sort(key=lambda d: d.stream_time)
+        fired = [d for d in hits if self.refractory.admit(d.keyword, d.stream_time)]
+        self.detections += len(fired)
+        return fired
+
+    def reset(self) -> None:
+        """A new stream (next file, or the source restarted)."""
+        for backend in self.backends:
+            backend.reset()
+        self.refractory.reset()
+        if self.vad is not None:
+            self.vad.reset()
+
+    def _owners(self, keyword: str) -> list[KeywordBackend]:
+        owners = [b for b in self.backends if keyword in b.keywords]
+        if not owners:
+            raise UnknownKeywordError(f"keyword {keyword!r} is not configured "
+                                      f"(configured: {', '.join(self.keywords) or 'none'})")
+        return owners
+
+    def set_enabled(self, keyword: str, enabled: bool) -> None:
+        for backend in self._owners(keyword):
+            backend.set_enabled(keyword, enabled)
+
+    def set_cutoff(self, keyword: str, cutoff: float) -> None:
+        owners = self._owners(keyword)
+        KeywordSettings(cutoff, 1)  # validate once, before changing anything
+        for backend in owners:
+            backend.set_cutoff(keyword, cutoff)
+
+    def settings(self, keyword: str) -> KeywordSettings:
+        return self._owners(keyword)[0].settings(keyword)
+
+    def set_score_sink(self, sink: Callable[[str, str, float, float], None] | None) -> None:
+        """Hand every smoothed score to `sink(backend, keyword, stream_time, score)` (None stops it)."""
+        for backend in self.backends:
+            if sink is None:
+                backend.set_score_sink(None)
+            else:
+                backend.set_score_sink(functools.partial(sink, backend.name))
+
+    def close(self) -> None:
+        for backend in self.backends:
+            backend.close()
+
+
+def make_gate(vad: VadConfig) -> VadGate | None:
+    return VadGate(vad.threshold_db, vad.pre_roll, vad.hangover) if vad.enabled else None
+
+
+def keyword_config(names: Sequence[str], backend: str | None = None, cutoff: float | None = None) -> tuple[
+        KeywordConfig, ...]:
+    """Keyword entries for names given on a command line."""
+    return tuple(KeywordConfig(name=n, cutoff=cutoff, backend=backend) for n in names)  # type: ignore[arg-type]
+
+
+def spot_file(engine: KeywordEngine, samples: np.ndarray, chunk_ms: int = 10) -> Iterator[Detection]:
+    """Run a whole recording through `engine` as a fresh stream, in chunks of `chunk_ms`."""
+    from edged.analysis.kws.audiofile import iter_chunks
+
+    engine.reset()
+    for chunk in iter_chunks(samples, SAMPLE_RATE * chunk_ms // 1000):
+        yield from engine.process(chunk)

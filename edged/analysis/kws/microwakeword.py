@@ -1,0 +1,162 @@
+"""The `micro-wakeword` backend: microWakeWord streaming models (ESPHome's wake words).
+
+Audio -> the TFLite-Micro audio frontend (40 log-mel features every 10 ms, 30 ms windows; the
+`pymicro-features` package) -> each keyword's streaming model, which takes `stride` (3) feature rows
+at a time and returns one quantized probability every 30 ms -> the mean of the last
+`sliding_window_size` probabilities is compared with `probability_cutoff` (both from the model's
+JSON). One frontend serves every keyword; each model keeps its own streaming state.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from edged.analysis.kws._tflite import TfLiteModel
+from edged.analysis.kws.backend import KeywordTable, ScoreSink, check_samples
+from edged.analysis.kws.catalog import MICRO, ModelSpec
+from edged.analysis.kws.errors import ModelError
+from edged.analysis.kws.scoring import Detection, KeywordSettings
+from edged.sources.audio.chunk import AudioChunk
+
+FEATURE_STEP = 160  # samples per frontend step (10 ms)
+FEATURES = 40
+_EMPTY = np.zeros(0, dtype=np.int16)
+
+
+class _StreamingModel:
+    """One keyword's streaming model (its state lives in the interpreter)."""
+
+    def __init__(self, spec: ModelSpec) -> None:
+        self.tflite = TfLiteModel(spec.model)
+        shape = self.tflite.input_shape
+        if len(shape) != 3 or shape[0] != 1 or shape[2] != FEATURES:
+            raise ModelError(f"{spec.model}: expected a microWakeWord streaming model with input "
+                             f"[1, stride, {FEATURES}] (got {list(shape)})")
+        if self.tflite.input_dtype not in (np.int8, np.uint8):
+            raise ModelError(f"{spec.model}: expected a quantized (int8/uint8) microWakeWord model")
+        self.stride = shape[1]
+        self.quant = (*self.tflite.input_quant, np.dtype(self.tflite.input_dtype).str)
+        self.out_scale, self.out_zero = self.tflite.output_quant
+
+    def score(self, rows: np.ndarray) -> float:
+        """Feed `stride` quantized feature rows; the dequantized probability."""
+        model = self.tflite
+        model.input[0] = rows
+        model.invoke()
+        return (float(model.output.flat[0]) - self.out_zero) * self.out_scale
+
+
+class _Quantizer:
+    """Feature rows quantized once for every model sharing (stride, scale, zero point, dtype)."""
+
+    def __init__(self, stride: int, scale: float, zero: int, dtype: str) -> None:
+        self.scale, self.zero = scale, float(zero)
+        info = np.iinfo(np.dtype(dtype))
+        self.lo, self.hi = float(info.min), float(info.max)
+        self.rows = np.zeros((stride, FEATURES), dtype=np.dtype(dtype))
+        self.stride = stride
+        self.filled = 0
+        self._tmp = np.zeros(FEATURES, dtype=np.float64)
+        self.members: list[int] = []  # indices of the models fed from these rows
+
+    def add(self, features: np.ndarray) -> bool:
+        """Quantize one row (as pymicro-wakeword does: round(x / scale + zero)); True when `stride` are in."""
+        tmp = self._tmp
+        np.divide(features, self.scale, out=tmp)
+        np.add(tmp, self.zero, out=tmp)
+        np.rint(tmp, out=tmp)
+        np.maximum(tmp, self.lo, out=tmp)
+        np.minimum(tmp, self.hi, out=tmp)
+        self.rows[self.filled] = tmp
+        self.filled += 1
+        if self.filled < self.stride:
+            return False
+        self.filled = 0
+        return True
+
+
+class MicroWakeWordBackend:
+    """microWakeWord models for one audio stream (see the module docstring)."""
+
+    name = MICRO
+
+    def __init__(self, specs: Sequence[ModelSpec], settings: Sequence[KeywordSettings]) -> None:
+        from pymicro_features import MicroFrontend
+
+        self._frontend = MicroFrontend()
+        self._models = [_StreamingModel(spec) for spec in specs]
+        groups: dict[tuple[int, float, int, str], _Quantizer] = {}
+        for i, model in enumerate(self._models):
+            group = groups.setdefault((model.stride, *model.quant), _Quantizer(model.stride, *model.quant))
+            group.members.append(i)
+        self._groups = list(groups.values())
+        strides = {m.stride for m in self._models}
+        if len(strides) > 1:
+            raise ModelError("microWakeWord models with different strides cannot share a stream "
+                             f"({', '.join(str(s.model) for s in specs)})")
+        self.step = (strides.pop() if strides else 3) * FEATURE_STEP / 16000
+        self.table = KeywordTable(MICRO, specs, settings, self.step)
+        self._leftover = np.zeros(0, dtype=np.int16)
+
+    @property
+    def keywords(self) -> tuple[str, ...]:
+        return self.table.names
+
+    def settings(self, keyword: str) -> KeywordSettings:
+        return self.table.get(keyword)
+
+    def set_enabled(self, keyword: str, enabled: bool) -> None:
+        self.table.set_enabled(keyword, enabled)
+
+    def set_cutoff(self, keyword: str, cutoff: float) -> None:
+        self.table.set_cutoff(keyword, cutoff)
+
+    def set_score_sink(self, sink: ScoreSink | None) -> None:
+        self.table.sink = sink
+
+    def process(self, chunk: AudioChunk) -> list[Detection]:
+        samples = chunk.samples
+        if samples.dtype != np.int16 or samples.ndim != 1:
+            check_samples(chunk)
+        if self.table.resets_due:
+            for i in self.table.take_resets():
+                self._models[i].tflite.reset()
+        if len(self._leftover):
+            samples = np.concatenate((self._leftover, samples))
+        detections: list[Detection] = []
+        pos, n = 0, len(samples)
+        while n - pos >= FEATURE_STEP:
+            result = self._frontend.process_samples(samples[pos:pos + FEATURE_STEP].tobytes())
+            pos += result.samples_read or FEATURE_STEP
+            if result.features:
+                self._feed(np.asarray(result.features, dtype=np.float64),
+                           chunk.stream_time - (n - pos) / 16000, detections)
+        self._leftover = samples[pos:] if pos < n else _EMPTY
+        return detections
+
+    def _feed(self, features: np.ndarray, t: float, detections: list[Detection]) -> None:
+        """One feature row into every group; score the models whose stride filled up."""
+        settings = self.table.current()
+        for group in self._groups:
+            if not group.add(features):
+                continue
+            for i in group.members:
+                if settings[i].enabled:
+                    hit = self.table.score(i, settings[i], self._models[i].score(group.rows), t)
+                    if hit is not None:
+                        detections.append(hit)
+
+    def reset(self) -> None:
+        self._frontend.reset()
+        self._leftover = _EMPTY
+        for model in self._models:
+            model.tflite.reset()
+        for group in self._groups:
+            group.filled = 0
+        self.table.clear()
+
+    def close(self) -> None:
+        for model in self._models:
+            model.tflite.close()
