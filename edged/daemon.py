@@ -8,6 +8,7 @@ stop event; components stop in reverse start order, the MQTT outbox last (flushe
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import random
 import signal
@@ -17,18 +18,22 @@ from types import FrameType
 from typing import Any
 
 from edged import __version__
-from edged.config import Config, ConfigError, SecretError, load_config
+from edged.config import CaptionerConfig, Config, ConfigError, SecretError, load_config
 from edged.config.dump import to_plain
 from edged.control.commands import Command, CommandError, Request, parse
 from edged.control.executor import CommandExecutor, Responder
 from edged.control.features import FeatureRegistry, FeatureStore
 from edged.events import Event, Stats
+from edged.inference.protocol import Captioner, CaptionResult
+from edged.inference.registry import try_load_captioner
 from edged.logs import get_logger
 from edged.outputs.discovery import Discovery
 from edged.outputs.mqtt.link import Incoming
 from edged.outputs.mqtt.publisher import MqttPublisher
 from edged.pipeline import Pipeline
 from edged.queues import BoundedQueue, DropPolicy
+from edged.scheduling.captions import title_of
+from edged.scheduling.triggers import Trigger
 from edged.system_stats import system_stats
 from edged.systemd import Notifier
 
@@ -55,6 +60,8 @@ class Daemon:
         self.features = FeatureRegistry(FeatureStore(config.state_dir / "features.json"))
         self.executor: CommandExecutor | None = None
         self.discovery: Discovery | None = None
+        self.captioner: Captioner | None = None
+        self._captioner_config: CaptionerConfig | None = None
         self._rediscover_at: float | None = None  # Home Assistant came (back) online: resend after a delay
         self._reassert_at: float | None = None  # states again shortly after discovery configs
 
@@ -106,6 +113,7 @@ class Daemon:
         self.executor = self._make_executor(self.publisher)
         self.discovery = Discovery(self.config, self.publisher.publish_message)
         self._secrets = secrets
+        stack.callback(self._close_captioner)
         self._start_pipeline(self.config)
         stack.callback(self._stop_pipeline)
 
@@ -122,8 +130,8 @@ class Daemon:
                                    on_ha_online=self._on_home_assistant_online)
         executor.register("health", lambda _r, _resp: self.health())
         executor.register("config", lambda _r, _resp: to_plain(self.config))
-        executor.register("caption_now", self._caption_unavailable)
-        executor.register("ask", self._caption_unavailable)
+        executor.register("caption_now", self._caption_now)
+        executor.register("ask", self._ask)
         return executor
 
     def _on_home_assistant_online(self) -> None:
@@ -133,22 +141,78 @@ class Daemon:
     def _publish_discovery(self) -> None:
         if self.discovery is None:
             return
-        ww = self.config.models.wakeword
-        names = [k.name for k in ww.keyword_settings if k.enabled]
-        keywords = {m.id: names for m in self.config.all_microphones if m.keywords}
+        keywords = self.pipeline.keyword_names() if self.pipeline is not None else {}
         self.discovery.publish(self.features.features(), keywords)
         self._reassert_at = time.monotonic() + 1.0  # a state sent right after its config can be missed
 
-    def _caption_unavailable(self, request: Request, _responder: Responder) -> Any:
-        raise CommandError(f"{request.command}: captions are not available in this build")
+    def _caption_now(self, request: Request, responder: Responder) -> Any:
+        """`{"camera": "porch"}` -> the caption on the response topic when the model has written it."""
+        camera = self._camera_arg(request)
+        self._submit(request, responder, "request", camera)
+        return None
+
+    def _ask(self, request: Request, responder: Responder) -> Any:
+        """`{"camera": "porch", "question": "Is the garage door open?"}` -> the answer on the response topic."""
+        camera = self._camera_arg(request)
+        question = request.args.get("question")
+        if not isinstance(question, str) or not question.strip():
+            raise CommandError("ask needs a non-empty \"question\" (text)")
+        if len(question) > 1000:
+            raise CommandError(f"question is {len(question)} characters; the limit is 1000")
+        self._submit(request, responder, "ask", camera, question=question.strip())
+        return None
+
+    def _camera_arg(self, request: Request) -> str:
+        camera = request.args.get("camera")
+        cameras = ", ".join(self.config.cameras) or "none"
+        if not isinstance(camera, str) or camera not in self.config.cameras:
+            raise CommandError(f"unknown camera {camera!r} (cameras: {cameras})")
+        if self.pipeline is not None and self.pipeline.in_privacy(camera):
+            raise CommandError(f"camera {camera!r} is in privacy mode")
+        return camera
+
+    def _submit(self, request: Request, responder: Responder, kind: str, camera: str, question: str = "") -> None:
+        if self.pipeline is None:
+            raise CommandError("edged is restarting; try again")
+        scheduler = self.pipeline.scheduler
+
+        def done(trigger: Trigger, result: CaptionResult | None, error: str | None) -> None:
+            if result is None:
+                responder.error(error or "no caption")
+                return
+            text = result.text.strip()
+            data = {"camera": camera, "title": title_of(text), "caption": text, "model": result.model,
+                    "latency_ms": round((time.monotonic() - trigger.ts) * 1000, 1), "tokens": list(result.tokens)}
+            if kind == "ask":
+                data = {**data, "question": question, "answer": text}
+            responder.ok(data)
+
+        scheduler.trigger(scheduler.make_trigger(kind, camera, question=question, transaction=request.transaction,
+                                                 on_done=done))
 
     def _start_pipeline(self, config: Config) -> None:
-        pipeline = Pipeline(config, self.publish, lambda cam: self._secrets.get(f"camera:{cam.id}"), self.features)
+        self._load_captioner(config)
+        pipeline = Pipeline(config, self.publish, lambda cam: self._secrets.get(f"camera:{cam.id}"), self.features,
+                            self.captioner)
         pipeline.start()
         self.pipeline = pipeline
         for state in self.features.states():
             self.publish(state)
         self._publish_discovery()
+
+    def _load_captioner(self, config: Config) -> None:
+        """Load the model once; a reload keeps it when its settings didn't change."""
+        wanted = dataclasses.replace(config.models.captioner, path=config.model_path)
+        if self.captioner is not None and wanted == self._captioner_config:
+            return
+        self._close_captioner()
+        self._captioner_config = wanted
+        self.captioner = try_load_captioner(wanted)
+
+    def _close_captioner(self) -> None:
+        if self.captioner is not None:
+            self.captioner.close()
+            self.captioner = None
 
     def _stop_pipeline(self) -> None:
         if self.pipeline is not None:
@@ -251,6 +315,8 @@ class Daemon:
             system["mqtt"] = self.publisher.stats()
         if self.executor is not None:
             system["commands"] = {"executed": self.executor.executed, "errors": self.executor.errors}
+        if self.pipeline is not None:
+            system["scheduler"] = self.pipeline.scheduler.stats()
         return Stats(time.time(), time.monotonic() - self._started, sources, system)
 
     def _status_line(self) -> str:

@@ -1,8 +1,9 @@
-"""The running pipeline for one config: per camera a source and an analyser, per microphone a source
-(and its keyword spotter), and the status each source reports.
+"""The running pipeline for one config: per camera a source and an analyser, per microphone a source and
+a keyword spotter, one scheduler and one model worker for all of them, and the status each reports.
 
-`Pipeline.start()` records each component as it starts, so a failure half-way through start-up
-still stops what already runs; `stop()` stops them in reverse order.
+`Pipeline.start()` records each component as it starts, so a failure half-way through start-up still
+stops what already runs; `stop()` stops them in reverse order. Privacy mode stops one camera (and its
+microphones) completely, releasing the devices, and starts them again when it is switched off.
 """
 
 from __future__ import annotations
@@ -10,13 +11,21 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 from edged.analysis.camera import CameraAnalyser
+from edged.analysis.frame_analysis import FrameAnalysis
+from edged.analysis.history import AnalysedFrame, FrameHistory
+from edged.analysis.kws.spotter import KeywordSpotter
 from edged.config.schema import CameraConfig, Config, MicrophoneConfig
 from edged.control.features import Feature, FeatureRegistry
-from edged.events import Event, SourceHealth, SourceStatus
+from edged.events import Event, KeywordDetected, MotionState, SourceHealth, SourceStatus
+from edged.inference.protocol import Captioner
+from edged.inference.worker import InferenceWorker
 from edged.logs import get_logger
+from edged.scheduling.lifecycle import EventTracker
+from edged.scheduling.scheduler import Scheduler
 from edged.sources.audio.source import AudioSource
 from edged.sources.video import VideoSource
 from edged.supervise import Health, SourceState
@@ -34,22 +43,65 @@ def health_events(source: str, kind: str, health: Health) -> list[Event]:
 
 
 def fixed_health(state: SourceState, reason: str) -> Health:
-    now = time.monotonic()
-    return Health(state, reason, time.time(), now, 0, 0, None)
+    return Health(state, reason, time.time(), time.monotonic(), 0, 0, None)
+
+
+@dataclass
+class CameraSettings:
+    """A camera's runtime switches and numbers; they outlive its pipeline (privacy restarts it)."""
+
+    captions: bool
+    motion: bool
+    threshold: int
+    contour_area: int
+
+
+@dataclass
+class MicrophoneSettings:
+    """A microphone's runtime settings (kws on/off, per keyword on/off and cutoff)."""
+
+    kws: bool
+    keywords: dict[str, bool] = field(default_factory=dict)
+    cutoffs: dict[str, float] = field(default_factory=dict)
 
 
 class CameraPipeline:
-    """One camera: capture thread -> bounded frame queue -> analysis thread."""
+    """One camera: capture thread -> bounded frame queue -> analysis thread -> events and triggers."""
 
-    def __init__(self, config: CameraConfig, publish: Publish, password: str | None) -> None:
+    def __init__(self, config: CameraConfig, publish: Publish, password: str | None, history: FrameHistory,
+                 settings: CameraSettings, events: EventTracker, scheduler: Scheduler | None) -> None:
         self.config = config
+        self.log = get_logger(camera=config.id)
         self._publish = publish
+        self._events = events
+        self._scheduler = scheduler
+        self.analysis = FrameAnalysis(config)
+        self.analysis.motion.set_enabled(settings.motion)
+        self.analysis.motion.set_threshold(settings.threshold)
+        self.analysis.motion.set_contour_area(settings.contour_area)
         self.source = VideoSource(config, self._on_health, password)
-        self.analyser = CameraAnalyser(config, self.source.frames)
+        self.analyser = CameraAnalyser(config, self.source.frames, self.analysis.analyse, self._on_frame, history)
 
     def _on_health(self, health: Health) -> None:
         for event in health_events(self.config.id, "camera", health):
             self._publish(event)
+
+    def _on_frame(self, frame: AnalysedFrame) -> None:
+        result = self.analysis.last_motion
+        if result is None:
+            return
+        if result.motion and self._scheduler is not None:
+            self._scheduler.note_activity(self.config.id)
+        if not result.changed:
+            return
+        self._publish(MotionState(self.config.id, result.active))
+        if not result.active:
+            self._events.motion_ended(self.config.id)
+            return
+        event_id = self._events.motion_started(self.config.id, frame, result.area)
+        if self._scheduler is not None and "motion" in self.config.captions.on:
+            self._scheduler.trigger(self._scheduler.make_trigger("motion", self.config.id, ts=frame.ts,
+                                                                 event_id=event_id))
 
     def start(self) -> None:
         self.analyser.start()
@@ -58,6 +110,7 @@ class CameraPipeline:
     def stop(self) -> None:
         self.source.stop()
         self.analyser.stop()
+        self._events.motion_ended(self.config.id)
 
     def alive(self) -> bool:
         return self.analyser.alive
@@ -67,48 +120,70 @@ class CameraPipeline:
 
 
 class MicrophonePipeline:
-    """One microphone: reader thread -> bounded chunk queue -> keyword spotting."""
+    """One microphone: reader thread -> bounded chunk queue -> keyword spotting thread."""
 
-    def __init__(self, config: MicrophoneConfig, publish: Publish, camera_url: str | None) -> None:
+    def __init__(self, config: MicrophoneConfig, publish: Publish, camera_url: str | None,
+                 spotter: Callable[[AudioSource], KeywordSpotter | None]) -> None:
         self.config = config
         self._publish = publish
         self.source = AudioSource(config, self._on_health, camera_url)
+        self.spotter = spotter(self.source)
 
     def _on_health(self, health: Health) -> None:
         for event in health_events(self.config.id, "microphone", health):
             self._publish(event)
 
     def start(self) -> None:
+        if self.spotter is not None:
+            self.spotter.start()
         self.source.start()
 
     def stop(self) -> None:
         self.source.stop()
+        if self.spotter is not None:
+            self.spotter.stop()
 
     def alive(self) -> bool:
-        return True
+        return self.spotter is None or self.spotter.running
 
     def stats(self) -> dict[str, Any]:
-        return self.source.snapshot_stats()
+        out = self.source.snapshot_stats()
+        if self.spotter is not None:
+            out.update(self.spotter.stats())
+        return out
 
 
 class Pipeline:
-    """Every source of one config, started and stopped together; privacy stops and restarts one camera."""
+    """Every source of one config plus the scheduler and model worker, started and stopped together."""
 
     def __init__(self, config: Config, publish: Publish, secrets: Callable[[CameraConfig], str | None],
-                 features: FeatureRegistry | None = None) -> None:
+                 features: FeatureRegistry | None = None, captioner: Captioner | None = None) -> None:
         self.config = config
         self.log = get_logger(component="pipeline")
         self._publish = publish
         self._secrets = secrets
         self._features = features
+        self.events = EventTracker(publish, {c.id: c.snapshot for c in config.cameras.values()})
+        self.histories = {c.id: FrameHistory(int(c.history * c.analysis_fps) + 1)
+                          for c in config.cameras.values() if c.enabled}
+        self.worker = InferenceWorker(captioner) if captioner is not None else None
+        self.scheduler = Scheduler(config, self.histories, self.worker, self.events, publish,
+                                   FrameAnalysis.scene_distance)
+        self.camera_settings = {c.id: CameraSettings(c.captions.enabled, c.motion.enabled, c.motion.threshold,
+                                                     c.motion.contour_area) for c in config.cameras.values()}
+        self.mic_settings = {m.id: MicrophoneSettings(m.keywords) for m in config.all_microphones}
         self.cameras: dict[str, CameraPipeline] = {}
         self.microphones: dict[str, MicrophonePipeline] = {}
         self._privacy: set[str] = set()
         self._lock = threading.RLock()
 
+    # -- start and stop -------------------------------------------------------------------------------
     def start(self) -> None:
         """Start every enabled source; if one fails to start, stop the ones already running and re-raise."""
         try:
+            if self.worker is not None:
+                self.worker.start()
+            self.scheduler.start()
             for cam in self.config.cameras.values():
                 self._register_camera_features(cam)
                 if cam.id not in self._privacy:
@@ -120,20 +195,29 @@ class Pipeline:
             self.stop()
             raise
 
-    def _register_camera_features(self, cam: CameraConfig) -> None:
-        if self._features is None:
-            return
-        on = self._features.add(Feature(cam.id, "privacy", "switch", "Privacy", cam.privacy,
-                                        lambda v, c=cam.id: self.set_privacy(c, bool(v)), icon="mdi:eye-off"))
-        if on:
-            self._privacy.add(cam.id)
-            self._report(cam.id, "camera", SourceState.PRIVACY, "privacy mode: nothing is captured")
+    def stop(self) -> None:
+        """Stop microphones, then cameras, then the scheduler and the model (the reverse of start)."""
+        with self._lock:
+            for mic in reversed(list(self.microphones.values())):
+                mic.stop()
+            for cam in reversed(list(self.cameras.values())):
+                cam.stop()
+            self.microphones.clear()
+            self.cameras.clear()
+        self.scheduler.stop()
+        if self.worker is not None:
+            self.worker.stop()
+        self.events.close_all()
+        if self._features is not None:
+            for source in [*self.config.cameras, *(m.id for m in self.config.all_microphones)]:
+                self._features.remove_source(source)
 
     def _start_camera(self, cam: CameraConfig) -> None:
         if not cam.enabled:
             self._report(cam.id, "camera", SourceState.DISABLED, "disabled in config")
             return
-        pipe = CameraPipeline(cam, self._publish, self._secrets(cam))
+        pipe = CameraPipeline(cam, self._publish, self._secrets(cam), self.histories[cam.id],
+                              self.camera_settings[cam.id], self.events, self.scheduler)
         self.cameras[cam.id] = pipe
         pipe.start()
 
@@ -143,14 +227,119 @@ class Pipeline:
             self._report(mic.id, "microphone", SourceState.DISABLED, "disabled in config")
             return
         url = self.cameras[camera.id].source.url if camera is not None and camera.id in self.cameras else None
-        pipe = MicrophonePipeline(mic, self._publish, url)
+        pipe = MicrophonePipeline(mic, self._publish, url, lambda source: self._make_spotter(mic, source))
         self.microphones[mic.id] = pipe
         pipe.start()
+
+    def _make_spotter(self, mic: MicrophoneConfig, source: AudioSource) -> KeywordSpotter | None:
+        if not mic.keywords:
+            return None
+        spotter = KeywordSpotter(mic, self.config.models.wakeword, source.chunks, self._on_keyword)
+        settings = self.mic_settings[mic.id]
+        if self._features is not None and not any(f.source == mic.id for f in self._features.features()):
+            self._register_mic_features(mic, spotter)
+        for keyword in spotter.keywords():
+            spotter.set_enabled(keyword, settings.kws and settings.keywords.get(keyword, True))
+            if keyword in settings.cutoffs:
+                spotter.set_cutoff(keyword, settings.cutoffs[keyword])
+        return spotter
 
     def _report(self, source: str, kind: str, state: SourceState, reason: str) -> None:
         for event in health_events(source, kind, fixed_health(state, reason)):
             self._publish(event)
 
+    # -- what sources tell the pipeline ---------------------------------------------------------------
+    def _on_keyword(self, hit: KeywordDetected) -> None:
+        """A keyword: publish it, open an event on the co-located camera, and ask that camera what it sees."""
+        self._publish(hit)
+        camera = hit.camera
+        if camera is None or camera not in self.histories or camera in self._privacy:
+            return
+        cam = self.config.cameras[camera]
+        heard_at = time.monotonic()
+        event_id = self.events.open(camera, "keyword", self.histories[camera].latest(), heard_at, keyword=hit.keyword)
+        if "keyword" in cam.captions.on:
+            self.scheduler.trigger(self.scheduler.make_trigger("keyword", camera, ts=heard_at, event_id=event_id,
+                                                               keyword=hit.keyword))
+        else:
+            self.events.close(event_id)
+
+    # -- runtime features -----------------------------------------------------------------------------
+    def _register_camera_features(self, cam: CameraConfig) -> None:
+        if self._features is None:
+            return
+        settings = self.camera_settings[cam.id]
+        add = self._features.add
+        add(Feature(cam.id, "captions", "switch", "Captions", cam.captions.enabled,
+                    lambda v, c=cam.id: self._set_camera(c, captions=bool(v)), icon="mdi:text-box-outline"))
+        add(Feature(cam.id, "motion", "switch", "Motion detection", cam.motion.enabled,
+                    lambda v, c=cam.id: self._set_camera(c, motion=bool(v)), icon="mdi:motion-sensor"))
+        add(Feature(cam.id, "motion_threshold", "number", "Motion threshold", float(cam.motion.threshold),
+                    lambda v, c=cam.id: self._set_camera(c, threshold=int(v)), 1, 255, 1))
+        add(Feature(cam.id, "motion_contour_area", "number", "Motion minimum area", float(cam.motion.contour_area),
+                    lambda v, c=cam.id: self._set_camera(c, contour_area=int(v)), 1, 1000, 1, "px"))
+        on = add(Feature(cam.id, "privacy", "switch", "Privacy", cam.privacy,
+                         lambda v, c=cam.id: self.set_privacy(c, bool(v)), icon="mdi:eye-off"))
+        if cam.id in self.histories:
+            self.scheduler.set_captions(cam.id, settings.captions)
+        if on:
+            self._privacy.add(cam.id)
+            self._report(cam.id, "camera", SourceState.PRIVACY, "privacy mode: nothing is captured")
+
+    def _set_camera(self, camera: str, **changes: Any) -> None:
+        settings = self.camera_settings[camera]
+        for key, value in changes.items():
+            setattr(settings, key, value)
+        if "captions" in changes and camera in self.histories:
+            self.scheduler.set_captions(camera, settings.captions)
+        pipe = self.cameras.get(camera)
+        if pipe is not None:
+            motion = pipe.analysis.motion
+            motion.set_enabled(settings.motion)
+            motion.set_threshold(settings.threshold)
+            motion.set_contour_area(settings.contour_area)
+
+    def _register_mic_features(self, mic: MicrophoneConfig, spotter: KeywordSpotter) -> None:
+        assert self._features is not None
+        settings = self.mic_settings[mic.id]
+        self._features.add(Feature(mic.id, "kws", "switch", "Keyword spotting", mic.keywords,
+                                   lambda v, m=mic.id: self._set_mic(m, kws=bool(v)), icon="mdi:account-voice"))
+        for keyword in spotter.keywords():
+            cutoff = spotter.settings(keyword).cutoff
+            settings.cutoffs.setdefault(keyword, cutoff)
+            self._features.add(Feature(mic.id, f"kw_{keyword}", "switch", f"Keyword {keyword}", True,
+                                       lambda v, m=mic.id, k=keyword: self._set_mic(m, keyword=(k, bool(v)))))
+            self._features.add(Feature(mic.id, f"cutoff_{keyword}", "number", f"Cutoff {keyword}", round(cutoff, 3),
+                                       lambda v, m=mic.id, k=keyword: self._set_mic(m, cutoff=(k, float(v))),
+                                       0.01, 0.99, 0.01))
+
+    def _set_mic(self, mic: str, kws: bool | None = None, keyword: tuple[str, bool] | None = None,
+                 cutoff: tuple[str, float] | None = None) -> None:
+        settings = self.mic_settings[mic]
+        if kws is not None:
+            settings.kws = kws
+        if keyword is not None:
+            settings.keywords[keyword[0]] = keyword[1]
+        if cutoff is not None:
+            settings.cutoffs[cutoff[0]] = cutoff[1]
+        pipe = self.microphones.get(mic)
+        if pipe is None or pipe.spotter is None:
+            return
+        for name in pipe.spotter.keywords():
+            pipe.spotter.set_enabled(name, settings.kws and settings.keywords.get(name, True))
+            if name in settings.cutoffs:
+                pipe.spotter.set_cutoff(name, settings.cutoffs[name])
+
+    def keyword_names(self) -> dict[str, list[str]]:
+        """The keywords each microphone spots (for Home Assistant's event entity)."""
+        out = {}
+        for mic in self.config.all_microphones:
+            pipe = self.microphones.get(mic.id)
+            if pipe is not None and pipe.spotter is not None:
+                out[mic.id] = list(pipe.spotter.keywords())
+        return out
+
+    # -- privacy -------------------------------------------------------------------------------------
     def set_privacy(self, camera: str, on: bool) -> None:
         """Privacy ON stops the camera and its microphones (devices released); OFF starts them again."""
         with self._lock:
@@ -163,6 +352,8 @@ class Pipeline:
                     self._stop_one(self.microphones.pop(mic.id, None))
                     self._report(mic.id, "microphone", SourceState.PRIVACY, "privacy mode: nothing is captured")
                 self._stop_one(self.cameras.pop(camera, None))
+                if camera in self.histories:
+                    self.histories[camera].clear()  # no frame from before privacy may be captioned after it
                 self._report(camera, "camera", SourceState.PRIVACY, "privacy mode: nothing is captured")
             else:
                 self._privacy.discard(camera)
@@ -171,24 +362,15 @@ class Pipeline:
                     self._start_microphone(mic)
             self.log.info("privacy_changed", camera=camera, privacy=on)
 
+    def in_privacy(self, camera: str) -> bool:
+        return camera in self._privacy
+
     @staticmethod
     def _stop_one(pipe: CameraPipeline | MicrophonePipeline | None) -> None:
         if pipe is not None:
             pipe.stop()
 
-    def stop(self) -> None:
-        """Stop microphones, then cameras (the reverse of start)."""
-        with self._lock:
-            for mic in reversed(list(self.microphones.values())):
-                mic.stop()
-            for cam in reversed(list(self.cameras.values())):
-                cam.stop()
-            self.microphones.clear()
-            self.cameras.clear()
-        if self._features is not None:
-            for source in [*self.config.cameras, *(m.id for m in self.config.all_microphones)]:
-                self._features.remove_source(source)
-
+    # -- watchdog and stats ----------------------------------------------------------------------------
     def check_stalls(self) -> None:
         with self._lock:
             sources = [p.source.supervisor for p in [*self.cameras.values(), *self.microphones.values()]]
@@ -198,11 +380,14 @@ class Pipeline:
     def healthy(self) -> bool:
         """All processing threads alive (sources may be reconnecting: that is handled, not unhealthy)."""
         with self._lock:
-            return all(p.alive() for p in [*self.cameras.values(), *self.microphones.values()])
+            pipes_ok = all(p.alive() for p in [*self.cameras.values(), *self.microphones.values()])
+        worker_ok = self.worker is None or self.worker.alive
+        return pipes_ok and worker_ok and self.scheduler.alive
 
     def stats(self) -> dict[str, dict[str, Any]]:
         with self._lock:
-            out: dict[str, dict[str, Any]] = {cid: cam.stats() for cid, cam in self.cameras.items()}
+            out: dict[str, dict[str, Any]] = {cid: {**cam.stats(), **self.scheduler.camera_stats(cid)}
+                                              for cid, cam in self.cameras.items()}
             out.update({mid: mic.stats() for mid, mic in self.microphones.items()})
         for cam in self._privacy:
             out[cam] = {"kind": "camera", "state": SourceState.PRIVACY.value}

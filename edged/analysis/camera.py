@@ -22,14 +22,15 @@ FrameListener = Callable[[AnalysedFrame], None]
 class CameraAnalyser:
     """Consumes one camera's frames: score, remember, notify listeners (the scheduler)."""
 
-    def __init__(self, config: CameraConfig, frames: BoundedQueue[Frame], listener: FrameListener | None = None,
-                 score: Callable[[Frame], dict[str, Any]] | None = None) -> None:
+    def __init__(self, config: CameraConfig, frames: BoundedQueue[Frame],
+                 analyse: Callable[[Frame], AnalysedFrame] = analysed, listener: FrameListener | None = None,
+                 history: FrameHistory | None = None) -> None:
         self.config = config
         self.log = get_logger(camera=config.id)
         self.frames = frames
-        self.history = FrameHistory(int(config.history * config.analysis_fps) + 1)
+        self.history = history or FrameHistory(int(config.history * config.analysis_fps) + 1)
         self._listener = listener
-        self._score = score or (lambda _f: {})
+        self._analyse = analyse
         self.analysis_ms = Percentiles(500)
         self.analysed = 0
         self.errors = 0
@@ -65,7 +66,7 @@ class CameraAnalyser:
     def process(self, frame: Frame) -> AnalysedFrame:
         """Analyse one frame (the thread's body; also called directly by `edged replay`)."""
         start = time.perf_counter()
-        item = analysed(frame, **self._score(frame))
+        item = self._analyse(frame)
         self.history.add(item)
         self.analysed += 1
         self.analysis_ms.add((time.perf_counter() - start) * 1000)

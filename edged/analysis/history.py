@@ -9,14 +9,16 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from edged.analysis.scene import FrameQuality, SceneSignature
 from edged.sources.frame import Frame
 
 WORKING_LONG_SIDE = 768  # what inference and snapshots need (GLM-Edge-V sees 672 px); keeps history small
+UNMEASURED = FrameQuality(0.0, 0.0)
 
 
 @dataclass(frozen=True, eq=False)
 class AnalysedFrame:
-    """A frame after analysis: a working-size copy plus the scores frame choice uses."""
+    """A frame after analysis: a working-size copy (privacy masks blanked) plus the scores frame choice uses."""
 
     camera: str
     seq: int
@@ -24,10 +26,15 @@ class AnalysedFrame:
     wall_ts: float
     pts: float
     image: np.ndarray  # BGR, long side <= WORKING_LONG_SIDE, read-only
-    sharpness: float = 0.0
+    quality: FrameQuality = UNMEASURED
     motion_area: float = 0.0
     motion: bool = False
     calibrating: bool = False
+    signature: SceneSignature | None = None
+
+    @property
+    def sharpness(self) -> float:
+        return self.quality.sharpness
 
 
 def working_copy(image: np.ndarray) -> np.ndarray:
@@ -41,10 +48,9 @@ def working_copy(image: np.ndarray) -> np.ndarray:
     return out
 
 
-def analysed(frame: Frame, **scores: float | bool) -> AnalysedFrame:
-    """An `AnalysedFrame` of `frame` with the given scores."""
-    return AnalysedFrame(frame.camera, frame.seq, frame.ts, frame.wall_ts, frame.pts, working_copy(frame.image),
-                         **scores)  # type: ignore[arg-type]
+def analysed(frame: Frame) -> AnalysedFrame:
+    """An `AnalysedFrame` of `frame` with no scores (for tools that need only the working copy)."""
+    return AnalysedFrame(frame.camera, frame.seq, frame.ts, frame.wall_ts, frame.pts, working_copy(frame.image))
 
 
 class FrameHistory:

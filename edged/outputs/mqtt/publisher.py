@@ -177,7 +177,7 @@ class MqttPublisher:
         self.retained = RetainedState()
         self._on_connected_hook = on_connected
         callbacks = LinkCallbacks(on_connected=self._on_connected, on_disconnected=self._on_disconnected,
-                                  on_message=on_command, on_ack=lambda: self.sender.wake(),
+                                  on_message=on_command, on_ack=lambda: self.sender.wake(),  # noqa: PLW0108 - sender comes next
                                   subscriptions=tuple(subscriptions))
         self.link = MqttLink(mqtt, self.base, config.client_id, password, callbacks)
         self.sender = OutboxSender(self.outbox, self.link)
