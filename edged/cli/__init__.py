@@ -14,6 +14,7 @@ from collections.abc import Sequence
 # Subcommand modules under edged.cli, in the order `edged --help` lists them.
 COMMANDS = (
     "check_config",
+    "motion",
     "bench",
 )
 

@@ -10,6 +10,7 @@ import importlib
 
 # name -> module under edged.bench
 BENCHMARKS: dict[str, str] = {
+    "motion": "motion",
 }
 
 
