@@ -33,7 +33,8 @@ def _keep_cached(masks: tuple[tuple[Point, ...], ...], width: int, height: int) 
     if not polygons:
         return None
     keep = np.full((height, width), 255, np.uint8)
-    cv2.fillPoly(keep, polygons, 0, lineType=cv2.LINE_8, shift=_SHIFT)
+    for polygon in polygons:  # one at a time: fillPoly with several would leave overlaps unmasked (even-odd)
+        cv2.fillPoly(keep, [polygon], 0, lineType=cv2.LINE_8, shift=_SHIFT)
     keep.flags.writeable = False
     return keep
 
@@ -57,6 +58,6 @@ def apply_masks(image: np.ndarray, masks: Sequence[Polygon], fill: int | tuple[i
     keep = keep_mask(masks, image.shape[1], image.shape[0])
     if keep is None:
         return image
-    out = image.copy()
+    out: np.ndarray = image.copy()
     out[keep == 0] = fill
     return out

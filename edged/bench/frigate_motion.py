@@ -32,6 +32,7 @@ _CALIBRATING_ALPHA = 0.2
 _CALIBRATED_SHARE = 0.05
 _CALIBRATED_BOXES = 4
 
+_KERNEL = np.ones((3, 3), np.uint8)  # one 3x3 dilation
 Box = tuple[int, int, int, int]  # x0, y0, x1, y1 in input pixels
 
 
@@ -68,7 +69,7 @@ class FrigateMotionBaseline:
         blurred = cv2.GaussianBlur(small, (3, 3), 1.0, borderType=cv2.BORDER_REFLECT)
         diff = cv2.absdiff(blurred, cv2.convertScaleAbs(self.avg))
         _, binary = cv2.threshold(diff, self.threshold, 255, cv2.THRESH_BINARY)
-        binary = cv2.dilate(binary, None)
+        binary = cv2.dilate(binary, _KERNEL)
         self.last_mask = binary
         contours, _ = cv2.findContours(binary, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
         boxes: list[Box] = []
@@ -105,7 +106,7 @@ class FrigateMotionBaseline:
         if avg_hi <= avg_lo:
             return small
         clipped = np.clip(small, avg_lo, avg_hi)
-        return ((clipped - avg_lo) * (255.0 / (avg_hi - avg_lo))).astype(np.uint8)
+        return np.asarray((clipped - avg_lo) * (255.0 / (avg_hi - avg_lo)), np.uint8)
 
     def _learn(self, blurred: np.ndarray, motion: bool) -> None:
         alpha = _CALIBRATING_ALPHA if self.calibrating else self.frame_alpha

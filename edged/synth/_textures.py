@@ -22,7 +22,7 @@ def fractal_noise(rng: np.random.Generator, height: int, width: int, base: int =
         total += amplitude
         amplitude *= persistence
     out /= total
-    return np.clip((out - out.mean()) * 2.2 + 0.5, 0, 1)
+    return np.asarray(np.clip((out - out.mean()) * 2.2 + 0.5, 0, 1), np.float32)
 
 
 def tint(grey: np.ndarray, bgr: tuple[float, float, float], contrast: float = 0.5) -> np.ndarray:
@@ -55,8 +55,7 @@ def bricks(rng: np.random.Generator, height: int, width: int, brick_h: int) -> n
 def grass(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
     """Lawn: green with blade-like vertical streaks and darker patches."""
     patches = fractal_noise(rng, height, width, base=3, octaves=4)
-    blades = rng.random((height, width)).astype(np.float32)
-    blades = cv2.blur(blades, (1, 5))
+    blades = cv2.blur(rng.random((height, width)).astype(np.float32), (1, 5))
     grey = 0.55 * patches + 0.45 * blades
     return tint(grey, (0.16, 0.42, 0.26), contrast=0.9)
 
@@ -84,5 +83,6 @@ def sky(height: int, width: int) -> np.ndarray:
     ramp = np.linspace(0.0, 1.0, height, dtype=np.float32)[:, None]
     top = np.asarray((0.85, 0.62, 0.45), np.float32)
     bottom = np.asarray((0.92, 0.86, 0.80), np.float32)
-    out = top + (bottom - top) * ramp[..., None]
-    return np.broadcast_to(out, (height, width, 3)).copy()
+    out = np.empty((height, width, 3), np.float32)
+    out[:] = top + (bottom - top) * ramp[..., None]
+    return out

@@ -14,6 +14,8 @@ ffmpeg is missing) and writes its ground truth next to it as JSON (`load_ground_
 
 from __future__ import annotations
 
+import functools
+import itertools
 import json
 import math
 import shutil
@@ -26,9 +28,9 @@ from typing import Literal
 import cv2
 import numpy as np
 
+from edged.analysis.motion.intervals import MERGE_GAP, motion_intervals
 from edged.synth import _textures as tex
 
-MERGE_GAP = 1.0  # seconds: motion separated by less than this is one interval
 _MIN_VISIBLE = 0.3  # share of an actor inside the frame before it counts
 _AE_TIME = 0.8  # auto-exposure time constant (s)
 _AE_TARGET = 0.42  # mean brightness auto-exposure aims for
@@ -90,7 +92,7 @@ class Actor:
         keys = self.keys
         if t < keys[0][0] or t > keys[-1][0]:
             return None
-        for (t0, x0, y0), (t1, x1, y1) in zip(keys, keys[1:], strict=False):
+        for (t0, x0, y0), (t1, x1, y1) in itertools.pairwise(keys):
             if t0 <= t <= t1:
                 u = 0.0 if t1 == t0 else (t - t0) / (t1 - t0)
                 return x0 + u * (x1 - x0), y0 + u * (y1 - y0)
@@ -99,6 +101,9 @@ class Actor:
 
 def _const(value: float) -> Curve:
     return lambda _t: value
+
+
+_FULL, _OFF = _const(1.0), _const(0.0)
 
 
 def _steps(times: Sequence[float], low: float, high: float) -> Curve:
@@ -123,11 +128,11 @@ class SceneSpec:
     description: str
     duration: float
     actors: tuple[Actor, ...] = ()
-    ambient: Curve = _const(1.0)  # daylight level
-    lamp: Curve = _const(0.0)  # porch lamp level
+    ambient: Curve = _FULL  # daylight level
+    lamp: Curve = _OFF  # porch lamp level
     ir: Callable[[float], bool] = lambda _t: False  # camera in IR night mode
     flashes: tuple[float, ...] = ()  # lightning times
-    wind: Curve = _const(0.0)  # leaf sway amplitude, in pixels at 360 rows
+    wind: Curve = _OFF  # leaf sway amplitude, in pixels at 360 rows
     shadows: float = 0.0  # drifting cloud-shadow strength (0: none)
     noise: float = 0.012  # sensor noise at unit gain (fraction of full scale)
     events: tuple[tuple[float, str], ...] = ()
@@ -164,6 +169,9 @@ def _scenes() -> dict[str, SceneSpec]:
         SceneSpec("loiter", "a person walks in, stands still for 15 s, then walks away", 45.0,
                   (Actor("person", ((5, -0.08, 0.66), (11, 0.5, 0.66), (26, 0.5, 0.66), (32, 1.08, 0.66)), 24),),
                   seed=24),
+        SceneSpec("dusk_walk", "people walk by while daylight fades fast and cloud shadows drift", 60.0,
+                  (_walker(14, 21, seed=26), _walker(33, 41, y=0.6, left_to_right=False, seed=27, scale=0.85)),
+                  ambient=_ramp(8, 45, 1.0, 0.3), shadows=0.35, events=((8.0, "dimming"),), seed=26),
         SceneSpec("trees", "strong gusting wind sways the trees all the time; one person walks by", 60.0,
                   (_walker(30, 38, seed=9),), wind=_gust, seed=13),
         SceneSpec("night", "low light and high sensor gain; a person walks slowly, twice", 60.0,
@@ -190,6 +198,11 @@ def _scenes() -> dict[str, SceneSpec]:
                   shadows=0.5, seed=20),
         SceneSpec("noise", "very dark static scene at maximum gain: noise only", 60.0,
                   ambient=_const(0.035), noise=0.025, seed=21),
+        SceneSpec("mixed", "test fixture: people and a car between a lamp switching on and off and a lightning flash",
+                  45.0, (_walker(4, 10, seed=17), Actor("car", ((17, -0.3, 0.97), (22, 1.3, 0.97)), 18),
+                         _walker(30, 38, y=0.55, left_to_right=False, seed=19, scale=0.7)),
+                  ambient=_const(0.3), lamp=_steps((13.0, 41.0), 0.0, 1.0), flashes=(27.0,),
+                  events=((13.0, "lamp_on"), (27.0, "flash"), (41.0, "lamp_off")), seed=25),
         SceneSpec("sample", "a person walks by, the porch lamp switches on, a car drives past", 30.0,
                   (_walker(4, 11, seed=15), Actor("car", ((19, -0.3, 0.97), (25, 1.3, 0.97)), 16)),
                   ambient=_const(0.35), lamp=_steps((15.0,), 0.0, 1.0), events=((15.0, "lamp_on"),), seed=22),
@@ -276,7 +289,7 @@ def _person_sprite(height: int, phase: float, rng: np.random.Generator) -> tuple
     cx = w // 2
     swing = math.sin(phase) * 0.16 * s
     th = max(2, int(0.1 * s))
-    parts = (
+    parts: tuple[tuple[np.ndarray, Callable[[np.ndarray], object]], ...] = (
         (trousers, lambda c: cv2.line(c, (cx, int(0.55 * s)), (int(cx + swing), s - th), 1.0, th)),
         (trousers, lambda c: cv2.line(c, (cx, int(0.55 * s)), (int(cx - swing), s - th), 1.0, th)),
         (shirt, lambda c: cv2.ellipse(c, (cx, int(0.38 * s)), (int(0.16 * s), int(0.2 * s)), 0, 0, 360, 1.0, -1)),
@@ -284,9 +297,9 @@ def _person_sprite(height: int, phase: float, rng: np.random.Generator) -> tuple
         (skin, lambda c: cv2.circle(c, (cx, int(0.1 * s)), max(2, int(0.08 * s)), 1.0, -1)),
     )
     for rgb, draw in parts:
-        layer = np.zeros((s, w), np.float32)
-        draw(layer)
-        layer = cv2.GaussianBlur(layer, (3, 3), 0)
+        canvas = np.zeros((s, w), np.float32)
+        draw(canvas)
+        layer = cv2.GaussianBlur(canvas, (3, 3), 0)
         colour += layer[..., None] * (np.asarray(rgb, np.float32) - colour)
         alpha = np.maximum(alpha, layer)
     grain = 0.85 + 0.3 * rng.random((s, w, 1)).astype(np.float32)
@@ -316,9 +329,49 @@ def _car_sprite(height: int, rng: np.random.Generator) -> tuple[np.ndarray, np.n
                          [int(0.7 * w), int(0.12 * s)], [int(0.79 * w), int(0.38 * s)]], np.int32)
     layer(lambda m: cv2.fillPoly(m, [window], 1.0), np.asarray((0.45, 0.35, 0.3), np.float32))
     for wx in (0.2, 0.8):
-        layer(lambda m, wx=wx: cv2.circle(m, (int(wx * w), int(0.8 * s)), int(0.19 * s), 1.0, -1),
+        centre = (int(wx * w), int(0.8 * s))
+        layer(functools.partial(cv2.circle, center=centre, radius=int(0.19 * s), color=1.0, thickness=-1),
               np.asarray((0.06, 0.06, 0.06), np.float32))
     return colour, alpha
+
+
+def actor_box(actor: Actor, t: float, width: int, height: int) -> tuple[int, int, int, int] | None:
+    """Where an actor is drawn at time `t`: (x, y, w, h) in pixels, or None when it is not in the scene.
+
+    People are 0.34 and cars 0.2 of the frame height on the nearest ground line, smaller further
+    back (a simple perspective from the feet position).
+    """
+    pos = actor.position(t)
+    if pos is None:
+        return None
+    depth = 0.55 + 0.45 * (pos[1] - 0.45) / 0.55
+    ah = int((0.34 if actor.kind == "person" else 0.2) * depth * actor.scale * height)
+    aw = int(ah * (0.5 if actor.kind == "person" else 2.4))
+    return int(pos[0] * width - aw / 2), int(pos[1] * height - ah), aw, ah
+
+
+def _moving(spec: SceneSpec, t: float, width: int, height: int, fps: float) -> bool:
+    """Whether any actor visibly moves between the previous frame and the one at `t`."""
+    for actor in spec.actors:
+        now, before = actor.position(t), actor.position(t - 1.0 / fps)
+        box = actor_box(actor, t, width, height)
+        if now is None or before is None or box is None:
+            continue
+        if math.hypot((now[0] - before[0]) * width, (now[1] - before[1]) * height) < 0.25:
+            continue
+        x, y, aw, ah = box
+        inside = max(0, min(width, x + aw) - max(0, x)) * max(0, min(height, y + ah) - max(0, y))
+        if inside >= _MIN_VISIBLE * aw * ah:
+            return True
+    return False
+
+
+def motion_truth(scene: str, width: int = 640, height: int = 360, fps: float = 10.0, lead_in: float = 0.0,
+                 duration: float | None = None) -> tuple[Interval, ...]:
+    """The ground-truth motion intervals `write_clip` would write for these settings, without rendering."""
+    spec = SCENES[scene]
+    frames = round(((spec.duration if duration is None else duration) + lead_in) * fps)
+    return intervals_from_flags([_moving(spec, i / fps - lead_in, width, height, fps) for i in range(frames)], fps)
 
 
 class _Renderer:
@@ -336,39 +389,15 @@ class _Renderer:
         self._sway_phase = (xx / width * 7.0 + yy / height * 3.0).astype(np.float32)
         self._grid = (xx, yy)
 
-    # One scale for everything drawn at a given ground line (perspective).
-    def _actor_height(self, actor: Actor, y: float) -> int:
-        base = 0.34 if actor.kind == "person" else 0.2
-        depth = 0.55 + 0.45 * (y - 0.45) / 0.55
-        return int(base * depth * actor.scale * self.h)
-
     def actor_box(self, actor: Actor, t: float) -> tuple[int, int, int, int] | None:
-        pos = actor.position(t)
-        if pos is None:
-            return None
-        ah = self._actor_height(actor, pos[1])
-        aw = int(ah * (0.5 if actor.kind == "person" else 2.4))
-        x, y = int(pos[0] * self.w - aw / 2), int(pos[1] * self.h - ah)
-        return x, y, aw, ah
+        return actor_box(actor, t, self.w, self.h)
 
     def moving(self, t: float) -> bool:
-        """Whether any actor visibly moves between the previous frame and this one."""
-        for actor in self.spec.actors:
-            now, before = actor.position(t), actor.position(t - 1.0 / self.fps)
-            box = self.actor_box(actor, t)
-            if now is None or before is None or box is None:
-                continue
-            if math.hypot((now[0] - before[0]) * self.w, (now[1] - before[1]) * self.h) < 0.25:
-                continue
-            x, y, aw, ah = box
-            inside = max(0, min(self.w, x + aw) - max(0, x)) * max(0, min(self.h, y + ah) - max(0, y))
-            if inside >= _MIN_VISIBLE * aw * ah:
-                return True
-        return False
+        return _moving(self.spec, t, self.w, self.h, self.fps)
 
     def _scene_albedo(self, t: float, ir: bool) -> np.ndarray:
         bd = self.backdrop
-        img = (bd.ir_albedo if ir else bd.albedo).copy()
+        img: np.ndarray = (bd.ir_albedo if ir else bd.albedo).copy()
         amp = self.spec.wind(t) * self.h / 360.0
         for x, y, colour, alpha in bd.trees:
             c, a = colour, alpha
@@ -452,23 +481,15 @@ def render(spec: SceneSpec, width: int, height: int, fps: float, seed: int = 0,
     actors) come first, so detectors can settle before anything happens.
     """
     r = _Renderer(spec, width, height, fps, seed)
-    for i in range(int(round((spec.duration + lead_in) * fps))):
+    for i in range(round((spec.duration + lead_in) * fps)):
         t = i / fps - lead_in
         yield r.frame(i, t), r.moving(t)
 
 
 def intervals_from_flags(flags: Sequence[bool], fps: float, merge_gap: float = MERGE_GAP) -> tuple[Interval, ...]:
-    """Per-frame flags -> (start, end) intervals; each flagged frame covers [t, t + 1/fps)."""
-    out: list[list[float]] = []
-    for i, flag in enumerate(flags):
-        if not flag:
-            continue
-        t = i / fps
-        if out and t - out[-1][1] < merge_gap:
-            out[-1][1] = t + 1 / fps
-        else:
-            out.append([t, t + 1 / fps])
-    return tuple((round(a, 3), round(b, 3)) for a, b in out)
+    """Per-frame flags -> (start, end) intervals, merged exactly as detections are (`motion_intervals`)."""
+    found = motion_intervals(((i / fps, flag) for i, flag in enumerate(flags)), 1.0 / fps, merge_gap)
+    return tuple((round(a, 3), round(b, 3)) for a, b in found)
 
 
 class _Encoder:

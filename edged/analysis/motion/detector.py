@@ -53,7 +53,6 @@ _ABSORB_TIME = 1.0  # s: a blob that stopped changing fades into the background 
 _MOVING_TIME = 60.0  # s: even moving pixels blend in this slowly (nothing stays motion forever)
 _NOISE_RISE = 3.0  # s: time constant of the per-pixel noise envelope when it rises
 _NOISE_FALL = 20.0  # s: ... and when it falls
-_BUSY_NOISE_TIME = 15.0  # s: ... on foreground pixels (which count at most as their threshold)
 _RANGE_EVERY = 2.0  # s between updates of the scene's luma range (improve_contrast)
 _NOISE_EVERY = 0.35  # s between updates of the noise estimate (it changes slowly)
 _SAME_LIGHT = 0.02  # gain-field deviation below which compensation is skipped (< ~4 luma)
@@ -124,14 +123,14 @@ class _Model:
     """The background of one frame size: mean, per-pixel noise, previous frame, calibration."""
 
     def __init__(self, luma: np.ndarray, ts: float, noise_factor: float) -> None:
-        self.mean = luma.copy()
-        self.var = np.full_like(luma, _INITIAL_NOISE ** 2)
-        self.noise_thr = np.full_like(luma, noise_factor * _INITIAL_NOISE)
+        self.mean: np.ndarray = luma.copy()
+        self.var: np.ndarray = np.full_like(luma, _INITIAL_NOISE ** 2)
+        self.noise_thr: np.ndarray = np.full_like(luma, noise_factor * _INITIAL_NOISE)
         self.thr: np.ndarray | None = None  # max(noise_thr, floor), rebuilt when either changes
         self.floor = 0.0
         self.noise_at = ts
         self.prev = luma
-        self.prev_boxes = np.zeros((0, 4), np.int32)  # candidate blobs of the last frame (x, y, w, h)
+        self.prev_boxes: np.ndarray = np.zeros((0, 4), np.int32)  # candidate blobs of the last frame (x, y, w, h)
         self.prev_cells: np.ndarray | None = None
         self.mean_cells: np.ndarray | None = None  # cell means of `mean`, kept in step while blends are uniform
         self.calibrating = True
@@ -238,7 +237,8 @@ class MotionDetector:
         luma = luma8.astype(np.float32)
         model = self._model
         if model is None or self._model_shape != image.shape[:2]:
-            self._model, self._model_shape, self.foreground = _Model(luma, ts, self._noise_factor), image.shape[:2], None
+            self._model, self._model_shape = _Model(luma, ts, self._noise_factor), image.shape[:2]
+            self.foreground = None
             return self._result(ts, False, 0.0, (), True)
         if geo.masked is not None:  # masked pixels never change: they show the background
             np.copyto(luma, model.mean, where=geo.masked)
@@ -357,7 +357,8 @@ class MotionDetector:
         if low > 1.0 - _SAME_LIGHT and high < 1.0 + _SAME_LIGHT:
             return model.mean
         gain = cv2.resize(ratio, (geo.width, geo.height), interpolation=cv2.INTER_LINEAR)
-        return cv2.subtract(cv2.multiply(cv2.add(model.mean, _RATIO_OFFSET), gain), _RATIO_OFFSET)
+        expected: np.ndarray = (model.mean + _RATIO_OFFSET) * gain - _RATIO_OFFSET
+        return expected
 
     def _thresholds(self, model: _Model, params: _Params, luma8: np.ndarray, ts: float) -> np.ndarray:
         """Per-pixel thresholds: max(noise_factor x noise, threshold scaled to the scene's contrast)."""
@@ -368,7 +369,7 @@ class MotionDetector:
             floor *= model.span / 255.0
         floor = max(_MIN_THRESHOLD, floor)
         if model.thr is None or floor != model.floor:
-            model.thr, model.floor = cv2.max(model.noise_thr, floor), floor
+            model.thr, model.floor = np.maximum(model.noise_thr, np.float32(floor)), floor
         return model.thr
 
     def _detect(self, model: _Model, luma: np.ndarray, cells: np.ndarray, fg: np.ndarray, params: _Params,
@@ -423,25 +424,21 @@ class MotionDetector:
         """Every `_NOISE_EVERY` s: update each pixel's noise, an envelope of its squared differences.
 
         It rises quickly and falls slowly, so a pixel that is sometimes busy (a leaf in gusts, a
-        flickering sign) keeps a high threshold between the gusts. Foreground pixels count at most
-        as their threshold and learn slowly: leaves that are often foreground raise their own noise,
-        a person walking through barely does.
+        flickering sign) keeps a high threshold between the gusts. Foreground pixels never raise it,
+        so a person standing still does not make their spot insensitive.
         """
         elapsed = ts - model.noise_at
         if elapsed < _NOISE_EVERY:
             return
         model.noise_at = ts
         dt = min(elapsed, _MAX_DT)
-        if grown is not None:
-            diff = cv2.min(diff, model.thr if model.thr is not None else model.noise_thr)
         square = cv2.multiply(diff, diff)
         rising = cv2.compare(square, model.var, cv2.CMP_GT)
         cv2.accumulateWeighted(square, model.var, _alpha(dt, _NOISE_FALL), mask=cv2.bitwise_not(rising))
-        if grown is not None:
-            cv2.accumulateWeighted(square, model.var, _alpha(dt, _BUSY_NOISE_TIME), mask=cv2.bitwise_and(rising, grown))
+        if grown is not None:  # foreground is not noise: it may only pull the estimate down
             cv2.bitwise_and(rising, cv2.bitwise_not(grown), dst=rising)
         cv2.accumulateWeighted(square, model.var, _alpha(dt, _NOISE_RISE), mask=rising)
-        cv2.multiply(cv2.sqrt(model.var), self._noise_factor, dst=model.noise_thr)
+        np.multiply(cv2.sqrt(model.var), self._noise_factor, out=model.noise_thr)
         model.thr = None
 
     @staticmethod
@@ -465,7 +462,7 @@ def _label_map(labels: np.ndarray, values: np.ndarray) -> np.ndarray:
         table = np.zeros(256, values.dtype)
         table[:len(values)] = values
         return cv2.LUT(labels, table)
-    return values[labels]
+    return np.asarray(values[labels])
 
 
 def _near_any(box: np.ndarray, others: np.ndarray) -> bool:

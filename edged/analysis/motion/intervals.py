@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 MERGE_GAP = 1.0  # s
+_EPSILON = 1e-6  # s: frame times are sums of float periods; a gap of exactly merge_gap splits
 Interval = tuple[float, float]
 
 
@@ -24,7 +25,7 @@ class IntervalBuilder:
     def add(self, t: float, motion: bool) -> Interval | None:
         """Feed one analysed frame (in stream order); returns the interval this frame closed, if any."""
         current = self._open
-        if current is not None and t - current[1] >= self.merge_gap:
+        if current is not None and t - current[1] >= self.merge_gap - _EPSILON:
             self._open = None
             closed: Interval | None = (current[0], current[1])
         else:
