@@ -20,6 +20,7 @@ COMMANDS = (
     "caption",
     "models",
     "kws",
+    "motion",
     "bench",
 )
 

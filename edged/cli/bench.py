@@ -15,6 +15,7 @@ BENCHMARKS: dict[str, str] = {
     "caption": "caption",
     "kws": "kws",
     "kws-quality": "kws_quality",
+    "motion": "motion",
 }
 
 

@@ -279,7 +279,8 @@ class MotionConfig:
     """Motion detection on low-resolution luma of every analysed frame."""
 
     enabled: bool = field(default=True, metadata=spec("Detect motion"))
-    threshold: int = field(default=25, metadata=spec("Luma change that counts as moving", ge=1, le=255))
+    threshold: int = field(default=15, metadata=spec(
+        "Luma change that counts as moving, on a 0..255 scale stretched to the scene's contrast", ge=1, le=255))
     contour_area: int = field(default=10, metadata=spec("Smallest moving blob", unit="px at frame_height",
                                                         ge=1))
     frame_height: int = field(default=100, metadata=spec("Analysis height", unit="px", ge=32, le=720))
@@ -288,6 +289,11 @@ class MotionConfig:
         "Share of the frame changing at once that means a light change, not motion", gt=0, le=1))
     off_delay: float = field(default=30.0, metadata=spec("Motion OFF after this long without motion",
                                                          unit="s", duration=True, ge=0))
+    noise_factor: float = field(default=4.5, metadata=spec(
+        "A pixel must also differ by this many times its own learnt noise (raises thresholds on noisy "
+        "pixels and swaying leaves)", ge=1, le=20))
+    background_time: float = field(default=5.0, metadata=spec(
+        "Time constant of the background on still parts of the scene", unit="s", duration=True, gt=0, le=600))
     masks: tuple[tuple[tuple[float, float], ...], ...] = field(default=(), metadata=spec(
         "Polygons ignored by motion (and blanked before inference), as [x, y] points in 0..1"))
 

@@ -1,0 +1,302 @@
+"""Unit tests of the motion detector core on synthetic frames (no video files)."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+
+import cv2
+import numpy as np
+import pytest
+
+from edged.analysis.motion import MotionDetector, MotionResult
+from edged.config.schema import MotionConfig
+
+H, W = 180, 320
+FPS = 5.0
+
+Frame = Callable[[int], np.ndarray]
+
+
+def texture(seed: int = 0) -> np.ndarray:
+    """A smooth random texture (BGR float 0..255), like a real background."""
+    rng = np.random.default_rng(seed)
+    coarse = cv2.resize(rng.random((9, 16)).astype(np.float32), (W, H), interpolation=cv2.INTER_CUBIC)
+    fine = cv2.GaussianBlur(rng.random((H, W)).astype(np.float32), (0, 0), 1.5)
+    grey = np.clip(60 + 120 * coarse + 60 * (fine - 0.5), 0, 255)
+    return np.repeat(grey[..., None], 3, 2) * np.asarray((0.9, 1.0, 1.1), np.float32)
+
+
+def render(background: np.ndarray, rng: np.random.Generator, gain: float = 1.0, noise: float = 2.0,
+           square: tuple[int, int, int] | None = None) -> np.ndarray:
+    """One frame: the background under `gain`, with noise and optionally a dark square (x, y, size)."""
+    img = background * gain
+    if square is not None:
+        x, y, s = square
+        img[y:y + s, x:x + s] = (30, 40, 200)
+    img = img + rng.normal(0, noise, img.shape[:2])[..., None]
+    return np.clip(img, 0, 255).astype(np.uint8)
+
+
+def run(frames: Frame, count: int, config: MotionConfig | None = None) -> list[MotionResult]:
+    detector = MotionDetector(config or MotionConfig())
+    return [detector.update(frames(i), i / FPS) for i in range(count)]
+
+
+def motion_times(results: list[MotionResult]) -> list[float]:
+    return [r.ts for r in results if r.motion]
+
+
+def _walker(t: float) -> tuple[int, int, int] | None:
+    """A square crossing the frame between 12 s and 18 s."""
+    return (int((t - 12) / 6 * (W + 40)) - 40, 70, 30) if 12 <= t < 18 else None
+
+
+def _shade(t: float, start: float, duration: float, depth: float, softness: float) -> np.ndarray:
+    """A soft shadow edge sweeping from left to right, as a per-column gain."""
+    edge = (t - start) / duration * (W + 300) - 150
+    return (1.0 - depth / (1.0 + np.exp(-(edge - np.arange(W, dtype=np.float32)) / softness)))[None, :, None]
+
+
+def _ramp(t: float, start: float, seconds: float, drop: float) -> float:
+    return 1.0 - drop * min(1.0, max(0.0, (t - start) / seconds))
+
+
+def _ir(bg: np.ndarray) -> np.ndarray:
+    """Colour -> grey night mode with inverted, compressed contrast (foliage and walls swap brightness)."""
+    return np.repeat(255 - 0.7 * bg.mean(axis=2, keepdims=True), 3, 2)
+
+
+# kind -> (background, t, frame index) -> keyword arguments of `render`; every scene is quiet for 10 s first.
+SCENES: dict[str, Callable[[np.ndarray, float, int], dict[str, object]]] = {
+    "static": lambda bg, t, i: {"background": bg},
+    "noisy": lambda bg, t, i: {"background": bg * 0.25, "noise": 8.0},
+    "walker": lambda bg, t, i: {"background": bg, "square": _walker(t)},
+    "walk_in_shadow": lambda bg, t, i: {"background": bg * _shade(t, 11, 6, 0.6, 40), "square": _walker(t)},
+    "walk_at_dusk": lambda bg, t, i: {"background": bg, "gain": _ramp(t, 10, 10, 0.7), "square": _walker(t)},
+    "walk_in_ae_hunt": lambda bg, t, i: {"background": bg, "square": _walker(t),
+                                         "gain": 1.0 + 0.25 * np.sin(2 * np.pi * t / 3.0) if t > 10 else 1.0},
+    "lights_on": lambda bg, t, i: {"background": bg, "gain": 1.0 if t < 12 else 1.6},
+    "lights_off": lambda bg, t, i: {"background": bg, "gain": 1.0 if t < 12 else 0.4},
+    "ramp": lambda bg, t, i: {"background": bg, "gain": _ramp(t, 12, 20, 0.6)},
+    "flash": lambda bg, t, i: {"background": bg, "gain": 2.5 if i == 75 else 1.0},
+    "ir": lambda bg, t, i: {"background": bg if t < 12 else _ir(bg)},
+    "shadow": lambda bg, t, i: {"background": bg * _shade(t, 12, 8, 0.45, 50)},
+    "parks": lambda bg, t, i: {"background": bg,  # arrives at 12 s, stops at 14 s, stays
+                               "square": (20 + int(min(2.0, t - 12) * 60), 70, 40) if t >= 12 else None},
+}
+
+
+def scene(kind: str) -> Frame:
+    """The frames of one scene of `SCENES`."""
+    bg = texture()
+    rng = np.random.default_rng(1)
+    make = SCENES[kind]
+    return lambda i: render(rng=rng, **make(bg, i / FPS, i))  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(("kind", "seconds", "expect_motion", "window"), [
+    ("static", 30, False, None),
+    ("noisy", 30, False, None),
+    ("lights_on", 30, False, None),
+    ("lights_off", 30, False, None),
+    ("ramp", 40, False, None),
+    ("flash", 30, False, None),
+    ("ir", 30, False, None),
+    ("shadow", 25, False, None),
+    ("walker", 25, True, (12.0, 18.4)),
+    ("walk_in_shadow", 25, True, (12.0, 18.4)),
+    ("walk_at_dusk", 25, True, (12.0, 18.4)),
+    ("walk_in_ae_hunt", 25, True, (12.0, 18.4)),
+    ("parks", 30, True, (12.0, 15.0)),
+])
+def test_motion_only_when_something_moves(kind: str, seconds: int, expect_motion: bool,
+                                          window: tuple[float, float] | None) -> None:
+    """Lighting changes, noise and a static scene give no motion; a moving object does, only while it moves."""
+    results = run(scene(kind), int(seconds * FPS))
+    times = [t for t in motion_times(results) if t >= 3.0]  # after the start-up calibration
+    if not expect_motion:
+        assert times == []
+        return
+    assert window is not None
+    assert times, "the moving object was not detected"
+    assert all(window[0] <= t <= window[1] for t in times), times
+    assert len(times) >= 0.6 * (window[1] - window[0] - 2.0) * FPS  # detected through most of the move
+
+
+def test_stopped_object_fades_into_the_background() -> None:
+    """An object that stops stops being motion at once and leaves the foreground within a few seconds."""
+    frames = scene("parks")
+    detector = MotionDetector(MotionConfig())
+    results = [detector.update(frames(i), i / FPS) for i in range(int(22 * FPS))]
+    assert any(r.motion for r in results if 12 <= r.ts < 14.4)
+    assert not any(r.motion for r in results if r.ts >= 15)
+    fg = detector.foreground
+    assert fg is None or cv2.countNonZero(fg) == 0
+
+
+def test_light_change_reports_calibrating_then_settles() -> None:
+    """A sudden light change makes the detector calibrate briefly (no motion), then detect normally again."""
+    results = run(scene("lights_on"), int(20 * FPS))
+    after = [r for r in results if r.ts >= 12.0]
+    assert after[0].calibrating
+    assert not any(r.motion for r in after)
+    assert not after[-1].calibrating
+
+
+def test_first_frames_calibrate() -> None:
+    """Start-up is a calibration: no motion is claimed before the background exists."""
+    results = run(scene("walker"), 5)
+    assert results[0].calibrating
+    assert not results[0].motion
+
+
+def test_boxes_locate_the_moving_object() -> None:
+    """Boxes are normalised and cover the moving square; area is its share of the frame."""
+    bg = texture()
+    rng = np.random.default_rng(2)
+    detector = MotionDetector(MotionConfig())
+    for i in range(50):
+        detector.update(render(bg, rng), i / FPS)
+    result = None
+    for j, x in enumerate(range(100, 200, 8)):
+        result = detector.update(render(bg, rng, square=(x, 60, 40)), (50 + j) / FPS)
+    assert result is not None
+    assert result.motion
+    box = max(result.boxes, key=lambda b: b.area)
+    cx, cy = (box.x0 + box.x1) / 2 * W, (box.y0 + box.y1) / 2 * H
+    assert abs(cx - (x + 20)) < 25
+    assert abs(cy - 80) < 25
+    assert 0 <= box.x0 < box.x1 <= 1
+    assert 0 <= box.y0 < box.y1 <= 1
+    assert 0.5 * (40 * 40) / (W * H) < result.area < 3.0 * (40 * 40) / (W * H)
+
+
+@pytest.mark.parametrize(("mask", "expect_motion"), [
+    (((0.0, 0.0), (1.0, 0.0), (1.0, 1.0), (0.0, 1.0)), False),  # everything masked
+    (((0.0, 0.2), (1.0, 0.2), (1.0, 0.8), (0.0, 0.8)), False),  # the band the square moves in
+    (((0.0, 0.0), (1.0, 0.0), (1.0, 0.15), (0.0, 0.15)), True),  # only the top strip
+])
+def test_masks_hide_motion(mask: tuple[tuple[float, float], ...], expect_motion: bool) -> None:
+    """Motion inside a mask polygon is ignored; motion elsewhere is still found."""
+    results = run(scene("walker"), int(20 * FPS), MotionConfig(masks=(mask,)))
+    assert bool(motion_times(results)) is expect_motion
+
+
+@pytest.mark.parametrize(("off_delay", "expect_off_after"), [(0.0, 0.0), (2.0, 2.0), (5.0, 5.0)])
+def test_state_turns_off_after_off_delay(off_delay: float, expect_off_after: float) -> None:
+    """`active` turns on with the first motion frame and off `off_delay` s after the last one, once each."""
+    results = run(scene("walker"), int(30 * FPS), MotionConfig(off_delay=off_delay))
+    changes = [r for r in results if r.changed]
+    assert [r.active for r in changes] == [True, False]
+    on, off = changes
+    assert on.motion
+    assert on.ts == motion_times(results)[0]
+    last_motion = motion_times(results)[-1]
+    assert off.ts - last_motion == pytest.approx(max(expect_off_after, 1 / FPS), abs=1 / FPS + 1e-9)
+
+
+def test_lower_threshold_is_more_sensitive() -> None:
+    """A faint object is missed at a high threshold and found at a low one (set at run time)."""
+    bg = texture()
+
+    def faint(i: int) -> np.ndarray:
+        rng = np.random.default_rng(i)
+        img = bg.copy()
+        if i >= 60:
+            x = 40 + (i - 60) * 6
+            img[60:100, x:x + 40] += 20  # +20 luma: a low-contrast object
+        return render(img, rng, noise=1.0)
+
+    def detections(threshold: int) -> int:
+        detector = MotionDetector(MotionConfig())
+        detector.set_threshold(threshold)
+        return sum(detector.update(faint(i), i / FPS).motion for i in range(90))
+
+    assert detections(120) == 0
+    assert detections(10) > 10
+
+
+def test_disabled_reports_nothing_and_turns_state_off() -> None:
+    """set_enabled(False) stops detection at once (state OFF); re-enabling recalibrates first."""
+    frames = scene("walker")
+    detector = MotionDetector(MotionConfig())
+    results = [detector.update(frames(i), i / FPS) for i in range(75)]
+    assert results[-1].active
+    detector.set_enabled(False)
+    off = detector.update(frames(75), 75 / FPS)
+    assert (off.changed, off.active, off.motion) == (True, False, False)
+    assert not any(detector.update(frames(i), i / FPS).motion for i in range(76, 85))
+    detector.set_enabled(True)
+    assert detector.update(frames(85), 85 / FPS).calibrating
+
+
+@pytest.mark.parametrize(("setter", "value"), [
+    ("set_threshold", 0), ("set_threshold", 256), ("set_threshold", 2.5), ("set_threshold", True),
+    ("set_contour_area", 0), ("set_contour_area", -3), ("set_enabled", "yes"), ("set_enabled", 1),
+])
+def test_setters_reject_bad_values(setter: str, value: object) -> None:
+    """Out-of-range or mistyped run-time settings raise ValueError and change nothing."""
+    detector = MotionDetector(MotionConfig())
+    before = (detector.threshold, detector.contour_area, detector.enabled)
+    with pytest.raises(ValueError, match="must be"):
+        getattr(detector, setter)(value)
+    assert (detector.threshold, detector.contour_area, detector.enabled) == before
+
+
+def test_setters_are_safe_from_another_thread() -> None:
+    """Settings changed from other threads while frames are analysed all land, and analysis keeps going."""
+    frames = scene("static")
+    detector = MotionDetector(MotionConfig())
+    stop = threading.Event()
+
+    def tweak(offset: int) -> None:
+        n = 0
+        while not stop.is_set():
+            detector.set_threshold(10 + (n + offset) % 20)
+            detector.set_contour_area(5 + (n + offset) % 7)
+            n += 1
+
+    threads = [threading.Thread(target=tweak, args=(k,)) for k in range(2)]
+    for t in threads:
+        t.start()
+    try:
+        results = [detector.update(frames(i), i / FPS) for i in range(60)]
+    finally:
+        stop.set()
+        for t in threads:
+            t.join()
+    assert len(results) == 60
+    detector.set_threshold(42)
+    detector.set_contour_area(7)
+    assert (detector.threshold, detector.contour_area) == (42, 7)
+
+
+def test_frame_size_change_recalibrates() -> None:
+    """A new frame size (a camera reconfigured) starts a fresh calibration instead of failing."""
+    frames = scene("static")
+    detector = MotionDetector(MotionConfig())
+    for i in range(20):
+        detector.update(frames(i), i / FPS)
+    small = cv2.resize(frames(20), (160, 90))
+    assert detector.update(small, 20 / FPS).calibrating
+
+
+@pytest.mark.parametrize("image", [
+    np.zeros((90, 160, 4), np.uint8), np.zeros((90, 160, 3), np.float32), np.zeros((90,), np.uint8),
+])
+def test_rejects_images_it_cannot_read(image: np.ndarray) -> None:
+    """Anything but uint8 BGR or luma is refused with a message naming what came in."""
+    with pytest.raises(ValueError, match="uint8 BGR or luma"):
+        MotionDetector(MotionConfig()).update(image, 0.0)
+
+
+def test_luma_input_gives_the_same_result_as_bgr() -> None:
+    """Feeding the luma plane instead of BGR changes nothing (the daemon reads BGR, benchmarks both)."""
+    frames = scene("walker")
+    bgr, grey = MotionDetector(MotionConfig()), MotionDetector(MotionConfig())
+    for i in range(100):
+        image = frames(i)
+        a = bgr.update(image, i / FPS)
+        b = grey.update(cv2.cvtColor(image, cv2.COLOR_BGR2GRAY), i / FPS)
+        assert (a.motion, a.calibrating, len(a.boxes)) == (b.motion, b.calibrating, len(b.boxes))
