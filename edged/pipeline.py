@@ -238,7 +238,7 @@ class Pipeline:
         settings = self.mic_settings[mic.id]
         if self._features is not None and not any(f.source == mic.id for f in self._features.features()):
             self._register_mic_features(mic, spotter)
-        for keyword in spotter.keywords():
+        for keyword in spotter.keywords:
             spotter.set_enabled(keyword, settings.kws and settings.keywords.get(keyword, True))
             if keyword in settings.cutoffs:
                 spotter.set_cutoff(keyword, settings.cutoffs[keyword])
@@ -304,7 +304,7 @@ class Pipeline:
         settings = self.mic_settings[mic.id]
         self._features.add(Feature(mic.id, "kws", "switch", "Keyword spotting", mic.keywords,
                                    lambda v, m=mic.id: self._set_mic(m, kws=bool(v)), icon="mdi:account-voice"))
-        for keyword in spotter.keywords():
+        for keyword in spotter.keywords:
             cutoff = spotter.settings(keyword).cutoff
             settings.cutoffs.setdefault(keyword, cutoff)
             self._features.add(Feature(mic.id, f"kw_{keyword}", "switch", f"Keyword {keyword}", True,
@@ -325,7 +325,7 @@ class Pipeline:
         pipe = self.microphones.get(mic)
         if pipe is None or pipe.spotter is None:
             return
-        for name in pipe.spotter.keywords():
+        for name in pipe.spotter.keywords:
             pipe.spotter.set_enabled(name, settings.kws and settings.keywords.get(name, True))
             if name in settings.cutoffs:
                 pipe.spotter.set_cutoff(name, settings.cutoffs[name])
@@ -336,7 +336,7 @@ class Pipeline:
         for mic in self.config.all_microphones:
             pipe = self.microphones.get(mic.id)
             if pipe is not None and pipe.spotter is not None:
-                out[mic.id] = list(pipe.spotter.keywords())
+                out[mic.id] = list(pipe.spotter.keywords)
         return out
 
     # -- privacy -------------------------------------------------------------------------------------

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from kws_support import spoken
+from tests.kws_support import spoken
 
 from edged.analysis.kws import AudioFormatError, KeywordEngine, read_audio, spot_file
 from edged.analysis.kws.audiofile import iter_chunks, resample

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from kws_support import fixture_audio, spoken
+from tests.kws_support import fixture_audio, spoken
 
 from edged.analysis.kws import AudioFormatError, KeywordEngine, UnknownKeywordError, iter_chunks, spot_file
 from edged.config.schema import KeywordConfig, WakewordConfig

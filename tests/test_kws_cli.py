@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from kws_support import FIXTURES
+from tests.kws_support import FIXTURES
 
 from edged.cli import main
 

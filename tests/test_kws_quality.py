@@ -9,7 +9,7 @@ from __future__ import annotations
 import functools
 
 import pytest
-from kws_support import fixture_audio, fixture_set
+from tests.kws_support import fixture_audio, fixture_set
 
 from edged.analysis.kws import KeywordEngine, spot_file
 from edged.analysis.kws.catalog import BUILTIN_KEYWORDS

@@ -18,7 +18,7 @@ import onnx
 import onnxruntime as ort
 import psutil
 import pytest
-from kws_support import fixture_audio
+from tests.kws_support import fixture_audio
 from onnx import TensorProto, helper
 
 from edged.analysis.kws import KeywordSpotter, iter_chunks

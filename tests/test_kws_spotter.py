@@ -7,7 +7,7 @@ import time
 
 import numpy as np
 import pytest
-from kws_support import fixture_audio
+from tests.kws_support import fixture_audio
 from structlog.testing import capture_logs
 
 from edged.analysis.kws import KeywordSpotter, iter_chunks

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from edged.analysis.history import AnalysedFrame
+from edged.analysis.scene import FrameQuality
 from edged.scheduling.captions import DEFAULT_LABELS, Rule, labels_of, matching_rules, similarity, title_of
 from edged.scheduling.frame_choice import choose_frame
 from edged.scheduling.policy import ASK_QUEUE, AdaptiveInterval, admit, choose_next, should_preempt
 from edged.scheduling.triggers import Trigger
-
-import numpy as np
 
 
 def t(kind: str, camera: str = "a", ts: float = 0.0, deadline: float = 100.0, question: str = "") -> Trigger:
@@ -86,9 +86,10 @@ def test_adaptive_interval_moves_between_its_bounds() -> None:
     assert busy.after(busy=True).after(busy=True).after(busy=True).current == 60
 
 
-def frame(ts: float, area: float, sharpness: float) -> AnalysedFrame:
+def frame(ts: float, area: float, sharpness: float, flat: float = 0.1) -> AnalysedFrame:
     img = np.zeros((4, 4, 3), np.uint8)
-    return AnalysedFrame("a", int(ts * 10), ts, ts, ts, img, sharpness=sharpness, motion_area=area, motion=area > 0)
+    return AnalysedFrame("a", int(ts * 10), ts, ts, ts, img, quality=FrameQuality(sharpness, flat), motion_area=area,
+                         motion=area > 0)
 
 
 def test_frame_choice_prefers_sharp_frames_with_the_most_motion() -> None:
@@ -98,10 +99,11 @@ def test_frame_choice_prefers_sharp_frames_with_the_most_motion() -> None:
 
 
 def test_frame_choice_for_requests_is_the_latest_sharp_frame() -> None:
-    """Asked about now: the newest frame that isn't blurred."""
-    frames = [frame(1, 0.0, 100), frame(2, 0.0, 95), frame(3, 0.0, 10)]
+    """Asked about now: the newest frame that isn't blurred or half-decoded."""
+    frames = [frame(1, 0.0, 100), frame(2, 0.0, 95), frame(3, 0.0, 10), frame(4, 0.0, 100, flat=0.6)]
     assert choose_frame(frames, prefer_motion=False) is frames[1]
     assert choose_frame([], prefer_motion=False) is None
+    assert choose_frame([frame(1, 0.0, 0.0, flat=1.0)], prefer_motion=False) is None  # a blank frame
 
 
 @pytest.mark.parametrize(("a", "b", "same"), [
