@@ -1,0 +1,254 @@
+"""The scheduler thread end to end, with a scripted captioner standing in for the model.
+
+The real model (the tiny GLM-Edge-V bundle) is tested in test_glm_*.py and runs in the replay tests;
+here the model's duration and text must be exact and controllable, so a scripted captioner is used:
+it "generates" one token every `token_s` seconds and honours cancel and deadline between tokens,
+as the real one does.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import pytest
+
+from edged.analysis.frame_analysis import FrameAnalysis
+from edged.analysis.history import AnalysedFrame, FrameHistory
+from edged.analysis.scene import FrameQuality, scene_signature
+from edged.config import parse_config
+from edged.events import Caption, CaptionUnchanged, CameraEvent, Event
+from edged.inference.protocol import CaptionResult
+from edged.inference.worker import InferenceWorker
+from edged.scheduling.lifecycle import EventTracker
+from edged.scheduling.scheduler import Scheduler
+from edged.scheduling.triggers import Trigger
+
+
+class ScriptedCaptioner:
+    """A stand-in model: `texts` in turn, `tokens` tokens each, one every `token_s` seconds."""
+
+    name = "scripted"
+
+    def __init__(self, texts: list[str], tokens: int = 5, token_s: float = 0.02) -> None:
+        self.texts = texts
+        self.tokens = tokens
+        self.token_s = token_s
+        self.prompts: list[str] = []
+        self.calls = 0
+
+    def caption(self, image: np.ndarray, prompt: str, *, max_new_tokens: int | None = None,
+                deadline: float | None = None, cancel: threading.Event | None = None,
+                on_token: Callable[[str], None] | None = None) -> CaptionResult:
+        self.prompts.append(prompt)
+        text = self.texts[min(self.calls, len(self.texts) - 1)]
+        self.calls += 1
+        for i in range(self.tokens):
+            if cancel is not None and cancel.is_set():
+                return CaptionResult(text, tuple(range(i)), self.name, "cancelled")
+            if deadline is not None and time.monotonic() > deadline:
+                return CaptionResult(text, tuple(range(i)), self.name, "deadline")
+            time.sleep(self.token_s)
+        return CaptionResult(text, tuple(range(self.tokens)), self.name, "stop")
+
+    def close(self) -> None:
+        pass
+
+
+def scene(seed: int) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 255, (72, 128, 3), dtype=np.uint8)
+
+
+def frame(camera: str, seq: int, image: np.ndarray, ts: float | None = None, area: float = 0.0) -> AnalysedFrame:
+    image.flags.writeable = False
+    return AnalysedFrame(camera, seq, ts or time.monotonic(), time.time(), seq / 5, image,
+                         quality=FrameQuality(100.0, 0.1), motion_area=area, motion=area > 0,
+                         signature=scene_signature(image))
+
+
+class Rig:
+    """A scheduler over real histories, a real worker and a recording publisher."""
+
+    def __init__(self, captioner: ScriptedCaptioner | None, cameras: str = "porch", extra: str = "") -> None:
+        cams = "".join(f"  {c}: {{url: {c}.mp4{extra}}}\n" for c in cameras.split(","))
+        self.config = parse_config(f"cameras:\n{cams}")
+        self.published: list[Event] = []
+        self.lock = threading.Lock()
+        self.histories = {c: FrameHistory(20) for c in self.config.cameras}
+        self.worker = InferenceWorker(captioner) if captioner is not None else None
+        self.events = EventTracker(self.publish, {})
+        self.scheduler = Scheduler(self.config, self.histories, self.worker, self.events, self.publish,
+                                   FrameAnalysis.scene_distance)
+        for i, cam in enumerate(self.config.cameras):
+            self.histories[cam].add(frame(cam, 1, scene(i)))
+        if self.worker is not None:
+            self.worker.start()
+        self.scheduler.start()
+
+    def publish(self, event: Event) -> None:
+        with self.lock:
+            self.published.append(event)
+
+    def of(self, kind: type) -> list[Any]:
+        with self.lock:
+            return [e for e in self.published if isinstance(e, kind)]
+
+    def wait(self, predicate: Callable[[], bool], timeout: float = 10.0) -> None:
+        deadline = time.monotonic() + timeout
+        while not predicate():
+            assert time.monotonic() < deadline, f"timed out; published: {self.published}"
+            time.sleep(0.01)
+
+    def stop(self) -> None:
+        self.scheduler.stop()
+        if self.worker is not None:
+            self.worker.stop()
+
+
+@pytest.fixture
+def rigs() -> Any:
+    made: list[Rig] = []
+
+    def make(*args: Any, **kwargs: Any) -> Rig:
+        rig = Rig(*args, **kwargs)
+        made.append(rig)
+        return rig
+
+    yield make
+    for rig in made:
+        rig.stop()
+
+
+def test_motion_event_gets_its_caption_as_an_update(rigs: Any) -> None:
+    """new (immediately) -> caption -> update on the same id, with labels from the text."""
+    rig = rigs(ScriptedCaptioner(["A man carries a parcel to the door."]))
+    event_id = rig.events.motion_started("porch", rig.histories["porch"].latest(), 0.2)
+    rig.scheduler.trigger(rig.scheduler.make_trigger("motion", "porch", ts=time.monotonic() - 0.1, event_id=event_id))
+    rig.wait(lambda: bool(rig.of(Caption)))
+    caption = rig.of(Caption)[0]
+    assert (caption.id, caption.trigger, caption.labels) == (event_id, "motion", ("person", "package"))
+    updates = [e for e in rig.of(CameraEvent) if e.type == "update"]
+    assert updates[0].id == event_id
+    assert updates[0].caption == "A man carries a parcel to the door."
+
+
+def test_a_keyword_preempts_a_running_periodic_caption(rigs: Any) -> None:
+    """Higher priority cancels the running job between tokens; the keyword is captioned first."""
+    model = ScriptedCaptioner(["quiet garden", "someone at the door", "quiet garden"], tokens=100, token_s=0.01)
+    rig = rigs(model)
+    rig.scheduler.trigger(rig.scheduler.make_trigger("periodic", "porch"))
+    rig.wait(lambda: model.calls == 1)
+    rig.scheduler.trigger(rig.scheduler.make_trigger("keyword", "porch", keyword="okay_nabu"))
+    rig.wait(lambda: len(rig.of(Caption)) >= 1, timeout=20)
+    first = rig.of(Caption)[0]
+    assert first.trigger == "keyword"
+    assert rig.scheduler.counters.preempted == 1
+    assert 'just said "okay nabu"' in model.prompts[1]
+
+
+def test_a_caption_that_would_miss_its_deadline_is_dropped_as_stale(rigs: Any) -> None:
+    """Once captions are known to take ~0.5 s, a trigger with 0.2 s left is dropped, not run."""
+    model = ScriptedCaptioner(["a car"], tokens=5, token_s=0.1)
+    rig = rigs(model)
+    rig.scheduler.trigger(rig.scheduler.make_trigger("request", "porch"))
+    rig.wait(lambda: len(rig.of(Caption)) == 1)
+    answers: list[str | None] = []
+    late = Trigger("request", "porch", time.monotonic(), time.monotonic() + 0.2,
+                   on_done=lambda t, r, e: answers.append(e))
+    rig.scheduler.trigger(late)
+    rig.wait(lambda: bool(answers))
+    assert answers[0] is not None
+    assert "would miss its deadline" in answers[0]
+    assert rig.scheduler.counters.stale == 1
+    assert model.calls == 1
+
+
+def test_latest_wins_while_the_model_is_busy(rigs: Any) -> None:
+    """Motion triggers that pile up behind a running caption collapse to the newest one."""
+    model = ScriptedCaptioner(["one", "two", "three"], tokens=20, token_s=0.02)
+    rig = rigs(model)
+    rig.scheduler.trigger(rig.scheduler.make_trigger("keyword", "porch"))
+    rig.wait(lambda: model.calls == 1)
+    ids = []
+    for _ in range(5):
+        event_id = rig.events.open("porch", "motion", None, time.monotonic())
+        ids.append(event_id)
+        rig.scheduler.trigger(rig.scheduler.make_trigger("motion", "porch", event_id=event_id))
+    rig.wait(lambda: len(rig.of(Caption)) == 2)
+    time.sleep(0.3)
+    assert model.calls == 2
+    assert rig.of(Caption)[1].id == ids[-1]
+    assert rig.scheduler.counters.coalesced == 4
+
+
+def test_cameras_take_turns(rigs: Any) -> None:
+    """Equal-priority work on two cameras alternates instead of one camera starving the other."""
+    model = ScriptedCaptioner(["x"], tokens=3, token_s=0.01)
+    rig = rigs(model, cameras="a,b")
+    for _ in range(3):
+        for cam in ("a", "b"):
+            rig.scheduler.trigger(rig.scheduler.make_trigger("request", cam))
+        rig.wait(lambda n=len(rig.of(Caption)): len(rig.of(Caption)) >= n + 2)
+    cams = [c.camera for c in rig.of(Caption)]
+    assert sorted(cams) == ["a", "a", "a", "b", "b", "b"]
+    assert all(cams[i] != cams[i + 1] for i in range(0, len(cams), 2))
+
+
+def test_an_unchanged_scene_is_not_captioned_again(rigs: Any) -> None:
+    """A periodic trigger on the same scene sends a heartbeat, not a model run; a changed scene is captioned."""
+    model = ScriptedCaptioner(["an empty porch", "a cat on the porch"])
+    rig = rigs(model)
+    rig.scheduler.trigger(rig.scheduler.make_trigger("periodic", "porch"))
+    rig.wait(lambda: len(rig.of(Caption)) == 1)
+    rig.histories["porch"].add(frame("porch", 2, scene(0).copy()))
+    rig.scheduler.trigger(rig.scheduler.make_trigger("periodic", "porch"))
+    rig.wait(lambda: bool(rig.of(CaptionUnchanged)))
+    assert model.calls == 1
+    assert rig.of(CaptionUnchanged)[0].reason == "scene"
+    rig.histories["porch"].add(frame("porch", 3, scene(99)))
+    rig.scheduler.trigger(rig.scheduler.make_trigger("periodic", "porch"))
+    rig.wait(lambda: len(rig.of(Caption)) == 2)
+    assert model.calls == 2
+
+
+def test_the_same_words_again_are_a_heartbeat(rigs: Any) -> None:
+    """A periodic caption that says what the last one said is not republished."""
+    model = ScriptedCaptioner(["A car is parked in the driveway.", "The image shows a car parked in the driveway."])
+    rig = rigs(model)
+    rig.scheduler.trigger(rig.scheduler.make_trigger("periodic", "porch"))
+    rig.wait(lambda: len(rig.of(Caption)) == 1)
+    rig.histories["porch"].add(frame("porch", 2, scene(5)))
+    rig.scheduler.trigger(rig.scheduler.make_trigger("periodic", "porch"))
+    rig.wait(lambda: bool(rig.of(CaptionUnchanged)))
+    assert rig.of(CaptionUnchanged)[0].reason == "text"
+    assert len(rig.of(Caption)) == 1
+    assert model.calls == 2
+
+
+def test_ask_answers_the_caller_only(rigs: Any) -> None:
+    """A question's answer goes back to the asker and is not the camera's caption."""
+    model = ScriptedCaptioner(["Yes, the garage door is open."])
+    rig = rigs(model)
+    answers: list[CaptionResult | None] = []
+    rig.scheduler.trigger(rig.scheduler.make_trigger("ask", "porch", question="Is the garage door open?",
+                                                     on_done=lambda t, r, e: answers.append(r)))
+    rig.wait(lambda: bool(answers))
+    assert answers[0] is not None
+    assert answers[0].text == "Yes, the garage door is open."
+    assert model.prompts == ["Is the garage door open?"]
+    assert rig.of(Caption) == []
+
+
+def test_without_a_model_requests_are_told_how_to_get_one(rigs: Any) -> None:
+    """No captioner: events still open and close; a request is answered with the command that fixes it."""
+    rig = rigs(None)
+    errors: list[str | None] = []
+    rig.scheduler.trigger(rig.scheduler.make_trigger("request", "porch", on_done=lambda t, r, e: errors.append(e)))
+    event_id = rig.events.open("porch", "keyword", None, time.monotonic(), keyword="okay_nabu")
+    rig.scheduler.trigger(rig.scheduler.make_trigger("keyword", "porch", event_id=event_id))
+    rig.wait(lambda: bool(errors) and any(e.type == "end" for e in rig.of(CameraEvent)))
+    assert errors[0] is not None
+    assert "edged models pull glm-edge-v-2b" in errors[0]
