@@ -50,6 +50,18 @@ class Percentiles:
         with self._lock:
             self._samples.append(value)
 
+    def values(self) -> list[float]:
+        with self._lock:
+            return list(self._samples)
+
+    @classmethod
+    def merged(cls, parts: list[Percentiles]) -> Percentiles:
+        out = cls(sum(p._samples.maxlen or 0 for p in parts) or 1)
+        for part in parts:
+            for value in part.values():
+                out.add(value)
+        return out
+
     def summary(self) -> dict[str, float]:
         with self._lock:
             data = sorted(self._samples)

@@ -28,7 +28,7 @@ class CameraAnalyser:
         self.config = config
         self.log = get_logger(camera=config.id)
         self.frames = frames
-        self.history = history or FrameHistory(int(config.history * config.analysis_fps) + 1)
+        self.history = history if history is not None else FrameHistory(int(config.history * config.analysis_fps) + 1)
         self._listener = listener
         self._analyse = analyse
         self.analysis_ms = Percentiles(500)

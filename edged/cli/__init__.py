@@ -21,6 +21,8 @@ COMMANDS = (
     "models",
     "kws",
     "motion",
+    "replay",
+    "synth",
     "bench",
 )
 

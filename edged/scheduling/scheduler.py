@@ -267,6 +267,7 @@ class Scheduler:
         frame = choose_frame(candidates, prefer_motion=trigger.kind == "motion") or state.history.latest()
         if frame is None:
             self.counters.no_frame += 1
+            self.log.warning("caption_without_frame", camera=trigger.camera, trigger=trigger.kind)
             self._close_event(trigger)
             trigger.finish(None, f"camera {trigger.camera!r} has no frame yet")
             return False
@@ -367,6 +368,7 @@ class Scheduler:
             "model": self.model_name, "captions": c.captions, "by_trigger": dict(c.by_trigger),
             "stale_dropped": c.stale, "coalesced": c.coalesced, "preemptions": c.preempted,
             "unchanged_scene": c.unchanged_scene, "unchanged_text": c.unchanged_text, "failed": c.failed,
+            "no_frame": c.no_frame,
             "pending": sum(len(v) for v in self._pending.values()), "running": self._running is not None,
             "expected_caption_s": round(self._expected_s, 2),
             "latency_ms": {k: v.summary() for k, v in self.latency_ms.items()},
