@@ -225,8 +225,13 @@ class Daemon:
 
     # -- the main loop -------------------------------------------------------------------------------
     def publish(self, event: Event) -> None:
-        if self.publisher is not None:
+        """Publish from any thread; a failure here is logged and never breaks the caller (a source thread)."""
+        if self.publisher is None:
+            return
+        try:
             self.publisher.publish(event)
+        except Exception as exc:
+            self.log.exception("publish_failed", event_type=type(event).__name__, error=str(exc))
 
     def _on_incoming(self, message: Incoming) -> None:
         """paho's thread: parse, validate, enqueue. Nothing else."""

@@ -57,13 +57,21 @@ def _printer(args: argparse.Namespace, base: str, start: float):  # type: ignore
         message = event.to_message(base)
         elapsed = time.monotonic() - start
         if args.json:
-            payload = None if isinstance(event, Snapshot) else json.loads(message.payload or b"null")
-            print(json.dumps({"t": round(elapsed, 2), "topic": message.topic, "payload": payload}), flush=True)
+            print(json.dumps({"t": round(elapsed, 2), "topic": message.topic, "payload": _payload(event)}),
+                  flush=True)
         else:
             short = message.topic.split("/", 2)[-1]
             print(f"{elapsed:7.2f}s  {short:26} {describe(message.topic, message.payload)}", flush=True)
 
     return echo
+
+
+def _payload(event: Event) -> object:
+    """The payload as JSON data: objects as they are, ON/OFF and other text as strings, JPEGs by size."""
+    if isinstance(event, Snapshot):
+        return {"jpeg_bytes": len(event.jpeg)}
+    payload = event.to_payload()
+    return payload.decode(errors="replace") if isinstance(payload, bytes) else payload
 
 
 def run(args: argparse.Namespace) -> int:
