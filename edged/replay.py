@@ -118,6 +118,7 @@ def summarise(pipeline: Pipeline, recorder: Recorder, wall_s: float, media_s: fl
         "coalesced": sched["coalesced"],
         "duplicates_avoided": sched["unchanged_scene"] + sched["unchanged_text"],
         "heartbeats": len(recorder.of(CaptionUnchanged)),
+        "sources": pipeline.stats(),
     }
 
 

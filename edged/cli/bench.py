@@ -16,6 +16,7 @@ BENCHMARKS: dict[str, str] = {
     "kws": "kws",
     "kws-quality": "kws_quality",
     "motion": "motion",
+    "pipeline": "pipeline",
 }
 
 

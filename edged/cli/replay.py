@@ -103,4 +103,5 @@ def run(args: argparse.Namespace) -> int:
 def print_summary(s: dict[str, object]) -> None:
     print("\nsummary")
     for key, value in s.items():
-        print(f"  {key:22} {value}")
+        if key != "sources":
+            print(f"  {key:22} {value}")

@@ -99,7 +99,7 @@ def microphone_device(config: Config, mic: MicrophoneConfig, keywords: Sequence[
     entities = [
         Entity("keyword", "event", "Keyword", {"state_topic": f"{base}/keyword", "event_types": list(keywords),
                                               "icon": "mdi:account-voice"}),
-        _diag("audio_lag", "Audio lag", stats, f"{{{{ {src}.lag_ms | default(0) }}}}", "ms",
+        _diag("audio_lag", "Audio lag", stats, f"{{{{ {src}.lag_ms.current | default(0) }}}}", "ms",
               device_class="duration"),
         _diag("overruns", "Audio overruns", stats, f"{{{{ {src}.overruns }}}}", "chunks", state_class="total"),
     ]
