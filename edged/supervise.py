@@ -120,6 +120,7 @@ class Supervisor:
         self._stalls = 0
         self._last_activity: float | None = None
         self._session: Session | None = None
+        self._last_failure_log = float("-inf")
 
     # -- owner API -------------------------------------------------------------------------------
     def start(self) -> None:
@@ -210,8 +211,14 @@ class Supervisor:
         with self._lock:
             self._reconnects += 1
         reason = f"{what.replace('_', ' ')}: {describe_error(exc)}"
+        repeated = reason == self._reason
         self._set_state(SourceState.RECONNECTING, reason)
-        self._log.warning(what, error=describe_error(exc), retry_in_s=round(delay, 2), attempt=self._backoff.attempt)
+        now = self._clock()
+        # A source that stays down logs its first failures, then once a minute (the status topic has it all).
+        if not repeated or self._backoff.attempt <= 3 or now - self._last_failure_log >= 60.0:
+            self._last_failure_log = now
+            self._log.warning(what, error=describe_error(exc), retry_in_s=round(delay, 2),
+                              attempt=self._backoff.attempt)
         self._stop.wait(delay)
 
     def _set_state(self, state: SourceState, reason: str) -> None:

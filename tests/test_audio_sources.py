@@ -131,8 +131,9 @@ def test_files_are_paced_in_real_time_by_default(tmp_path: Path) -> None:
     assert time.monotonic() - start >= 0.9
 
 
-def test_raw_pcm_from_a_fifo(tmp_path: Path) -> None:
-    """`fifo:PATH`: raw s16le from another process, resampled from its declared rate."""
+def test_raw_pcm_from_a_fifo_survives_its_writer_closing(tmp_path: Path) -> None:
+    """`fifo:PATH`: raw s16le from another process, resampled from its declared rate. When the writer
+    closes, the source reports a stall (not an end); when a writer comes back, audio flows again."""
     fifo = tmp_path / "mic.fifo"
     os.mkfifo(fifo)
     tone = (np.sin(2 * np.pi * 440 * np.arange(48000) / 48000) * 12000).astype("<i2").tobytes()
@@ -142,12 +143,31 @@ def test_raw_pcm_from_a_fifo(tmp_path: Path) -> None:
             f.write(tone)
 
     mic = MicrophoneConfig(id="fifo", device=f"fifo:{fifo}", sample_rate=48000)
-    thread = threading.Thread(target=writer)
-    thread.start()
-    samples, source = read_all(mic)
-    thread.join(5)
-    assert len(samples) == pytest.approx(16000, abs=200)
+    states: list[SourceState] = []
+    source = AudioSource(mic, on_health=lambda h: states.append(h.state))
+    source.start()
+    got: list[np.ndarray] = []
+    try:
+        for round_ in range(2):
+            threading.Thread(target=writer).start()
+            deadline = time.monotonic() + 10
+            while sum(len(c) for c in got) < 16000 * (round_ + 1) - 200 and time.monotonic() < deadline:
+                chunk = source.chunks.get(timeout=0.1)
+                if chunk is not None:
+                    got.append(chunk.samples)
+            if round_ == 0:  # the writer has gone: wait for the watchdog to call it a stall
+                deadline = time.monotonic() + 10
+                while SourceState.STALLED not in states and time.monotonic() < deadline:
+                    source.supervisor.check_stall()
+                    time.sleep(0.1)
+    finally:
+        source.stop()
+    samples = np.concatenate(got)
+    assert len(samples) == pytest.approx(32000, abs=400)
     assert dominant_hz(samples) == pytest.approx(440, abs=5)
+    assert states.count(SourceState.STALLED) == 1
+    assert states[-2:] == [SourceState.STREAMING, SourceState.STOPPED]
+    assert SourceState.ENDED not in states
     assert source.overruns == 0
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import socket
 import subprocess
@@ -15,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.broker import Broker
+from tests.support.daemon import DaemonProcess
 from tests.support.mqtt import Subscriber
 
 
@@ -25,43 +25,6 @@ def write_config(path: Path, port: int, clip: Path, cameras: str = "") -> Path:
         "models: {captioner: {backend: none}}\n"
         f"cameras:\n  porch: {{url: {clip}, loop: true, microphone: {{device: camera, loop: true}}}}\n{cameras}")
     return path
-
-
-class DaemonProcess:
-    """`python -m edged run -c FILE` with its stderr (JSON log lines) collected."""
-
-    def __init__(self, config: Path, env: dict[str, str] | None = None) -> None:
-        self.log_path = config.with_suffix(".log")
-        self.log = open(self.log_path, "wb")  # noqa: SIM115
-        self.proc = subprocess.Popen([sys.executable, "-m", "edged", "run", "-c", str(config)],
-                                     stdout=self.log, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})})
-
-    def lines(self) -> list[dict[str, object]]:
-        out = []
-        for raw in self.log_path.read_text(errors="replace").splitlines():
-            try:
-                out.append(json.loads(raw))
-            except json.JSONDecodeError:
-                out.append({"event": "non_json_line", "raw": raw})
-        return out
-
-    def wait_log(self, event: str, timeout: float = 20.0) -> dict[str, object]:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            for line in self.lines():
-                if line.get("event") == event:
-                    return line
-            if self.proc.poll() is not None:
-                break
-            time.sleep(0.05)
-        raise AssertionError(f"no {event!r} in the log: {self.lines()[-10:]}")
-
-    def stop(self) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-        code = self.proc.wait(10)
-        self.log.close()
-        return code
 
 
 @pytest.fixture

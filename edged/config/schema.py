@@ -376,7 +376,7 @@ class MicrophoneConfig:
                                                     ge=5, le=100))
     queue_seconds: float = field(default=2.0, metadata=spec("Audio buffered before overruns", unit="s",
                                                             duration=True, gt=0, le=30))
-    reconnect: BackoffConfig = field(default_factory=BackoffConfig)
+    reconnect: BackoffConfig = field(default_factory=lambda: BackoffConfig(initial=0.5, max=3.0))
     keywords: bool = field(default=True, metadata=spec("Spot keywords on this microphone"))
 
     @property
@@ -415,7 +415,8 @@ class CameraConfig:
                                                      le=64))
     history: float = field(default=4.0, metadata=spec("Recent analysed frames kept for frame choice",
                                                       unit="s", duration=True, gt=0, le=60))
-    reconnect: BackoffConfig = field(default_factory=BackoffConfig)
+    # Retrying a dead camera is cheap; a short cap means a camera is back within seconds of its return.
+    reconnect: BackoffConfig = field(default_factory=lambda: BackoffConfig(initial=0.5, max=3.0))
     microphone: MicrophoneConfig | None = field(default=None, metadata=spec("The camera's microphone"))
     motion: MotionConfig = field(default_factory=MotionConfig)
     captions: CaptionsConfig = field(default_factory=CaptionsConfig)

@@ -130,10 +130,12 @@ class CaptureSession:
         self._last_pts = 0.0
         self._selector = source.selector
         self._pace_origin: float | None = None
+        self.grabbed = 0
 
     def step(self) -> None:
         if not self._cap.grab():
             self._on_grab_failed()
+        self.grabbed += 1
         self._src.supervisor.mark_activity()
         self._src.stats.input.mark()
         pts = self._stream_time()
@@ -149,6 +151,10 @@ class CaptureSession:
     def _on_grab_failed(self) -> None:
         if self._live:
             raise StreamError(f"{redact_url(self._cam.url)}: no frame within the read timeout or stream closed")
+        position = self._cap.get(cv2.CAP_PROP_POS_FRAMES)
+        count = self._cap.get(cv2.CAP_PROP_FRAME_COUNT)
+        if 0 < count and position < count - 2:  # damaged data, not the end: skip ahead past it
+            raise _Damaged(position)
         self._src.file_position = self._pts_offset + self._last_pts + 1.0 / self._native_fps
         if self._cam.loop:
             raise _Rewind()
@@ -180,6 +186,14 @@ class CaptureSession:
 
 class _Rewind(Exception):
     """A looping file reached its end: reopen it from the start (not counted as a failure)."""
+
+
+class _Damaged(Exception):
+    """The decoder gave up inside a file (corrupt data): reopen and seek past the damage."""
+
+    def __init__(self, position: float) -> None:
+        super().__init__(f"undecodable data at frame {position:.0f}")
+        self.position = position
 
 
 class VideoSource:
@@ -220,11 +234,11 @@ class VideoSource:
         self.frames.close()  # releases a capture thread blocked on a full lossless queue
         return self.supervisor.stop(timeout)
 
-    def _connect(self) -> _LoopingSession | CaptureSession:
+    def _connect(self) -> _FileSession | CaptureSession:
         cap = open_capture(self.config, self._url)
         self._generation += 1
         session = CaptureSession(self, cap, self._generation, self.file_position)
-        return _LoopingSession(self, session) if self.config.loop and self.config.is_file else session
+        return _FileSession(self, session) if self.config.is_file else session
 
     def deliver(self, image: np.ndarray, pts: float, generation: int) -> None:
         """Queue an analysed frame (blocking files wait for room, checking for stop)."""
@@ -249,21 +263,41 @@ class VideoSource:
         }
 
 
-class _LoopingSession:
-    """Wraps a file session: at the end of the file, reopen it and keep the stream time running on."""
+class _FileSession:
+    """Wraps a file's session: loops it at its end (stream time running on) and skips damaged stretches."""
 
     def __init__(self, source: VideoSource, session: CaptureSession) -> None:
         self._src = source
         self._session = session
+        self._skip = 5.0  # frames to jump past damage; doubles while we land in the same damaged stretch
 
     def step(self) -> None:
         try:
             self._session.step()
         except _Rewind:
-            self._session.close()
+            self._reopen(self._src.file_position, 0.0)
             self._src.log.debug("file_looped", position_s=round(self._src.file_position, 2))
-            cap = open_capture(self._src.config, self._src.config.url)
-            self._session = CaptureSession(self._src, cap, self._session._generation, self._src.file_position)
+        except _Damaged as damage:
+            self._skip_damage(damage.position)
+
+    def _skip_damage(self, position: float) -> None:
+        if self._session.grabbed >= 10:
+            self._skip = 5.0  # decoding had resumed: this is a new damaged stretch
+        else:
+            self._skip *= 2
+        self._src.stats.decode_errors += 1
+        self._src.log.warning("file_damaged", frame=int(position), skip_frames=int(self._skip))
+        self._reopen(self._session._pts_offset, position + self._skip)
+
+    def _reopen(self, pts_offset: float, seek_frame: float) -> None:
+        self._session.close()
+        cap = open_capture(self._src.config, self._src.config.url)
+        if seek_frame:
+            if seek_frame >= cap.get(cv2.CAP_PROP_FRAME_COUNT) - 1:  # nothing decodable left
+                cap.release()
+                raise SourceEnded("end of file (the rest is damaged)")
+            cap.set(cv2.CAP_PROP_POS_FRAMES, seek_frame)
+        self._session = CaptureSession(self._src, cap, self._session._generation, pts_offset)
 
     def close(self) -> None:
         self._session.close()

@@ -28,7 +28,7 @@ class Subscriber:
                  tls: dict[str, Any] | None = None, auth: tuple[str, str] | None = None) -> None:
         """`persistent`: a non-clean MQTT 3.1.1 session, so the broker queues messages while we are away."""
         self.messages: list[Received] = []
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # predicates passed to wait_for may call on() under the condition
         self._cond = threading.Condition(self._lock)
         proto = MQTTProtocolVersion.MQTTv311 if persistent or not v5 else MQTTProtocolVersion.MQTTv5
         extra = {"clean_session": False} if persistent else {}

@@ -61,7 +61,7 @@ class MqttLink:
         self.acks: queue.SimpleQueue[tuple[int, bool]] = queue.SimpleQueue()  # (mid, accepted)
         self.connects = 0
         self.disconnects = 0
-        self.connected_since = 0.0  # wall clock of the current connection
+        self.connected_since = 0.0  # monotonic clock of the current connection
         self._stopping = False
         self._client = self._make_client(client_id, password)
 
@@ -128,7 +128,7 @@ class MqttLink:
             self.log.error("mqtt_connect_refused", reason=str(reason))
             return
         self.connects += 1
-        self.connected_since = time.time()
+        self.connected_since = time.monotonic()
         for topic in self.callbacks.subscriptions:
             client.subscribe(topic, qos=1)
         self.connected.set()

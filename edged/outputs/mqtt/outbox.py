@@ -17,11 +17,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from edged.events import Message
+from edged.logs import get_logger
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS outbox (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     created REAL NOT NULL,
+    mono REAL NOT NULL,
+    boot TEXT NOT NULL,
     topic TEXT NOT NULL,
     payload BLOB NOT NULL,
     qos INTEGER NOT NULL,
@@ -30,13 +33,40 @@ CREATE TABLE IF NOT EXISTS outbox (
 """
 
 
+def boot_id() -> str:
+    """This boot's id: monotonic times are comparable only within one boot."""
+    try:
+        with open("/proc/sys/kernel/random/boot_id", encoding="ascii") as f:
+            return f.read().strip()
+    except OSError:
+        return ""
+
+
+BOOT = boot_id()
+
+
 @dataclass(frozen=True)
 class Pending:
-    """A committed message waiting for its PUBACK."""
+    """A committed message waiting for its PUBACK.
+
+    Ages are measured on the monotonic clock within one boot, so the wall clock jumping (NTP setting
+    a Pi's clock at boot, a user changing it) neither expires events nor makes them look new.
+    """
 
     id: int
-    created: float  # wall-clock time it was committed
+    created: float  # wall clock when committed (used only across reboots)
+    mono: float  # monotonic clock when committed
+    boot: str
     message: Message
+
+    def age(self) -> float:
+        if self.boot == BOOT:
+            return time.monotonic() - self.mono
+        return max(0.0, time.time() - self.created)
+
+    def committed_before(self, mono: float) -> bool:
+        """Whether it was committed before monotonic time `mono` of this boot (always true for earlier boots)."""
+        return self.boot != BOOT or self.mono < mono
 
 
 class OutboxError(RuntimeError):
@@ -80,34 +110,36 @@ class Outbox:
 
     def add(self, message: Message) -> int:
         """Commit `message`; returns its id. Never raises for a full disk: the message waits in memory."""
-        now = time.time()
         with self._lock:
+            self._last_id += 1
+            item = Pending(self._last_id, time.time(), time.monotonic(), BOOT, message)
             if not self._memory:
                 try:
-                    row = self._insert(now, message)
+                    self._insert(item)
                     self._count += 1
-                    self._enforce_bounds(now)
-                    return row
+                    self._enforce_bounds()
+                    return item.id
                 except sqlite3.OperationalError as exc:
                     self._disk_failed(exc)
-            return self._add_to_memory(now, message)
+            return self._add_to_memory(item)
 
-    def _insert(self, now: float, m: Message, row: int | None = None) -> int:
-        row = self._last_id + 1 if row is None else row
-        self._db.execute("INSERT INTO outbox (id, created, topic, payload, qos, retain) VALUES (?, ?, ?, ?, ?, ?)",
-                         (row, now, m.topic, m.payload, m.qos, int(m.retain)))
-        self._last_id = max(self._last_id, row)
-        return row
+    def _insert(self, p: Pending) -> None:
+        m = p.message
+        self._db.execute(
+            "INSERT INTO outbox (id, created, mono, boot, topic, payload, qos, retain) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (p.id, p.created, p.mono, p.boot, m.topic, m.payload, m.qos, int(m.retain)))
 
-    def _add_to_memory(self, now: float, message: Message) -> int:
+    def _add_to_memory(self, item: Pending) -> int:
         if len(self._memory) >= self._memory_limit:
             self._memory.popleft()
             self.evicted += 1
-        self._last_id += 1
-        self._memory.append(Pending(self._last_id, now, message))
-        return self._last_id
+        self._memory.append(item)
+        return item.id
 
     def _disk_failed(self, exc: sqlite3.Error) -> None:
+        if not self.disk_errors or str(exc) != self.last_disk_error:
+            get_logger(component="outbox").error("outbox_write_failed", path=str(self.path), error=str(exc),
+                                                 detail="events wait in memory until the disk takes them again")
         self.disk_errors += 1
         self.last_disk_error = str(exc)
 
@@ -118,7 +150,7 @@ class Outbox:
             while self._memory:
                 item = self._memory[0]
                 try:
-                    self._insert(item.created, item.message, item.id)
+                    self._insert(item)
                 except sqlite3.OperationalError as exc:
                     self._disk_failed(exc)
                     break
@@ -127,7 +159,7 @@ class Outbox:
                 moved += 1
         return moved
 
-    def _enforce_bounds(self, now: float) -> None:
+    def _enforce_bounds(self) -> None:
         if self._count > self.max_events:
             excess = self._count - self.max_events
             self._db.execute("DELETE FROM outbox WHERE id IN (SELECT id FROM outbox ORDER BY id LIMIT ?)", (excess,))
@@ -135,15 +167,16 @@ class Outbox:
             self.evicted += excess
 
     def expire(self) -> int:
-        """Delete messages older than `ttl`; returns how many."""
-        cutoff = time.time() - self.ttl
+        """Delete messages older than `ttl` (monotonic within this boot, wall clock across boots)."""
         with self._lock:
             try:
-                n = self._db.execute("DELETE FROM outbox WHERE created < ?", (cutoff,)).rowcount
+                n = self._db.execute(
+                    "DELETE FROM outbox WHERE (boot = ? AND mono < ?) OR (boot != ? AND created < ?)",
+                    (BOOT, time.monotonic() - self.ttl, BOOT, time.time() - self.ttl)).rowcount
             except sqlite3.OperationalError as exc:
                 self._disk_failed(exc)
                 return 0
-            stale = [p for p in self._memory if p.created < cutoff]
+            stale = [p for p in self._memory if p.age() > self.ttl]
             for p in stale:
                 self._memory.remove(p)
             self._count -= n
@@ -153,10 +186,9 @@ class Outbox:
     def fetch_after(self, after: int, limit: int) -> list[Pending]:
         """Up to `limit` messages with id > `after`, oldest first (disk rows, then memory)."""
         with self._lock:
-            rows = self._db.execute(
-                "SELECT id, created, topic, payload, qos, retain FROM outbox WHERE id > ? ORDER BY id LIMIT ?",
-                (after, limit)).fetchall()
-            out = [Pending(r[0], r[1], Message(r[2], bytes(r[3]), r[4], bool(r[5]), True)) for r in rows]
+            rows = self._db.execute("SELECT id, created, mono, boot, topic, payload, qos, retain FROM outbox "
+                                    "WHERE id > ? ORDER BY id LIMIT ?", (after, limit)).fetchall()
+            out = [Pending(r[0], r[1], r[2], r[3], Message(r[4], bytes(r[5]), r[6], bool(r[7]), True)) for r in rows]
             if len(out) < limit:  # memory holds only ids above every disk row
                 out.extend([p for p in self._memory if p.id > after][: limit - len(out)])
             return out

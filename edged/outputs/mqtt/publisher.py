@@ -122,7 +122,7 @@ class OutboxSender:
         for pending in self.outbox.fetch_after(self._cursor, room):
             message = pending.message
             # Late: it waited for this connection (an outage, a restart), or the outbox was slow.
-            late = pending.created < self.link.connected_since or time.time() - pending.created > _LATE_AFTER
+            late = pending.committed_before(self.link.connected_since) or pending.age() > _LATE_AFTER
             if late:
                 message = mark_replayed(message)
             mid = self.link.publish(message)
@@ -143,7 +143,7 @@ class OutboxSender:
                 self.rejected += 1
                 self.log.error("mqtt_publish_rejected", topic=pending.message.topic)
             self.sent += 1
-            self.latency_ms.add((time.time() - pending.created) * 1000)
+            self.latency_ms.add(pending.age() * 1000)
             done.append(pending.id)
         self.outbox.ack(done)
 

@@ -123,7 +123,12 @@ class _PipeReader:
 
 
 class PcmReader(_PipeReader):
-    """Raw PCM on stdin or a FIFO (opened non-blocking, so a FIFO without a writer doesn't hang)."""
+    """Raw PCM on stdin or a FIFO.
+
+    A FIFO is opened read-write: edged then holds a writer end itself, so a producer that closes
+    and comes back later is a pause (the stall watchdog reports it), not an end of stream, and
+    opening never blocks waiting for a producer. stdin that closes is the end.
+    """
 
     live = True
 
@@ -135,10 +140,9 @@ class PcmReader(_PipeReader):
         else:
             path = mic.device.removeprefix("fifo:")
             try:
-                fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+                fd = os.open(path, os.O_RDWR)
             except FileNotFoundError:
-                raise AudioError(f"{path}: no such FIFO") from None
-            os.set_blocking(fd, True)
+                raise AudioError(f"{path}: no such FIFO (make it with mkfifo)") from None
             stream = self._owned = os.fdopen(fd, "rb", buffering=0)
             name = path
         super().__init__(stream, mic.sample_rate, mic.channels, name)
