@@ -147,7 +147,7 @@ def test_template_image_count_must_match_the_encoder(tmp_path: Path) -> None:
 def test_external_data_bundle_quantizes_twice_to_the_same_files(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """With weights in `.onnx.data` files (as for 2B), a second quantize replaces its outputs, not grows them."""
+    """With weights in `.onnx.data` files (as for 2B), quantizing again replaces outputs, not grows them."""
     from edged.export import bundle
     from edged.export.quantize import quantize_bundle
 
