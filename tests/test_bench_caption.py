@@ -41,7 +41,7 @@ def test_bench_runs_each_variant_in_a_child_and_writes_a_report(tmp_path: Path) 
     assert "(24)" in rows[0]  # the prompt was padded to the asked length
     assert "machine:" in text
     assert "anchor" in text  # without llama.cpp in the run, the spec's anchor figures are the baseline
-    assert "[caption bench] int4" in proc.stderr
+    assert "[caption bench] int4: vision" in proc.stderr
 
 
 def test_bench_without_bundle_says_how_to_make_one(tmp_path: Path) -> None:

@@ -142,3 +142,23 @@ def test_template_image_count_must_match_the_encoder(tmp_path: Path) -> None:
     sc = read_config(snap)
     with pytest.raises(ConfigMismatch, match="renders 5 image tokens; the vision encoder makes 6"):
         prompt_spec(snap, tok, sc.image_token_id, sc.vision.num_image_tokens)
+
+
+def test_external_data_bundle_quantizes_twice_to_the_same_files(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With weights in `.onnx.data` files (as for 2B), quantizing again replaces outputs, not grows them."""
+    from edged.export import bundle
+    from edged.export.quantize import quantize_bundle
+
+    monkeypatch.setattr(bundle, "EXTERNAL_ABOVE", 0)
+    out = tmp_path / "b"
+    m = export(ExportOptions(snapshot=SNAPSHOT, out=out, golden_images=1, golden_tokens=4))
+    assert m.files["decoder_model_merged.onnx"].external_data == "decoder_model_merged.onnx.data"
+    first = quantize_bundle(out)
+    second = quantize_bundle(out)
+    for name in ("decoder_model_merged.int4.onnx.data", "vision_encoder.int8.onnx.data"):
+        assert second.files[name].size == first.files[name].size, name
+        assert second.files[name].sha256 == first.files[name].sha256, name
+    fixture = load_manifest(BUNDLE).goldens["variants"]["fp32"][GOLDEN["images"][0]]["tokens"][:4]
+    assert second.goldens["variants"]["fp32"][GOLDEN["images"][0]]["tokens"] == fixture

@@ -134,26 +134,31 @@ def best(runs: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
-def _llama(args: argparse.Namespace) -> dict[str, Any] | None:
+def _llama_once(args: argparse.Namespace) -> dict[str, Any] | None:
+    """One llama.cpp run, or None when it is off or not installed (`--llama on` makes that an error)."""
     if args.llama == "off":
         return None
     try:
         from edged.bench.llama_ref import run_llama
-    except ImportError:
-        if args.llama == "on":
-            raise
-        return None
-    try:
-        runs = [
-            run_llama(args.bundle, args.gguf, args.threads, args.prompt_tokens, args.new_tokens)
-            for _ in range(args.repeat)
-        ]
-        return best(runs)
+
+        return run_llama(args.bundle, args.gguf, args.threads, args.prompt_tokens, args.new_tokens)
     except ImportError as exc:
         if args.llama == "on":
             raise
-        print(f"llama.cpp skipped: {exc}", file=sys.stderr)
+        print(f"[caption bench] llama.cpp skipped: {exc}", file=sys.stderr)
+        args.llama = "off"
         return None
+
+
+def _progress(name: str, r: dict[str, Any]) -> None:
+    vision = f"vision {r['vision_ms']:.0f} ms, " if "vision_ms" in r else ""
+    rss = f", RSS {r['peak_rss_mb']:.0f} MB" if "peak_rss_mb" in r else ""
+    print(
+        f"[caption bench] {name}: {vision}prefill {r['prefill_tok_s']:.1f} tok/s, "
+        f"decode {r['decode_tok_s']:.1f} tok/s{rss}",
+        file=sys.stderr,
+        flush=True,
+    )
 
 
 def _lscpu_model() -> str:
@@ -215,20 +220,21 @@ def run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
-    rows = []
-    for variant in args.variants.split(","):
-        print(f"[caption bench] {variant}: running ...", file=sys.stderr, flush=True)
-        rows.append(best([_child(args, variant) for _ in range(args.repeat)]))
-        r = rows[-1]
-        print(
-            f"[caption bench] {variant}: vision {r['vision_ms']:.0f} ms, "
-            f"prefill {r['prefill_tok_s']:.1f} tok/s, "
-            f"decode {r['decode_tok_s']:.1f} tok/s, RSS {r['peak_rss_mb']:.0f} MB",
-            file=sys.stderr,
-            flush=True,
-        )
-    print("[caption bench] llama.cpp ...", file=sys.stderr, flush=True)
-    text = report(args, rows, _llama(args))
+    variants = args.variants.split(",")
+    runs: dict[str, list[dict[str, Any]]] = {v: [] for v in variants}
+    llama_runs: list[dict[str, Any]] = []
+    # Rounds interleave the variants and llama.cpp, so on a shared machine both see the same load.
+    for round_ in range(args.repeat):
+        for variant in variants:
+            print(f"[caption bench] round {round_ + 1}: {variant} ...", file=sys.stderr, flush=True)
+            runs[variant].append(_child(args, variant))
+            _progress(variant, runs[variant][-1])
+        one = _llama_once(args)
+        if one is not None:
+            llama_runs.append(one)
+            _progress("llama.cpp", one)
+    rows = [best(runs[v]) for v in variants]
+    text = report(args, rows, best(llama_runs) if llama_runs else None)
     print(text)
     if args.report:
         args.report.write_text(text, encoding="utf-8")

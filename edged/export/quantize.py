@@ -35,10 +35,17 @@ def _external(directory: Path, name: str, m: Manifest) -> bool:
     return bool(m.files[name].external_data)
 
 
+def _clear(directory: Path, name: str) -> None:
+    """Remove an earlier output: onnx appends to an existing external-data file instead of replacing it."""
+    for path in (directory / name, directory / f"{name}.data"):
+        path.unlink(missing_ok=True)
+
+
 def quantize_vision(directory: Path, m: Manifest) -> dict[str, FileEntry]:
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     ext = _external(directory, VISION, m)
+    _clear(directory, VISION_INT8)
     with contextlib.redirect_stdout(io.StringIO()):  # the quantizer prints per-node chatter
         quantize_dynamic(
             str(directory / VISION),
@@ -64,6 +71,7 @@ def quantize_decoder(directory: Path, m: Manifest, opts: QuantizeOptions) -> dic
     from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
 
     ext = _external(directory, DECODER, m)
+    _clear(directory, DECODER_INT4)
     quant = MatMulNBitsQuantizer(
         str(directory / DECODER),
         bits=4,
