@@ -52,6 +52,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=EvalSpec.seed)
     p.add_argument("--backends", default=f"{MICRO},{OPEN}", help="comma-separated backends to evaluate")
     p.add_argument("--no-vad", action="store_true", help="skip the VAD measurement")
+    p.add_argument("--reuse-scores", action="store_true",
+                   help="reuse the scores recorded by an earlier run on the same set (re-analysis only)")
     p.add_argument("--no-voice-check", action="store_true", help="skip the per-voice check of clean keywords")
     p.add_argument("--markdown", default="docs/bench-kws.md", help="report file ('' for none)")
     p.add_argument("--plot", default="docs/kws-quality.png", help="threshold-sweep plot ('' for none)")
@@ -66,11 +68,14 @@ def run(args: argparse.Namespace) -> int:
     spec = EvalSpec(seed=args.seed, positives=args.positives, speech_minutes=args.speech_minutes)
     manifest = _eval_set(Path(args.eval_dir), spec, args.rebuild)
     results: dict[str, Any] = {"set": _describe_set(manifest), "backends": {}}
+    runs: dict[str, RunResult] = {}
     for backend in _backends(args.backends):
         config = WakewordConfig(backend=backend, keywords=BUILTIN_KEYWORDS[backend],
                                 refractory=REFRACTORY)
-        run_result = score_set(manifest, config, _progress)
-        results["backends"][backend] = analyse(manifest, backend, run_result)
+        runs[backend] = _cached_run(manifest, config, args.reuse_scores)
+        results["backends"][backend] = analyse(manifest, backend, runs[backend])
+    if {MICRO, OPEN} <= results["backends"].keys():
+        results["fusion"] = fusion(manifest, runs[MICRO], runs[OPEN])
     if not args.no_vad and MICRO in results["backends"]:
         results["vad"] = vad_effect(manifest, results["backends"][MICRO], _progress)
     results["voices"] = voice_table(manifest, results["backends"])
@@ -150,6 +155,55 @@ def score_set(manifest: Manifest, config: WakewordConfig, progress: Any) -> RunR
     cutoffs = {k: engine.settings(k).cutoff for k in engine.keywords}
     engine.close()
     return RunResult(dict(series), hits, cpu, audio_s, cutoffs)
+
+
+def _cached_run(manifest: Manifest, config: WakewordConfig, reuse: bool) -> RunResult:
+    """`score_set`, or with `reuse` the scores an earlier run recorded for the same set and config."""
+    import pickle
+
+    path = manifest.folder / f"scores-{config.backend}{'-vad' if config.vad.enabled else ''}.pickle"
+    key = (dataclasses.asdict(manifest.spec), repr(config))
+    if reuse and path.is_file():
+        cached_key, result = pickle.loads(path.read_bytes())
+        if cached_key == key:
+            _progress(f"{config.backend}: reusing the scores in {path}")
+            return result  # type: ignore[no-any-return]
+    result = score_set(manifest, config, _progress)
+    path.write_bytes(pickle.dumps((key, result)))
+    return result
+
+
+def fusion(manifest: Manifest, micro: RunResult, open_: RunResult) -> dict[str, Any]:
+    """Each keyword both families have, run on both at once (one shared refractory period): the pair
+    of cutoffs with the best recall within the budget on the tuning half, measured on the other."""
+    from edged.analysis.kws.evaluation import fire_times_union
+
+    dev_occ, dev_neg = _split(manifest, 0)
+    test_occ, test_neg = _split(manifest, 1)
+    grid = [0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.93, 0.95, 0.97, 0.98, 0.99]
+    out: dict[str, Any] = {}
+    for keyword in sorted(set(micro.series) & set(open_.series)):
+        series = (micro.series[keyword], open_.series[keyword])
+
+        def measure(cuts: tuple[float, float], occ: Sequence[Occurrence], neg: dict[str, float],
+                    kw: str = keyword, pair: tuple[dict[str, Series], ...] = series) -> tuple[float, float]:
+            files = {o.file for o in occ if o.keyword == kw} | set(neg)
+            hits = [Hit(f, kw, t) for f in files if f in pair[0] and f in pair[1]
+                    for t in fire_times_union([pair[0][f], pair[1][f]], cuts, REFRACTORY)]
+            positives = [o for o in occ if o.keyword == kw]
+            found, _ = match([h for h in hits if h.file not in neg], positives)
+            fa = sum(1 for h in hits if h.file in neg)
+            return len(found) / max(1, len(positives)), fa / (sum(neg.values()) / 3600)
+
+        scored = [((a, b), *measure((a, b), dev_occ, dev_neg)) for a in grid for b in grid]
+        ok = [s for s in scored if s[2] <= FA_BUDGET]
+        if not ok:
+            out[keyword] = None
+            continue
+        cuts, _, _ = max(ok, key=lambda s: (s[1], s[0][0] + s[0][1]))
+        recall, fa = measure(cuts, test_occ, test_neg)
+        out[keyword] = {"cutoffs": cuts, "recall": recall, "fa_per_hour": fa}
+    return out
 
 
 def _split(manifest: Manifest, part: int) -> tuple[list[Occurrence], dict[str, float]]:
@@ -367,6 +421,21 @@ def render(results: dict[str, Any]) -> str:
     for kw, backend, k in _rows(results):
         cells = [_frac(k["by_engine"].get(e)) for e in ("espeak-ng", "flite", "festival")]
         lines.append(f"| {kw} | {backend} | " + " | ".join(cells) + " |")
+    if results.get("fusion"):
+        lines += ["", "### Both families on one keyword", "",
+                  "The keyword listed once per backend; a hit from either fires (shared refractory). "
+                  "Cutoff pair chosen as above on the tuning half, measured on the other half.", "",
+                  "| keyword | cutoffs (micro-wakeword, openwakeword) | recall (held-out) "
+                  "| false accepts/h (held-out) | best single family, held-out |", "|---|---|---|---|---|"]
+        best = _best_family(results)
+        for kw, f in results["fusion"].items():
+            single = results["backends"][best[kw]]["keywords"][kw]["test"]
+            single_text = f"{_pct(single['recall'])} ({best[kw]})" if single else "-"
+            if f is None:
+                lines.append(f"| {kw} | none within budget | - | - | {single_text} |")
+                continue
+            lines.append(f"| {kw} | {f['cutoffs'][0]:g}, {f['cutoffs'][1]:g} | {_pct(f['recall'])} "
+                         f"| {f['fa_per_hour']:.1f} | {single_text} |")
     if "vad" in results:
         v = results["vad"]
         lines += ["", "### VAD gate (micro-wakeword, all four keywords)", "",
