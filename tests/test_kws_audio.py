@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import struct
+import subprocess
 import wave
 from pathlib import Path
 
@@ -152,3 +153,29 @@ def test_chunks_carry_stream_time() -> None:
     chunks = list(iter_chunks(np.zeros(500, np.int16), 160))
     assert [len(c.samples) for c in chunks] == [160, 160, 160, 20]
     assert [c.stream_time for c in chunks] == [0.01, 0.02, 0.03, 0.03125]
+
+
+def test_other_containers_go_through_ffmpeg(tmp_path: Path) -> None:
+    """FLAC at 16 kHz mono needs no note; a stereo 44.1 kHz one is converted and says so."""
+    from kws_support import FIXTURES
+
+    assert read_audio(FIXTURES / "speech.flac").conversions == ()
+    stereo = tmp_path / "stereo.flac"
+    subprocess.run(
+        [
+            "ffmpeg",
+            "-v",
+            "error",
+            "-i",
+            str(FIXTURES / "speech.flac"),
+            "-ac",
+            "2",
+            "-ar",
+            "44100",
+            str(stereo),
+        ],
+        check=True,
+    )
+    notes = read_audio(stereo).conversions
+    assert "stereo mixed to mono" in notes
+    assert "resampled from 44100 Hz to 16000 Hz" in notes

@@ -22,7 +22,7 @@ from edged.analysis.kws.catalog import MICRO, OPEN, ModelSpec, resolve
 from edged.analysis.kws.errors import KwsError, UnknownKeywordError
 from edged.analysis.kws.scoring import Detection, KeywordSettings, Refractory
 from edged.analysis.kws.vad import VadGate
-from edged.config.schema import KeywordConfig, VadConfig, WakewordConfig
+from edged.config.schema import VadConfig, WakewordConfig
 from edged.sources.audio.chunk import SAMPLE_RATE, AudioChunk
 
 CONFIG_KEY = "models.wakeword.keywords"
@@ -181,12 +181,6 @@ class KeywordEngine:
 
 def make_gate(vad: VadConfig) -> VadGate | None:
     return VadGate(vad.threshold_db, vad.hangover) if vad.enabled else None
-
-
-def keyword_config(names: Sequence[str], backend: str | None = None, cutoff: float | None = None) -> tuple[
-        KeywordConfig, ...]:
-    """Keyword entries for names given on a command line."""
-    return tuple(KeywordConfig(name=n, cutoff=cutoff, backend=backend) for n in names)  # type: ignore[arg-type]
 
 
 def spot_file(engine: KeywordEngine, samples: np.ndarray, chunk_ms: int = 10) -> Iterator[Detection]:
