@@ -154,11 +154,12 @@ def sweep(keyword: str, cutoffs: Iterable[float], refractory: float, scores: Map
 
 
 def best_under(points: Sequence[Quality], max_fa_per_hour: float) -> Quality | None:
-    """The highest-recall point whose false-accept rate is within budget (lowest cutoff on ties)."""
+    """The highest-recall point whose false-accept rate is within budget (the highest, safest cutoff
+    among equal recalls)."""
     ok = [p for p in points if p.fa_per_hour <= max_fa_per_hour]
     if not ok:
         return None
-    return max(ok, key=lambda p: (p.recall, -p.cutoff))
+    return max(ok, key=lambda p: (p.recall, p.cutoff))
 
 
 def default_cutoffs() -> list[float]:
