@@ -77,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
     if {MICRO, OPEN} <= results["backends"].keys():
         results["fusion"] = fusion(manifest, runs[MICRO], runs[OPEN])
     if not args.no_vad and MICRO in results["backends"]:
-        results["vad"] = vad_effect(manifest, results["backends"][MICRO], _progress)
+        results["vad"] = vad_effect(manifest, results["backends"][MICRO], args.reuse_scores)
     results["voices"] = voice_table(manifest, results["backends"])
     if not args.no_voice_check:
         results["voice_check"] = voice_check(_progress)
@@ -289,11 +289,11 @@ def _breakdown(keyword: str, cutoff: float, series: dict[str, Series], occ: Sequ
     return out
 
 
-def vad_effect(manifest: Manifest, plain: dict[str, Any], progress: Any) -> dict[str, Any]:
+def vad_effect(manifest: Manifest, plain: dict[str, Any], reuse: bool) -> dict[str, Any]:
     """The same micro-wakeword run with the VAD gate on: CPU saved, recall lost."""
     config = WakewordConfig(backend="micro-wakeword", keywords=BUILTIN_KEYWORDS[MICRO], refractory=REFRACTORY,
                             vad=VadConfig(enabled=True))
-    r = score_set(manifest, config, lambda m: progress("vad " + m))
+    r = _cached_run(manifest, config, reuse)
     speech_all = {f.path: f.duration for f in manifest.of_kind("speech")}
     found, _ = match(r.hits, manifest.occurrences)
     per_kw = {}
