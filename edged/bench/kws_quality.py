@@ -529,6 +529,9 @@ def _best_family(results: dict[str, Any]) -> dict[str, str]:
     return {kw: b for kw, (_, b) in best.items()}
 
 
+_COLORS = {MICRO: "tab:blue", OPEN: "tab:orange"}
+
+
 def plot(results: dict[str, Any], path: Path) -> None:
     try:
         import matplotlib
@@ -545,9 +548,9 @@ def plot(results: dict[str, Any], path: Path) -> None:
             k = r["keywords"].get(kw)
             if k is None:
                 continue
-            pts = sorted(k["sweep"], key=lambda p: p[2])
+            pts = sorted(k["sweep"], key=lambda p: -p[0])  # from the highest cutoff down
             xs, ys = [max(p[2], 0.05) for p in pts], [100 * p[1] for p in pts]
-            line, = ax.plot(xs, ys, marker=".", label=backend)
+            line, = ax.plot(xs, ys, marker=".", label=backend, color=_COLORS.get(backend))
             d = k["default"]
             ax.plot([max(d["fa_per_hour"], 0.05)], [100 * d["recall"]], marker="o", ms=9, mfc="none",
                     color=line.get_color())
@@ -557,7 +560,11 @@ def plot(results: dict[str, Any], path: Path) -> None:
         ax.set_xlabel("false accepts / hour")
         ax.grid(alpha=0.3)
     (axes[0] if len(keywords) > 1 else axes).set_ylabel("recall (%)")
-    (axes[0] if len(keywords) > 1 else axes).legend(fontsize=8, loc="lower right")
+    from matplotlib.lines import Line2D
+
+    handles = [Line2D([], [], color=c, marker=".", label=b) for b, c in _COLORS.items()
+               if b in results["backends"]]
+    (axes[0] if len(keywords) > 1 else axes).legend(handles=handles, fontsize=8, loc="lower right")
     fig.suptitle("Threshold sweep on the synthetic set (circle: the model's own cutoff; "
                  "0 FA/h drawn at 0.05)", fontsize=9)
     fig.tight_layout()
