@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import struct
+import subprocess
 import wave
 from pathlib import Path
 
@@ -97,18 +99,37 @@ def _chunk(level: float, seq: int) -> AudioChunk:
     return AudioChunk("m", seq, samples, (seq + 1) * 0.01, 0.0, 0.0)
 
 
-def test_vad_gate_pre_roll_and_hangover() -> None:
-    """Closed, the gate keeps a pre-roll; a loud chunk releases it in order; it closes after the hangover."""
-    gate = VadGate(threshold_db=-40, pre_roll=0.05, hangover=0.03)
-    quiet = [_chunk(-70, i) for i in range(20)]
-    assert all(gate.push(c) == [] for c in quiet)
-    out = gate.push(_chunk(-20, 20))
-    assert [c.seq for c in out] == [15, 16, 17, 18, 19, 20]  # 50 ms of pre-roll, then the loud chunk
-    assert [len(gate.push(_chunk(-70, i))) for i in range(21, 26)] == [1, 1, 1, 0, 0]  # 30 ms hangover
+def test_vad_gate_opens_on_level_and_closes_after_the_hangover() -> None:
+    """Quiet chunks are held back; a loud one opens the gate; it closes once the hangover has passed."""
+    gate = VadGate(threshold_db=-40, hangover=0.03)
+    assert [gate.push(_chunk(-70, i)) for i in range(3)] == [False, False, False]
+    assert gate.push(_chunk(-20, 3))
+    assert [gate.push(_chunk(-70, i)) for i in range(4, 9)] == [True, True, True, False, False]  # 30 ms
     assert not gate.is_open
     assert gate.openings == 1
+    assert gate.passed_fraction == 4 / 9
     assert level_db(np.zeros(10, np.int16)) == -120.0
     assert level_db(np.full(100, 32767, np.int16)) == pytest.approx(0.0, abs=0.01)
+
+
+@pytest.mark.parametrize("backend", ["micro-wakeword", "openwakeword"])
+def test_gated_chunks_are_replayed_as_pre_roll(backend: str) -> None:
+    """While the gate is shut a backend keeps only the pre-roll; when it opens the models start fresh
+    on it, so the gated stream scores like a fresh stream that starts at the pre-roll."""
+    speech = spoken("hey jarvis", "flite", "rms", pad=0.0)
+    audio = np.concatenate((np.zeros(16000, np.int16), speech, np.zeros(8000, np.int16)))
+    config = WakewordConfig(backend=backend, keywords=("hey_jarvis",))  # type: ignore[arg-type]
+    engine = KeywordEngine.from_config(config)
+    gated = KeywordEngine.from_config(dataclasses.replace(config, vad=VadConfig(enabled=True, pre_roll=0.2)))
+    got = [(d.stream_time, d.score) for d in spot_file(gated, audio)]
+    want = [(d.stream_time, d.score) for d in spot_file(engine, audio)]
+    assert got
+    assert want
+    assert got[0][0] == pytest.approx(want[0][0], abs=0.1)
+    assert gated.vad is not None
+    assert gated.vad.passed_fraction < 0.9
+    engine.close()
+    gated.close()
 
 
 def test_vad_keeps_a_keyword_spoken_right_after_silence() -> None:
@@ -132,3 +153,29 @@ def test_chunks_carry_stream_time() -> None:
     chunks = list(iter_chunks(np.zeros(500, np.int16), 160))
     assert [len(c.samples) for c in chunks] == [160, 160, 160, 20]
     assert [c.stream_time for c in chunks] == [0.01, 0.02, 0.03, 0.03125]
+
+
+def test_other_containers_go_through_ffmpeg(tmp_path: Path) -> None:
+    """FLAC at 16 kHz mono needs no note; a stereo 44.1 kHz one is converted and says so."""
+    from kws_support import FIXTURES
+
+    assert read_audio(FIXTURES / "speech.flac").conversions == ()
+    stereo = tmp_path / "stereo.flac"
+    subprocess.run(
+        [
+            "ffmpeg",
+            "-v",
+            "error",
+            "-i",
+            str(FIXTURES / "speech.flac"),
+            "-ac",
+            "2",
+            "-ar",
+            "44100",
+            str(stereo),
+        ],
+        check=True,
+    )
+    notes = read_audio(stereo).conversions
+    assert "stereo mixed to mono" in notes
+    assert "resampled from 44100 Hz to 16000 Hz" in notes

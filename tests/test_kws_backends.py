@@ -213,3 +213,33 @@ def test_openwakeword_onnx_classifier_runs_on_onnxruntime(tmp_path: Path) -> Non
     assert 0 < min(values) < max(values) < 1
     assert len(set(values)) > 10
     engine.close()
+
+
+def test_recorded_scores_replay_to_the_engines_detections() -> None:
+    """The evaluation's offline replay (one backend, or both on one keyword) reproduces what the
+    engine fired, so threshold sweeps measure the daemon's behaviour."""
+    from edged.analysis.kws.evaluation import Series, fire_times, fire_times_union
+
+    audio = fixture_audio("positive_hey_jarvis.flac")
+    config = WakewordConfig(keywords=("hey_jarvis", KeywordConfig("hey_jarvis", backend="openwakeword")))
+    engine = KeywordEngine.from_config(config)
+    series: dict[str, Series] = {}
+
+    def sink(backend: str, _keyword: str, t: float, score: float) -> None:
+        s = series.setdefault(backend, Series())
+        s.times.append(t)
+        s.scores.append(score)
+
+    engine.set_score_sink(sink)
+    fired = [d.stream_time for d in spot_file(engine, audio)]
+    cutoffs = [
+        engine.backends[0].settings("hey_jarvis").cutoff,
+        engine.backends[1].settings("hey_jarvis").cutoff,
+    ]
+    replay = fire_times_union([series["micro-wakeword"], series["openwakeword"]], cutoffs, 2.0)
+    assert fired == pytest.approx(replay)
+    engine.close()
+    single = KeywordEngine.from_config(WakewordConfig(backend="openwakeword", keywords=("hey_jarvis",)))
+    alone = [d.stream_time for d in spot_file(single, audio)]
+    assert alone == pytest.approx(fire_times(series["openwakeword"], 0.5, 2.0))
+    single.close()

@@ -43,7 +43,7 @@ class EvalSpec:
 
     seed: int = 7
     positives: int = 120  # per keyword
-    speech_minutes: float = 60.0
+    speech_minutes: float = 180.0
     near_miss_voices: int = 3  # voices speaking each near-miss phrase
     noise_minutes: float = 4.0
     keywords: tuple[str, ...] = tuple(KEYWORD_PHRASES)

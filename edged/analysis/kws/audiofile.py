@@ -8,6 +8,7 @@ be converted sensibly is refused with an `AudioFormatError` that says why.
 
 from __future__ import annotations
 
+import re
 import shutil
 import struct
 import subprocess
@@ -150,16 +151,33 @@ def _read_with_ffmpeg(path: Path) -> Audio:
     if ffmpeg is None:
         raise AudioFormatError(f"{path}: not a WAV file, and ffmpeg (which decodes other formats) is not "
                                "installed; install ffmpeg or convert to WAV")
-    cmd = [ffmpeg, "-nostdin", "-v", "error", "-i", str(path), "-vn", "-ac", "1", "-ar", str(SAMPLE_RATE),
-           "-f", "s16le", "-acodec", "pcm_s16le", "-"]
+    cmd = [ffmpeg, "-nostdin", "-hide_banner", "-v", "info", "-i", str(path), "-vn", "-ac", "1",
+           "-ar", str(SAMPLE_RATE), "-f", "s16le", "-acodec", "pcm_s16le", "-"]
     proc = subprocess.run(cmd, capture_output=True, check=False)
+    log = proc.stderr.decode(errors="replace")
     if proc.returncode != 0:
-        reason = proc.stderr.decode(errors="replace").strip().splitlines()
+        reason = [line for line in log.strip().splitlines() if line.strip()]
         raise AudioFormatError(f"{path}: ffmpeg cannot decode it ({reason[-1] if reason else 'no audio'})")
     samples = np.frombuffer(proc.stdout, dtype="<i2").astype(np.int16)
     if len(samples) == 0:
         raise AudioFormatError(f"{path}: no audio stream")
-    return Audio(samples, ("decoded by ffmpeg to 16 kHz mono",))
+    return Audio(samples, _ffmpeg_conversions(log))
+
+
+def _ffmpeg_conversions(log: str) -> tuple[str, ...]:
+    """What ffmpeg changed, read from the input stream it describes (`Audio: flac, 44100 Hz, stereo, s16`)."""
+    match = re.search(r"Stream #0:\d+.*?: Audio: ([^,\n]+), (\d+) Hz, ([^,\n]+), ([^,\n]+)", log)
+    if match is None:
+        return ("decoded by ffmpeg to 16 kHz mono",)
+    codec, rate, layout, fmt = match.group(1).split()[0], int(match.group(2)), match.group(3), match.group(4)
+    notes = []
+    if layout.strip() != "mono":
+        notes.append(f"{layout.strip()} mixed to mono")
+    if rate != SAMPLE_RATE:
+        notes.append(f"resampled from {rate} Hz to {SAMPLE_RATE} Hz")
+    if notes or not fmt.strip().startswith("s16"):
+        notes.insert(0, f"decoded from {codec} ({fmt.strip()}) by ffmpeg")
+    return tuple(notes)
 
 
 def iter_chunks(samples: np.ndarray, chunk_samples: int, mic: str = "file",

@@ -36,7 +36,14 @@ class KeywordBackend(Protocol):
     def settings(self, keyword: str) -> KeywordSettings: ...
 
     def process(self, chunk: AudioChunk) -> list[Detection]:
-        """Feed one chunk (in stream order); detections whose smoothed score crossed the cutoff."""
+        """Feed one chunk (in stream order); detections whose smoothed score crossed the cutoff.
+
+        After `idle` chunks, the models first start fresh on the buffered pre-roll."""
+        ...
+
+    def idle(self, chunk: AudioChunk, pre_roll: float) -> None:
+        """The VAD gate is closed for this chunk: keep the cheap state current and the last
+        `pre_roll` seconds buffered, but run no keyword model."""
         ...
 
     def reset(self) -> None:

@@ -22,7 +22,7 @@ from edged.analysis.kws.catalog import MICRO, OPEN, ModelSpec, resolve
 from edged.analysis.kws.errors import KwsError, UnknownKeywordError
 from edged.analysis.kws.scoring import Detection, KeywordSettings, Refractory
 from edged.analysis.kws.vad import VadGate
-from edged.config.schema import KeywordConfig, VadConfig, WakewordConfig
+from edged.config.schema import VadConfig, WakewordConfig
 from edged.sources.audio.chunk import SAMPLE_RATE, AudioChunk
 
 CONFIG_KEY = "models.wakeword.keywords"
@@ -84,10 +84,11 @@ class KeywordEngine:
     except the setters, which are safe from any thread)."""
 
     def __init__(self, backends: Sequence[KeywordBackend], refractory: float = 2.0,
-                 vad: VadGate | None = None) -> None:
+                 vad: VadGate | None = None, pre_roll: float = 0.5) -> None:
         self.backends = tuple(backends)
         self.refractory = Refractory(refractory)
         self.vad = vad
+        self.pre_roll = pre_roll
         self.detections = 0
 
     @classmethod
@@ -105,7 +106,7 @@ class KeywordEngine:
             for backend in backends:
                 backend.close()
             raise
-        return cls(backends, config.refractory, make_gate(config.vad))
+        return cls(backends, config.refractory, make_gate(config.vad), config.vad.pre_roll)
 
     @property
     def keywords(self) -> tuple[str, ...]:
@@ -122,13 +123,13 @@ class KeywordEngine:
 
     def process(self, chunk: AudioChunk) -> list[Detection]:
         """Feed one chunk; the detections that fire (refractory applied), in stream order."""
-        chunks = self.vad.push(chunk) if self.vad is not None else (chunk,)
-        if not chunks:
+        if self.vad is not None and not self.vad.push(chunk):
+            for backend in self.backends:
+                backend.idle(chunk, self.pre_roll)
             return []
         hits: list[Detection] = []
-        for c in chunks:
-            for backend in self.backends:
-                hits.extend(backend.process(c))
+        for backend in self.backends:
+            hits.extend(backend.process(chunk))
         if not hits:
             return []
         if len(hits) > 1:
@@ -179,13 +180,7 @@ class KeywordEngine:
 
 
 def make_gate(vad: VadConfig) -> VadGate | None:
-    return VadGate(vad.threshold_db, vad.pre_roll, vad.hangover) if vad.enabled else None
-
-
-def keyword_config(names: Sequence[str], backend: str | None = None, cutoff: float | None = None) -> tuple[
-        KeywordConfig, ...]:
-    """Keyword entries for names given on a command line."""
-    return tuple(KeywordConfig(name=n, cutoff=cutoff, backend=backend) for n in names)  # type: ignore[arg-type]
+    return VadGate(vad.threshold_db, vad.hangover) if vad.enabled else None
 
 
 def spot_file(engine: KeywordEngine, samples: np.ndarray, chunk_ms: int = 10) -> Iterator[Detection]:

@@ -96,6 +96,17 @@ def fire_times(series: Series, cutoff: float, refractory: float) -> list[float]:
     return out
 
 
+def fire_times_union(series: Sequence[Series], cutoffs: Sequence[float], refractory: float) -> list[float]:
+    """The engine's detections when one keyword runs on several backends: every backend's crossings
+    of its own cutoff, merged in time, through one shared refractory period."""
+    candidates: list[float] = []
+    for s, cutoff in zip(series, cutoffs, strict=True):
+        times, scores = s.arrays()
+        candidates.extend(times[scores > cutoff].tolist())
+    gate = Refractory(refractory)
+    return [t for t in sorted(candidates) if gate.admit("k", t)]
+
+
 def fire_times_reference(series: Series, cutoff: float, refractory: float) -> list[float]:
     """`fire_times` written as the engine applies it, score by score (for tests)."""
     gate = Refractory(refractory)
@@ -143,11 +154,12 @@ def sweep(keyword: str, cutoffs: Iterable[float], refractory: float, scores: Map
 
 
 def best_under(points: Sequence[Quality], max_fa_per_hour: float) -> Quality | None:
-    """The highest-recall point whose false-accept rate is within budget (lowest cutoff on ties)."""
+    """The highest-recall point whose false-accept rate is within budget (the highest, safest cutoff
+    among equal recalls)."""
     ok = [p for p in points if p.fa_per_hour <= max_fa_per_hour]
     if not ok:
         return None
-    return max(ok, key=lambda p: (p.recall, -p.cutoff))
+    return max(ok, key=lambda p: (p.recall, p.cutoff))
 
 
 def default_cutoffs() -> list[float]:

@@ -9,6 +9,7 @@ JSON). One frontend serves every keyword; each model keeps its own streaming sta
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Sequence
 
 import numpy as np
@@ -98,7 +99,8 @@ class MicroWakeWordBackend:
                              f"({', '.join(str(s.model) for s in specs)})")
         self.step = (strides.pop() if strides else 3) * FEATURE_STEP / 16000
         self.table = KeywordTable(MICRO, specs, settings, self.step)
-        self._leftover = np.zeros(0, dtype=np.int16)
+        self._leftover = _EMPTY
+        self._idle: deque[tuple[np.ndarray, float]] | None = None  # pre-roll rows while the gate is shut
 
     @property
     def keywords(self) -> tuple[str, ...]:
@@ -123,18 +125,44 @@ class MicroWakeWordBackend:
         if self.table.resets_due:
             for i in self.table.take_resets():
                 self._models[i].tflite.reset()
+        detections: list[Detection] = []
+        if self._idle is not None:
+            self._wake(detections)
+        for features, t in self._features(samples, chunk.stream_time):
+            self._feed(features, t, detections)
+        return detections
+
+    def idle(self, chunk: AudioChunk, pre_roll: float) -> None:
+        """Run only the frontend (its noise estimate and gain control adapt to the quiet room) and
+        keep the last `pre_roll` seconds of feature rows for the models."""
+        samples = chunk.samples
+        if samples.dtype != np.int16 or samples.ndim != 1:
+            check_samples(chunk)
+        keep = max(1, round(pre_roll * 16000 / FEATURE_STEP))
+        if self._idle is None or self._idle.maxlen != keep:
+            self._idle = deque(self._idle or (), maxlen=keep)
+        self._idle.extend(self._features(samples, chunk.stream_time))
+
+    def _wake(self, detections: list[Detection]) -> None:
+        """The gate opened: fresh model state, then the buffered pre-roll."""
+        pending, self._idle = self._idle or deque(), None
+        self._reset_models()
+        for features, t in pending:
+            self._feed(features, t, detections)
+
+    def _features(self, samples: np.ndarray, end_time: float) -> list[tuple[np.ndarray, float]]:
+        """Frontend feature rows (40 values every 10 ms) with the stream time each one completes."""
         if len(self._leftover):
             samples = np.concatenate((self._leftover, samples))
-        detections: list[Detection] = []
+        out = []
         pos, n = 0, len(samples)
         while n - pos >= FEATURE_STEP:
             result = self._frontend.process_samples(samples[pos:pos + FEATURE_STEP].tobytes())
             pos += result.samples_read or FEATURE_STEP
             if result.features:
-                self._feed(np.asarray(result.features, dtype=np.float64),
-                           chunk.stream_time - (n - pos) / 16000, detections)
+                out.append((np.asarray(result.features, dtype=np.float64), end_time - (n - pos) / 16000))
         self._leftover = samples[pos:] if pos < n else _EMPTY
-        return detections
+        return out
 
     def _feed(self, features: np.ndarray, t: float, detections: list[Detection]) -> None:
         """One feature row into every group; score the models whose stride filled up."""
@@ -151,6 +179,10 @@ class MicroWakeWordBackend:
     def reset(self) -> None:
         self._frontend.reset()
         self._leftover = _EMPTY
+        self._idle = None
+        self._reset_models()
+
+    def _reset_models(self) -> None:
         for model in self._models:
             model.tflite.reset()
         for group in self._groups:

@@ -79,6 +79,7 @@ class OpenWakeWordBackend:
         self.table = KeywordTable(OPEN, specs, settings, self.step)
         self._history = max(self._windows, default=16)
         self._audio = np.zeros(HISTORY, dtype=np.float32)  # the samples before the next step
+        self._idle: list[tuple[np.ndarray, float]] = []  # pre-roll chunks while the VAD gate is shut
         self._mels = np.zeros((MEL_FRAMES, MEL_BANDS), dtype=np.float32)
         self._embs = np.zeros((self._history, EMBEDDING), dtype=np.float32)
         self._silence = self._silent_state()
@@ -125,6 +126,23 @@ class OpenWakeWordBackend:
     def process(self, chunk: AudioChunk) -> list[Detection]:
         samples = check_samples(chunk)
         self.table.take_resets()  # classifiers are stateless: clearing the score tracks is enough
+        detections: list[Detection] = []
+        if self._idle:
+            pending, self._idle = self._idle, []
+            self.reset()  # a fresh stream (silence before it), then the pre-roll
+            for piece, end in pending:
+                detections.extend(self._run(piece, end))
+        detections.extend(self._run(samples, chunk.stream_time))
+        return detections
+
+    def idle(self, chunk: AudioChunk, pre_roll: float) -> None:
+        """Keep the last `pre_roll` seconds of audio; the models (all the cost) do not run."""
+        self._idle.append((check_samples(chunk), chunk.stream_time))
+        keep = pre_roll * 16000
+        while len(self._idle) > 1 and sum(len(p) for p, _ in self._idle[1:]) >= keep:
+            self._idle.pop(0)
+
+    def _run(self, samples: np.ndarray, end_time: float) -> list[Detection]:
         audio = np.concatenate((self._audio, samples.astype(np.float32)))
         detections: list[Detection] = []
         pos = 0
@@ -133,7 +151,7 @@ class OpenWakeWordBackend:
             pos += STEP_SAMPLES
             self._mels = np.concatenate((self._mels[len(mels):], mels))
             self._embs = np.concatenate((self._embs[1:], self._embed(self._mels)[None, :]))
-            t = chunk.stream_time - (len(audio) - pos - HISTORY) / 16000
+            t = end_time - (len(audio) - pos - HISTORY) / 16000
             detections.extend(self._classify(t))
         self._audio = audio[pos:]
         return detections
@@ -152,6 +170,7 @@ class OpenWakeWordBackend:
         return out
 
     def reset(self) -> None:
+        self._idle = []
         self._audio = np.zeros(HISTORY, dtype=np.float32)
         self._mels = self._silence[0].copy()
         self._embs = self._silence[1].copy()
