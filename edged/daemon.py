@@ -23,7 +23,7 @@ from edged.config.dump import to_plain
 from edged.control.commands import Command, CommandError, Request, parse
 from edged.control.executor import CommandExecutor, Responder
 from edged.control.features import FeatureRegistry, FeatureStore
-from edged.events import Event, Stats
+from edged.events import Event, Message, Stats
 from edged.inference.protocol import Captioner, CaptionResult
 from edged.inference.registry import try_load_captioner
 from edged.logs import get_logger
@@ -111,7 +111,7 @@ class Daemon:
         self.publisher.start()
         stack.callback(self._stop_publisher)
         self.executor = self._make_executor(self.publisher)
-        self.discovery = Discovery(self.config, self.publisher.publish_message)
+        self.discovery = Discovery(self.config, self._send_discovery)
         self._secrets = secrets
         stack.callback(self._close_captioner)
         self._start_pipeline(self.config)
@@ -137,6 +137,10 @@ class Daemon:
     def _on_home_assistant_online(self) -> None:
         """Home Assistant restarted: resend discovery after a random delay (so many devices don't stampede)."""
         self._rediscover_at = time.monotonic() + random.uniform(0.0, 5.0)
+
+    def _send_discovery(self, message: Message) -> None:
+        if self.publisher is not None:
+            self.publisher.publish_message(message, force=True)  # Home Assistant asked again: send even if unchanged
 
     def _publish_discovery(self) -> None:
         if self.discovery is None:
@@ -296,7 +300,7 @@ class Daemon:
             self.publisher.start()
             self.executor = self._make_executor(self.publisher)
         self._stop_pipeline()
-        self.discovery = Discovery(new, self.publisher.publish_message) if self.publisher else None
+        self.discovery = Discovery(new, self._send_discovery)
         self.config = new
         self._secrets = secrets
         self._start_pipeline(new)

@@ -157,7 +157,7 @@ def test_chunks_carry_stream_time() -> None:
 
 def test_other_containers_go_through_ffmpeg(tmp_path: Path) -> None:
     """FLAC at 16 kHz mono needs no note; a stereo 44.1 kHz one is converted and says so."""
-    from kws_support import FIXTURES
+    from tests.kws_support import FIXTURES
 
     assert read_audio(FIXTURES / "speech.flac").conversions == ()
     stereo = tmp_path / "stereo.flac"

@@ -64,8 +64,9 @@ def _busy_fraction(before: Any, after: Any) -> float:
 
 
 def _feed_in_real_time(queue: BoundedQueue[AudioChunk], audio: np.ndarray) -> tuple[int, float]:
-    """Put 10 ms chunks at their due times, stamped with them (as a capture source does);
-    returns the overruns and how late the feeder itself ran at worst. Waits for the queue to drain."""
+    """Put 10 ms chunks at their due times, stamped when they are put (as a live capture source stamps
+    a chunk when it reads it from the device); returns the overruns and how late the feeder itself ran at
+    worst (machine noise outside the spotter). Waits for the queue to drain."""
     overruns, late = 0, 0.0
     start = time.monotonic()
     for c in iter_chunks(audio, 160, "kitchen"):
@@ -74,7 +75,7 @@ def _feed_in_real_time(queue: BoundedQueue[AudioChunk], audio: np.ndarray) -> tu
         if delay > 0:
             time.sleep(delay)
         late = max(late, time.monotonic() - due)
-        chunk = AudioChunk("kitchen", c.seq, c.samples, c.stream_time, due, time.time())
+        chunk = AudioChunk("kitchen", c.seq, c.samples, c.stream_time, time.monotonic(), time.time())
         try:
             if not queue.put(chunk, timeout=0.5):
                 overruns += 1

@@ -23,6 +23,7 @@ COMMANDS = (
     "motion",
     "replay",
     "synth",
+    "soak",
     "bench",
 )
 

@@ -86,10 +86,20 @@ def parse_duration(value: Any) -> float:
     return float(m.group(1)) * _DURATION_UNITS[m.group(2)]
 
 
+class _Loader(yaml.SafeLoader):
+    """SafeLoader without implicit timestamps: `name: 2024-01-01` is text, never a datetime."""
+
+
+_Loader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+
+
 def compose(text: str, file: str) -> Located:
     """Parse YAML text into a `Located` tree (anchors and aliases resolved)."""
     try:
-        loader = yaml.SafeLoader(text)
+        loader = _Loader(text)
         try:
             node = loader.get_single_node()
             if node is None:
@@ -99,11 +109,14 @@ def compose(text: str, file: str) -> Located:
             loader.dispose()
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark
-        line = mark.line + 1 if mark is not None else 0
+        line = mark.line + 1 if mark is not None else 1
         raise ConfigError([Problem(file, line, "", f"invalid YAML: {exc.problem}")]) from None
+    except yaml.YAMLError as exc:  # e.g. a character YAML does not allow
+        line = text.count("\n", 0, getattr(exc, "position", 0)) + 1
+        raise ConfigError([Problem(file, line, "", f"invalid YAML: {exc}")]) from None
 
 
-def _locate(node: yaml.Node, loader: yaml.SafeLoader, file: str) -> Located:
+def _locate(node: yaml.Node, loader: _Loader, file: str) -> Located:
     line = node.start_mark.line + 1
     if isinstance(node, yaml.MappingNode):
         loader.flatten_mapping(node)  # YAML merge keys (<<: *defaults)

@@ -195,7 +195,8 @@ class MqttPublisher:
     def publish(self, event: Event) -> None:
         self.publish_message(event.to_message(self.base))
 
-    def publish_message(self, message: Message) -> None:
+    def publish_message(self, message: Message, force: bool = False) -> None:
+        """Send `message` by its delivery class; `force` re-sends retained state even when unchanged."""
         if message.durable:
             self.outbox.add(message)
             self.sender.wake()
@@ -203,7 +204,7 @@ class MqttPublisher:
                 self.retained.put(message)
             return
         if message.retain:
-            if self.retained.put(message):
+            if self.retained.put(message) or force:
                 self.link.publish(message)
             return
         if self.link.publish(message) is None:
