@@ -8,6 +8,7 @@ microphones) completely, releasing the devices, and starts them again when it is
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
 from collections.abc import Callable
@@ -271,26 +272,31 @@ class Pipeline:
         settings = self.camera_settings[cam.id]
         add = self._features.add
         add(Feature(cam.id, "captions", "switch", "Captions", cam.captions.enabled,
-                    lambda v, c=cam.id: self._set_camera(c, captions=bool(v)), icon="mdi:text-box-outline"))
+                    self._camera_setter(cam.id, "captions"), icon="mdi:text-box-outline"))
         add(Feature(cam.id, "motion", "switch", "Motion detection", cam.motion.enabled,
-                    lambda v, c=cam.id: self._set_camera(c, motion=bool(v)), icon="mdi:motion-sensor"))
+                    self._camera_setter(cam.id, "motion"), icon="mdi:motion-sensor"))
         add(Feature(cam.id, "motion_threshold", "number", "Motion threshold", float(cam.motion.threshold),
-                    lambda v, c=cam.id: self._set_camera(c, threshold=int(v)), 1, 255, 1))
+                    self._camera_setter(cam.id, "threshold"), 1, 255, 1))
         add(Feature(cam.id, "motion_contour_area", "number", "Motion minimum area", float(cam.motion.contour_area),
-                    lambda v, c=cam.id: self._set_camera(c, contour_area=int(v)), 1, 1000, 1, "px"))
+                    self._camera_setter(cam.id, "contour_area"), 1, 1000, 1, "px"))
         on = add(Feature(cam.id, "privacy", "switch", "Privacy", cam.privacy,
-                         lambda v, c=cam.id: self.set_privacy(c, bool(v)), icon="mdi:eye-off"))
+                         functools.partial(self._privacy_switch, cam.id), icon="mdi:eye-off"))
         if cam.id in self.histories:
             self.scheduler.set_captions(cam.id, settings.captions)
         if on:
             self._privacy.add(cam.id)
             self._report(cam.id, "camera", SourceState.PRIVACY, "privacy mode: nothing is captured")
 
-    def _set_camera(self, camera: str, **changes: Any) -> None:
+    def _camera_setter(self, camera: str, key: str) -> Callable[[bool | float], None]:
+        return functools.partial(self._set_camera, camera, key)
+
+    def _privacy_switch(self, camera: str, value: bool | float) -> None:
+        self.set_privacy(camera, bool(value))
+
+    def _set_camera(self, camera: str, key: str, value: bool | float) -> None:
         settings = self.camera_settings[camera]
-        for key, value in changes.items():
-            setattr(settings, key, value)
-        if "captions" in changes and camera in self.histories:
+        setattr(settings, key, bool(value) if key in ("captions", "motion") else int(value))
+        if key == "captions" and camera in self.histories:
             self.scheduler.set_captions(camera, settings.captions)
         pipe = self.cameras.get(camera)
         if pipe is not None:
@@ -302,26 +308,26 @@ class Pipeline:
     def _register_mic_features(self, mic: MicrophoneConfig, spotter: KeywordSpotter) -> None:
         assert self._features is not None
         settings = self.mic_settings[mic.id]
-        self._features.add(Feature(mic.id, "kws", "switch", "Keyword spotting", mic.keywords,
-                                   lambda v, m=mic.id: self._set_mic(m, kws=bool(v)), icon="mdi:account-voice"))
+        add = self._features.add
+        add(Feature(mic.id, "kws", "switch", "Keyword spotting", mic.keywords,
+                    functools.partial(self._set_mic, mic.id, "kws", ""), icon="mdi:account-voice"))
         for keyword in spotter.keywords:
             cutoff = spotter.settings(keyword).cutoff
             settings.cutoffs.setdefault(keyword, cutoff)
-            self._features.add(Feature(mic.id, f"kw_{keyword}", "switch", f"Keyword {keyword}", True,
-                                       lambda v, m=mic.id, k=keyword: self._set_mic(m, keyword=(k, bool(v)))))
-            self._features.add(Feature(mic.id, f"cutoff_{keyword}", "number", f"Cutoff {keyword}", round(cutoff, 3),
-                                       lambda v, m=mic.id, k=keyword: self._set_mic(m, cutoff=(k, float(v))),
-                                       0.01, 0.99, 0.01))
+            add(Feature(mic.id, f"kw_{keyword}", "switch", f"Keyword {keyword}", True,
+                        functools.partial(self._set_mic, mic.id, "keyword", keyword)))
+            add(Feature(mic.id, f"cutoff_{keyword}", "number", f"Cutoff {keyword}", round(cutoff, 3),
+                        functools.partial(self._set_mic, mic.id, "cutoff", keyword), 0.01, 0.99, 0.01))
 
-    def _set_mic(self, mic: str, kws: bool | None = None, keyword: tuple[str, bool] | None = None,
-                 cutoff: tuple[str, float] | None = None) -> None:
+    def _set_mic(self, mic: str, what: str, keyword: str, value: bool | float) -> None:
+        """Runtime setting of a microphone: `kws` (all keywords), a `keyword` on/off, or its `cutoff`."""
         settings = self.mic_settings[mic]
-        if kws is not None:
-            settings.kws = kws
-        if keyword is not None:
-            settings.keywords[keyword[0]] = keyword[1]
-        if cutoff is not None:
-            settings.cutoffs[cutoff[0]] = cutoff[1]
+        if what == "kws":
+            settings.kws = bool(value)
+        elif what == "keyword":
+            settings.keywords[keyword] = bool(value)
+        else:
+            settings.cutoffs[keyword] = float(value)
         pipe = self.microphones.get(mic)
         if pipe is None or pipe.spotter is None:
             return
@@ -373,14 +379,16 @@ class Pipeline:
     # -- watchdog and stats ----------------------------------------------------------------------------
     def check_stalls(self) -> None:
         with self._lock:
-            sources = [p.source.supervisor for p in [*self.cameras.values(), *self.microphones.values()]]
+            pipes: list[CameraPipeline | MicrophonePipeline] = [*self.cameras.values(), *self.microphones.values()]
+            sources = [p.source.supervisor for p in pipes]
         for supervisor in sources:
             supervisor.check_stall()
 
     def healthy(self) -> bool:
         """All processing threads alive (sources may be reconnecting: that is handled, not unhealthy)."""
         with self._lock:
-            pipes_ok = all(p.alive() for p in [*self.cameras.values(), *self.microphones.values()])
+            pipes: list[CameraPipeline | MicrophonePipeline] = [*self.cameras.values(), *self.microphones.values()]
+            pipes_ok = all(p.alive() for p in pipes)
         worker_ok = self.worker is None or self.worker.alive
         return pipes_ok and worker_ok and self.scheduler.alive
 

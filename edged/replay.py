@@ -19,7 +19,7 @@ from types import MappingProxyType
 from typing import Any
 
 from edged.config.schema import CameraConfig, Config, MicrophoneConfig
-from edged.events import Caption, CaptionUnchanged, CameraEvent, Event, KeywordDetected, MotionState
+from edged.events import CameraEvent, Caption, CaptionUnchanged, Event, KeywordDetected, MotionState
 from edged.inference.protocol import Captioner
 from edged.metrics import Percentiles
 from edged.pipeline import Pipeline

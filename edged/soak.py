@@ -122,7 +122,8 @@ def run_soak(minutes: float, interval: float = 5.0, progress: bool = True) -> So
         broker = subprocess.Popen([mosquitto, "-c", str(tmp / "mosquitto.conf")], stdout=subprocess.DEVNULL,
                                   stderr=subprocess.DEVNULL)
         time.sleep(0.5)
-        config = soak_config(tmp, port, ROOT / "samples" / "porch.mp4", ROOT / "tests" / "fixtures" / "glm-edge-v-tiny")
+        tiny = ROOT / "tests" / "fixtures" / "glm-edge-v-tiny"
+        config = soak_config(tmp, port, ROOT / "samples" / "porch.mp4", tiny)
         log = open(tmp / "edged.log", "wb")  # noqa: SIM115 - closed below
         daemon = subprocess.Popen([sys.executable, "-m", "edged", "run", "-c", str(config)], stdout=log,
                                   stderr=subprocess.STDOUT)
@@ -153,8 +154,8 @@ def _watch(daemon: subprocess.Popen[bytes], outbox: Path, counter: _Counter, min
                         len(os.listdir(f"/proc/{daemon.pid}/fd")), _outbox_rows(outbox), counter.count)
         result.samples.append(sample)
         if progress:
-            print(f"  {sample.t:7.0f} s  rss {sample.rss_mb:6.1f} MB  threads {sample.threads:3d}  fds {sample.fds:3d}  "
-                  f"outbox {sample.outbox:4d}  published {sample.events}", flush=True)
+            print(f"  {sample.t:7.0f} s  rss {sample.rss_mb:6.1f} MB  threads {sample.threads:3d}  "
+                  f"fds {sample.fds:3d}  outbox {sample.outbox:4d}  published {sample.events}", flush=True)
 
 
 def judge(result: SoakResult) -> None:

@@ -67,7 +67,7 @@ class Backoff:
         base = min(self.config.max, self.config.initial * (2 ** min(self.attempt, 30)))
         self.attempt += 1
         spread = base * self.config.jitter
-        return max(0.05, base + self.rng.uniform(-spread, spread))
+        return max(0.05, float(base + self.rng.uniform(-spread, spread)))
 
     def reset(self) -> None:
         self.attempt = 0

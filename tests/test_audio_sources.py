@@ -69,11 +69,11 @@ def test_wav_formats_become_16k_mono(tmp_path: Path, codec: str, rate: int, chan
 
 def test_wav_errors_name_the_file(tmp_path: Path) -> None:
     """A missing or non-WAV file is refused by name."""
-    with pytest.raises(AudioError, match="nope.wav: file not found"):
+    with pytest.raises(AudioError, match=r"nope\.wav: file not found"):
         WavReader(str(tmp_path / "nope.wav"))
     junk = tmp_path / "junk.wav"
     junk.write_bytes(b"MThd" + b"\x00" * 64)
-    with pytest.raises(AudioError, match="junk.wav: not a RIFF/WAVE file"):
+    with pytest.raises(AudioError, match=r"junk\.wav: not a RIFF/WAVE file"):
         WavReader(str(junk))
 
 

@@ -10,13 +10,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from tests.kws_support import spoken
 
 from edged.analysis.kws import AudioFormatError, KeywordEngine, read_audio, spot_file
 from edged.analysis.kws.audiofile import iter_chunks, resample
 from edged.analysis.kws.vad import VadGate, level_db
 from edged.config.schema import VadConfig, WakewordConfig
 from edged.sources.audio.chunk import AudioChunk
+from tests.kws_support import spoken
 
 
 def _wav(path: Path, data: bytes, *, rate: int, channels: int, bits: int, tag: int = 1) -> Path:

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from tests.kws_support import fixture_audio, spoken
 
 from edged.analysis.kws import AudioFormatError, KeywordEngine, UnknownKeywordError, iter_chunks, spot_file
 from edged.config.schema import KeywordConfig, WakewordConfig
 from edged.sources.audio.chunk import AudioChunk
+from tests.kws_support import fixture_audio, spoken
 
 
 def _scores(

@@ -9,9 +9,9 @@ import sys
 from pathlib import Path
 
 import pytest
-from tests.kws_support import FIXTURES
 
 from edged.cli import main
+from tests.kws_support import FIXTURES
 
 
 def _run(*args: str) -> subprocess.CompletedProcess[str]:

@@ -9,12 +9,12 @@ from __future__ import annotations
 import functools
 
 import pytest
-from tests.kws_support import fixture_audio, fixture_set
 
 from edged.analysis.kws import KeywordEngine, spot_file
 from edged.analysis.kws.catalog import BUILTIN_KEYWORDS
 from edged.analysis.kws.evaluation import Hit, match
 from edged.config.schema import WakewordConfig
+from tests.kws_support import fixture_audio, fixture_set
 
 # (keyword, backend) -> fewest of the 4 fixture scenes that must be found at the model's own cutoff.
 RECALL_FLOOR = {

@@ -18,7 +18,6 @@ import onnx
 import onnxruntime as ort
 import psutil
 import pytest
-from tests.kws_support import fixture_audio
 from onnx import TensorProto, helper
 
 from edged.analysis.kws import KeywordSpotter, iter_chunks
@@ -26,6 +25,7 @@ from edged.config.schema import MicrophoneConfig, WakewordConfig
 from edged.events import KeywordDetected
 from edged.queues import BoundedQueue, DropPolicy, QueueClosed
 from edged.sources.audio.chunk import AudioChunk
+from tests.kws_support import fixture_audio
 
 N = 384  # one MatMul is ~0.1 GFLOP
 

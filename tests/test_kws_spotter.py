@@ -7,7 +7,6 @@ import time
 
 import numpy as np
 import pytest
-from tests.kws_support import fixture_audio
 from structlog.testing import capture_logs
 
 from edged.analysis.kws import KeywordSpotter, iter_chunks
@@ -15,6 +14,7 @@ from edged.config.schema import MicrophoneConfig, WakewordConfig
 from edged.events import KeywordDetected
 from edged.queues import BoundedQueue, DropPolicy
 from edged.sources.audio.chunk import AudioChunk
+from tests.kws_support import fixture_audio
 
 MIC = MicrophoneConfig(id="kitchen", device="hw:1,0", camera="porch")
 

@@ -34,7 +34,7 @@ def test_outbox_is_ordered_bounded_and_survives_reopening(tmp_path: Path) -> Non
     box.close()
     again = Outbox(path, max_events=5, ttl=3600)
     assert len(again) == 5
-    assert [p.message.payload for p in again.fetch_after(0, 10)][0] == b"3"
+    assert again.fetch_after(0, 10)[0].message.payload == b"3"
     again.close()
 
 

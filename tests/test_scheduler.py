@@ -20,7 +20,7 @@ from edged.analysis.frame_analysis import FrameAnalysis
 from edged.analysis.history import AnalysedFrame, FrameHistory
 from edged.analysis.scene import FrameQuality, scene_signature
 from edged.config import parse_config
-from edged.events import Caption, CaptionUnchanged, CameraEvent, Event
+from edged.events import CameraEvent, Caption, CaptionUnchanged, Event
 from edged.inference.protocol import CaptionResult
 from edged.inference.worker import InferenceWorker
 from edged.scheduling.lifecycle import EventTracker
@@ -191,7 +191,8 @@ def test_cameras_take_turns(rigs: Any) -> None:
     for _ in range(3):
         for cam in ("a", "b"):
             rig.scheduler.trigger(rig.scheduler.make_trigger("request", cam))
-        rig.wait(lambda n=len(rig.of(Caption)): len(rig.of(Caption)) >= n + 2)
+        done = len(rig.of(Caption))
+        rig.wait(lambda done=done: len(rig.of(Caption)) >= done + 2)
     cams = [c.camera for c in rig.of(Caption)]
     assert sorted(cams) == ["a", "a", "a", "b", "b", "b"]
     assert all(cams[i] != cams[i + 1] for i in range(0, len(cams), 2))

@@ -9,6 +9,7 @@ converts only the analysed ones to BGR.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import statistics
 import subprocess
@@ -91,8 +92,8 @@ def run(args: argparse.Namespace) -> int:
             floor_runs, edged_runs = [], []
             for i in range(args.repeat):  # interleaved, so machine noise hits both alike
                 print(f"  {name}: run {i + 1}/{args.repeat}", flush=True)
-                floor_runs.append(cpu_seconds(lambda c=clip: floor_decode_all(c))[0])
-                edged_runs.append(cpu_seconds(lambda c=clip: edged_ingest(c, args.analysis_fps))[0])
+                floor_runs.append(cpu_seconds(functools.partial(floor_decode_all, clip))[0])
+                edged_runs.append(cpu_seconds(functools.partial(edged_ingest, clip, args.analysis_fps))[0])
             floor, ours = statistics.median(floor_runs), statistics.median(edged_runs)
             results.append({"size": name, "seconds": args.seconds, "analysis_fps": args.analysis_fps,
                             "floor_cpu_s_per_s": round(floor / args.seconds, 4),

@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 from edged.cli.watch import describe
-from edged.config import ConfigError, load_config, parse_config
+from edged.config import Config, ConfigError, load_config, parse_config
 from edged.events import Event, Snapshot, SourceHealth, SourceStatus
 from edged.inference.registry import try_load_captioner
 from edged.replay import Recorder, replay_config, run_replay
@@ -37,8 +37,6 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def _base(args: argparse.Namespace) -> Config | str:
-    from edged.config.schema import Config  # noqa: F401 - the return type
-
     if args.config is None:
         return parse_config("{}", "<replay>")
     try:

@@ -192,7 +192,8 @@ class Builder:
         try:
             obj = cls(**{k: v for k, v in values.items() if v is not _INVALID})
         except TypeError:  # a required field was invalid or missing: already reported
-            return _INVALID  # type: ignore[return-value]
+            invalid: T = _INVALID
+            return invalid
         validate = getattr(obj, "_validate", None)
         if validate is not None and len(self.problems) == problems_before:  # cross-field rules need valid fields
             for sub, message in validate():
@@ -253,7 +254,7 @@ class Builder:
             if not re.fullmatch(r"[A-Za-z0-9_-]+", name):
                 self.fail(child, _join(key, name), "names may use only letters, digits, '_' and '-'")
                 continue
-            if dataclasses.is_dataclass(item_tp):
+            if isinstance(item_tp, type) and dataclasses.is_dataclass(item_tp):
                 out[name] = self.build(item_tp, child, _join(key, name), id=name)
             else:
                 out[name] = self.value(item_tp, child, _join(key, name), meta)

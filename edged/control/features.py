@@ -74,8 +74,9 @@ class FeatureStore:
         value = entry.get("value")
         if feature.kind == "switch":
             return value if isinstance(value, bool) else None
-        ok = isinstance(value, int | float) and not isinstance(value, bool)
-        return float(value) if ok and feature.minimum <= value <= feature.maximum else None
+        if not isinstance(value, int | float) or isinstance(value, bool):
+            return None
+        return float(value) if feature.minimum <= value <= feature.maximum else None
 
     def save(self, feature: Feature, value: Value) -> None:
         with self._lock:

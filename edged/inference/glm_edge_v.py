@@ -68,6 +68,8 @@ class GlmEdgeVCaptioner:
         except ImportError as exc:
             raise ModelUnavailable(f"the onnx captioner needs {exc.name}", "pip install edged") from None
         self.config = config
+        if config.path is None:
+            raise ModelUnavailable("models.captioner.path is not set", "point it at a bundle (edged models pull)")
         self.directory = Path(config.path)
         self.manifest: Manifest = load_manifest(self.directory)
         m = self.manifest

@@ -332,7 +332,7 @@ class Scheduler:
         rules = tuple(matching_rules(self._rules, trigger.camera, trigger.kind, text, labels))
         latency = (self._clock() - trigger.ts) * 1000
         caption = Caption(trigger.event_id or f"cap-{frame.camera}-{frame.seq}", trigger.camera, title_of(text), text,
-                          trigger.kind, frame.wall_ts, time.time(), latency, result.model, labels,  # type: ignore[arg-type]
+                          trigger.kind, frame.wall_ts, time.time(), latency, result.model, labels,
                           trigger.question, len(result.tokens))
         self.counters.captions += 1
         self.counters.by_trigger[trigger.kind] += 1

@@ -153,7 +153,7 @@ class CaptureSession:
             raise StreamError(f"{redact_url(self._cam.url)}: no frame within the read timeout or stream closed")
         position = self._cap.get(cv2.CAP_PROP_POS_FRAMES)
         count = self._cap.get(cv2.CAP_PROP_FRAME_COUNT)
-        if 0 < count and position < count - 2:  # damaged data, not the end: skip ahead past it
+        if count > 0 and position < count - 2:  # damaged data, not the end: skip ahead past it
             raise _Damaged(position)
         self._src.file_position = self._pts_offset + self._last_pts + 1.0 / self._native_fps
         if self._cam.loop:

@@ -29,7 +29,8 @@ def make_certs(directory: Path) -> Certs:
         _openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", f"/CN={cn}", "-keyout", str(d / f"{name}.key"),
                  "-out", str(d / f"{name}.csr"))
         ext = d / f"{name}.ext"
-        ext.write_text("subjectAltName=DNS:localhost,IP:127.0.0.1\n" if name == "server" else "basicConstraints=CA:FALSE\n")
+        server = name == "server"
+        ext.write_text("subjectAltName=DNS:localhost,IP:127.0.0.1\n" if server else "basicConstraints=CA:FALSE\n")
         _openssl("x509", "-req", "-in", str(d / f"{name}.csr"), "-CA", str(d / "ca.crt"), "-CAkey", str(d / "ca.key"),
                  "-CAcreateserial", "-days", "2", "-extfile", str(ext), "-out", str(d / f"{name}.crt"))
     return Certs(d / "ca.crt", d / "server.crt", d / "server.key", d / "client.crt", d / "client.key")

@@ -19,6 +19,7 @@ from typing import Any
 
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersion
+from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
@@ -116,7 +117,7 @@ class MqttLink:
         """Publish a command response (with MQTT 5 correlation data when the request had it)."""
         props = None
         if correlation is not None and self.config.protocol == "5":
-            props = Properties(paho.PacketTypes.PUBLISH)
+            props = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
             props.CorrelationData = correlation
         if self.connected.is_set():
             self._client.publish(topic, payload, qos=1, retain=False, properties=props)

@@ -88,7 +88,7 @@ class Outbox:
         self.expired = 0
         self.disk_errors = 0
         self.last_disk_error = ""
-        self._count = self._db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0]
+        self._count: int = self._db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0]
         # Ids rise monotonically across disk and memory, so one "after id" cursor keeps the order.
         self._last_id = self._db.execute("SELECT COALESCE(MAX(id), 0) FROM outbox").fetchone()[0]
 

@@ -81,7 +81,8 @@ class StreamResampler:
         k = np.arange(-half + 1, half + 1)[None, :] - phases  # distance from each tap to the output point
         window = 0.5 + 0.5 * np.cos(np.pi * np.clip(k / half, -1, 1))
         taps = 2 * cutoff * np.sinc(2 * cutoff * k) * window
-        return (taps / taps.sum(axis=1, keepdims=True)).astype(np.float32)
+        filters: np.ndarray = (taps / taps.sum(axis=1, keepdims=True)).astype(np.float32)
+        return filters
 
     def process(self, x: np.ndarray) -> np.ndarray:
         """Resample the next block of input samples."""

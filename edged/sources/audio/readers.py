@@ -175,7 +175,7 @@ class FfmpegReader(_PipeReader):
         self._errors: collections.deque[str] = collections.deque(maxlen=5)
         self._stderr_thread = threading.Thread(target=self._drain_stderr, name="ffmpeg-stderr", daemon=True)
         self._stderr_thread.start()
-        super().__init__(self._proc.stdout, SAMPLE_RATE, 1, shown)
+        super().__init__(self._proc.stdout, SAMPLE_RATE, 1, shown)  # type: ignore[arg-type]  # a binary pipe
 
     def _drain_stderr(self) -> None:
         assert self._proc.stderr is not None
