@@ -58,8 +58,9 @@ def _timelines(ax: Any, results: Sequence[ClipRun], detectors: Sequence[str]) ->
     ax.set_xlim(0, max(c.truth.duration for c in results))
     ax.set_xlabel("clip time (s); shaded: unscored lead-in; dashed: light events")
     handles = [matplotlib_patch(_COLOURS.get(n, "#5555aa"), n) for n in lanes]
-    ax.legend(handles=handles, loc="upper right", ncols=len(lanes), fontsize=8, framealpha=0.9)
-    ax.set_title("Motion intervals per clip: ground truth (top lane of each clip) vs. detectors")
+    ax.legend(handles=handles, loc="lower center", bbox_to_anchor=(0.5, 1.02), ncols=len(lanes), fontsize=8,
+              frameon=False)
+    ax.set_title("Motion intervals per clip: ground truth (top lane of each clip) vs. detectors", pad=22)
 
 
 def matplotlib_patch(colour: str, label: str) -> Any:
