@@ -56,10 +56,9 @@ def _timelines(ax: Any, results: Sequence[ClipRun], detectors: Sequence[str]) ->
     ax.set_yticks(ticks, labels)
     ax.set_ylim(0, len(results))
     ax.set_xlim(0, max(c.truth.duration for c in results))
-    ax.set_xlabel("clip time (s); shaded: unscored lead-in; dashed: light events", labelpad=22)
+    ax.set_xlabel("clip time (s); shaded: unscored lead-in; dashed: light events", )
     handles = [matplotlib_patch(_COLOURS.get(n, "#5555aa"), n) for n in lanes]
-    ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.06), ncols=len(lanes), fontsize=9,
-              frameon=False)
+    ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.005, 1.0), fontsize=9, frameon=False)
     ax.set_title("Motion intervals per clip: ground truth (top lane of each clip) vs. detectors")
 
 
