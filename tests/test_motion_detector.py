@@ -300,3 +300,15 @@ def test_luma_input_gives_the_same_result_as_bgr() -> None:
         a = bgr.update(image, i / FPS)
         b = grey.update(cv2.cvtColor(image, cv2.COLOR_BGR2GRAY), i / FPS)
         assert (a.motion, a.calibrating, len(a.boxes)) == (b.motion, b.calibrating, len(b.boxes))
+
+
+def test_reset_recalibrates_on_the_next_frame() -> None:
+    """reset() (callable from any thread) makes the next frame start a fresh calibration."""
+    frames = scene("static")
+    detector = MotionDetector(MotionConfig())
+    results = [detector.update(frames(i), i / FPS) for i in range(20)]
+    assert not results[-1].calibrating
+    other = threading.Thread(target=detector.reset)
+    other.start()
+    other.join()
+    assert detector.update(frames(20), 20 / FPS).calibrating

@@ -41,6 +41,7 @@ from edged.synth.motion_clips import LIGHTING_SCENES, SCENES, GroundTruth, load_
 
 DEFAULT_SCENES = tuple(name for name in SCENES if name not in ("sample", "mixed"))  # those two are short demos
 EDGED, EDGED_LUMA, FRIGATE = "edged", "edged-luma", "frigate"
+_SAMPLE_SCENE = "trees"  # the mask example: a person walking past trees that sway in the wind
 _GOAL_CPU_RATIO = 0.5
 _GOAL_CPU_US = 1000.0
 
@@ -142,7 +143,8 @@ class _Progress:
         self.truth = truth
         self.sample = sample
         self.frames = 0
-        self.want = None if sample.image is not None or not truth.motion else sum(truth.motion[0]) / 2
+        wanted = truth.scene == _SAMPLE_SCENE or (sample.image is None and bool(truth.motion))
+        self.want = sum(truth.motion[0]) / 2 if wanted and truth.motion else None
 
     def __call__(self, frame: Frame, detectors: Sequence[FrameDetector]) -> None:
         self.frames += 1
@@ -152,15 +154,16 @@ class _Progress:
             self._capture(frame, detectors)
 
     def _capture(self, frame: Frame, detectors: Sequence[FrameDetector]) -> None:
-        for det in detectors:
-            if isinstance(det, EdgedDetector) and det.name == EDGED and det.last is not None and det.last.motion:
-                self.sample.edged_mask = det.detector.foreground
-                self.sample.edged_boxes = tuple((b.x0, b.y0, b.x1, b.y1) for b in det.last.boxes)
-            if isinstance(det, FrigateDetector) and det.detector is not None:
-                self.sample.frigate_mask = det.detector.last_mask
-        if self.sample.edged_mask is not None:
-            self.sample.clip, self.sample.t, self.sample.image = self.truth.scene, frame.pts, frame.image
-            self.want = None
+        """Keep this frame if edged sees motion in it (else try the next one)."""
+        edged = next((d for d in detectors if isinstance(d, EdgedDetector) and d.name == EDGED), None)
+        frigate = next((d for d in detectors if isinstance(d, FrigateDetector)), None)
+        if edged is None or edged.last is None or not edged.last.motion:
+            return
+        self.sample.clip, self.sample.t, self.sample.image = self.truth.scene, frame.pts, frame.image
+        self.sample.edged_mask = edged.detector.foreground
+        self.sample.edged_boxes = tuple((b.x0, b.y0, b.x1, b.y1) for b in edged.last.boxes)
+        self.sample.frigate_mask = None if frigate is None or frigate.detector is None else frigate.detector.last_mask
+        self.want = None
 
     def done(self, result: ClipRun) -> None:
         parts = []

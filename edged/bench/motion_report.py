@@ -26,8 +26,8 @@ def write_report_png(path: Path, results: Sequence[ClipRun], detectors: Sequence
     import matplotlib.pyplot as plt
 
     rows = len(results)
-    fig = plt.figure(figsize=(13, 0.62 * rows * (len(detectors) + 1) * 0.45 + 4.2))
-    grid = fig.add_gridspec(2, 3, height_ratios=[max(1.0, rows * 0.55), 2.2], hspace=0.35)
+    fig = plt.figure(figsize=(13, 0.55 * rows + 4.5))
+    grid = fig.add_gridspec(2, 3, height_ratios=[max(1.0, rows * 0.55), 3.2], hspace=0.28)
     _timelines(fig.add_subplot(grid[0, :]), results, detectors)
     if sample.image is not None:
         _mask_example(fig, grid, sample)
@@ -56,9 +56,9 @@ def _timelines(ax: Any, results: Sequence[ClipRun], detectors: Sequence[str]) ->
     ax.set_yticks(ticks, labels)
     ax.set_ylim(0, len(results))
     ax.set_xlim(0, max(c.truth.duration for c in results))
-    ax.set_xlabel("clip time (s); shaded: unscored lead-in; dashed: light events")
+    ax.set_xlabel("clip time (s); shaded: unscored lead-in; dashed: light events", )
     handles = [matplotlib_patch(_COLOURS.get(n, "#5555aa"), n) for n in lanes]
-    ax.legend(handles=handles, loc="upper right", ncols=len(lanes), fontsize=8, framealpha=0.9)
+    ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.005, 1.0), fontsize=9, frameon=False)
     ax.set_title("Motion intervals per clip: ground truth (top lane of each clip) vs. detectors")
 
 

@@ -272,7 +272,9 @@ def _build_backdrop(rng: np.random.Generator, w: int, h: int) -> _Backdrop:
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
     ir_field = 1.4 * np.exp(-(((xx - w / 2) / (0.6 * w)) ** 2 + ((yy - h * 0.6) / (0.7 * h)) ** 2))
     lamp_field = 2.2 * np.exp(-(((xx - 0.72 * w) / (0.35 * w)) ** 2 + ((yy - 0.35 * h) / (0.45 * h)) ** 2)) + 0.25
-    shadow_tex = tex.fractal_noise(rng, h, 3 * w, base=3, octaves=3)
+    clouds = tex.fractal_noise(rng, h, 2 * w, base=3, octaves=3)
+    clouds = np.concatenate([clouds, clouds[:, ::-1]], axis=1)  # mirrored: periodic over 4w, no seam
+    shadow_tex = np.concatenate([clouds, clouds[:, :w]], axis=1)  # any w-wide window of one period
     return _Backdrop(img, np.repeat(ir[..., None], 3, 2), trees, lamp_field[..., None].astype(np.float32),
                      ir_field[..., None].astype(np.float32), shadow_tex)
 
@@ -451,7 +453,7 @@ class _Renderer:
         flash = sum(0.4 * math.exp(-((t - f) / 0.12) ** 2) for f in spec.flashes)
         light = light + flash
         if spec.shadows > 0:
-            shift = int(t * 0.04 * self.w) % (2 * self.w)
+            shift = int(t * 0.04 * self.w) % (4 * self.w)  # the texture repeats seamlessly every 4w
             cover = bd.shadow_tex[:, shift:shift + self.w]
             soft = np.clip((cover - 0.45) * 4.0, 0, 1)
             light = light * (1.0 - spec.shadows * soft)[..., None]

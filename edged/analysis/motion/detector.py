@@ -9,18 +9,22 @@ Per analysed frame (all on a ~180x100 luma image, a few dozen vectorised operati
    the current lighting. Lamps, dusk, cloud shadows and auto-exposure changes cancel out; a person
    (a few cells at most) does not.
 3. **Per-pixel thresholds**: a pixel is foreground when it differs from the compensated background
-   by more than `max(threshold, noise_factor x its own noise)`. The noise is a running variance
-   learnt on quiet pixels, so sensor noise at night and leaves swaying in the wind raise their own
-   thresholds while still parts of the scene stay sensitive. `improve_contrast` scales
-   `threshold` by the scene's luma range (as if the frame were stretched to 0..255).
-4. **Blobs**: foreground is dilated and split into connected components; a component counts when
-   its area reaches `contour_area` and part of it also changed since the previous frame. A
-   component that has stopped changing (a parked car, the hole a leaving one left) is not motion
-   and is absorbed into the background within `_ABSORB_TIME`.
+   by more than `max(threshold, noise_factor x its own noise)`. The noise is an envelope of each
+   pixel's squared differences (rising within seconds, falling over tens of seconds) learnt outside
+   the foreground, so sensor noise at night and leaves swaying in gusts raise their own thresholds
+   while still parts of the scene stay sensitive, and a person standing still does not make their
+   spot blind. `improve_contrast` scales `threshold` by the scene's luma range (as if the frame were
+   stretched to 0..255). Most frames end here: nothing differs, so nothing else is computed.
+4. **Blobs**: isolated foreground pixels are removed (3x3 median), the rest dilated and split into
+   connected components. A component is a candidate when its area reaches `contour_area` and a
+   tenth of it changed since the previous frame; it is motion when a candidate was also near it in
+   the previous frame (one-frame flickers from keyframes or gusts are not). A component that has
+   stopped changing (a parked car, the hole a leaving one left) is not motion and is absorbed into
+   the background within about `_ABSORB_TIME`.
 5. **Light changes**: when most grid cells jump in brightness at once (lights on/off, IR switch,
    lightning) or more than `lightning_threshold` of the frame is foreground, the background is
    re-seeded from the current frame and the detector reports `calibrating` (no motion) until the
-   scene has settled.
+   scene has settled (auto-exposure done).
 6. **State**: ON with the first motion frame, OFF after `off_delay` seconds without motion.
 
 Everything that depends only on the config or the frame size (sizes, masks, rates) is decided once.
@@ -180,6 +184,7 @@ class MotionDetector:
         self._geometry: dict[tuple[int, int], _Geometry] = {}
         self._model: _Model | None = None
         self._model_shape: tuple[int, int] | None = None
+        self._reset = False
         self._state = _OnOff(config.off_delay)
         self._dilate = np.ones((3, 3), np.uint8)
         self.foreground: np.ndarray | None = None  # last frame's dilated foreground (for reports)
@@ -221,8 +226,8 @@ class MotionDetector:
             self._params = replace(self._params, **changes)  # type: ignore[arg-type]
 
     def reset(self) -> None:
-        """Forget the background: the next frame starts a new calibration."""
-        self._model = None
+        """Forget the background: the next frame starts a new calibration (safe from any thread)."""
+        self._reset = True
 
     # --- analysis ---------------------------------------------------------------------------------
 
@@ -232,29 +237,38 @@ class MotionDetector:
         if not params.enabled:
             self._model = self.foreground = None
             return MotionResult(ts, False, 0.0, (), False, False, self._state.force_off())
+        if image.dtype != np.uint8:
+            raise ValueError(f"expected a uint8 BGR or luma image, got {image.dtype} {image.shape}")
         geo = self._geometry_for(image)
         luma8 = self._luma(image, geo)
         luma = luma8.astype(np.float32)
         model = self._model
-        if model is None or self._model_shape != image.shape[:2]:
-            self._model, self._model_shape = _Model(luma, ts, self._noise_factor), image.shape[:2]
+        if model is None or self._reset or self._model_shape != image.shape[:2]:
+            self._model, self._model_shape, self._reset = _Model(luma, ts, self._noise_factor), image.shape[:2], False
             self.foreground = None
             return self._result(ts, False, 0.0, (), True)
         if geo.masked is not None:  # masked pixels never change: they show the background
             np.copyto(luma, model.mean, where=geo.masked)
         dt = min(_MAX_DT, max(0.0, ts - model.last_ts))
         model.last_ts = ts
-        if not model.calibrating:
-            thr = self._thresholds(model, params, luma8, ts)
-            diff = cv2.absdiff(luma, model.mean)
-            fg = self._over(diff, thr, geo)
-            if not cv2.countNonZero(fg):  # the common case: nothing differs, even without compensation
-                self._quiet(model, luma, diff, dt, ts)
-                return self._result(ts, False, 0.0, (), False)
+        if model.calibrating:
+            cells = self._cells(luma, geo)
+            self._calibration_step(model, luma, cells, dt, ts, self._light_jump(model, cells))
+            return self._result(ts, False, 0.0, (), True)
+        return self._analyse(model, luma, luma8, params, geo, dt, ts)
+
+    def _analyse(self, model: _Model, luma: np.ndarray, luma8: np.ndarray, params: _Params, geo: _Geometry,
+                 dt: float, ts: float) -> MotionResult:
+        """One frame of a calibrated detector."""
+        thr = self._thresholds(model, params, luma8, ts)
+        diff = cv2.absdiff(luma, model.mean)
+        fg = self._over(diff, thr, geo)
+        if not cv2.countNonZero(fg):  # the common case: nothing differs, even without compensation
+            self._quiet(model, luma, diff, dt, ts)
+            return self._result(ts, False, 0.0, (), False)
         cells = self._cells(luma, geo)
-        jump = self._light_jump(model, cells)
-        if jump is None or model.calibrating:
-            self._calibration_step(model, luma, cells, dt, ts, jump)
+        if self._light_jump(model, cells) is None:
+            self._calibration_step(model, luma, cells, dt, ts, None)
             return self._result(ts, False, 0.0, (), True)
         model.prev_cells = cells
         expected = self._compensate(model, cells, geo)
@@ -295,7 +309,7 @@ class MotionDetector:
         shape = image.shape[:2]
         geo = self._geometry.get(shape)
         if geo is None:
-            if image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[2] != 3) or image.dtype != np.uint8:
+            if image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[2] != 3):
                 raise ValueError(f"expected a uint8 BGR or luma image, got {image.dtype} {image.shape}")
             cols = max(1, round(shape[1] * self._height / shape[0] / self._cell))
             width = cols * self._cell
