@@ -12,12 +12,13 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import platform
 import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
+
+from edged.bench.report import machine
 
 # llama-cpp-python 0.3.36, Q4_0, 2 threads, same LM shape, 2-core development machine (spec section 9).
 ANCHOR = {"prefill_tok_s": 76.5, "decode_tok_s": 21.6}
@@ -161,14 +162,6 @@ def _progress(name: str, r: dict[str, Any]) -> None:
     )
 
 
-def _lscpu_model() -> str:
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=False).stdout
-    except OSError:
-        return platform.processor()
-    return next((ln.split(":", 1)[1].strip() for ln in out.splitlines() if ln.startswith("Model name")), "")
-
-
 def report(args: argparse.Namespace, rows: list[dict[str, Any]], llama: dict[str, Any] | None) -> str:
     ref = llama or ANCHOR
     src = "llama.cpp Q4_0, same run" if llama else "llama.cpp Q4_0 anchor (spec section 9, not this run)"
@@ -178,7 +171,7 @@ def report(args: argparse.Namespace, rows: list[dict[str, Any]], llama: dict[str
         f"- command: `edged bench caption --bundle {args.bundle} --threads {args.threads} "
         f"--prompt-tokens {args.prompt_tokens} --new-tokens {args.new_tokens} --repeat {args.repeat}` "
         f"(best of {args.repeat} per figure)",
-        f"- machine: {_lscpu_model()} ({args.threads} threads)",
+        f"- machine: {machine()} ({args.threads} threads)",
         f"- date: {time.strftime('%Y-%m-%d')}",
         f"- baseline: {src}: prefill {ref['prefill_tok_s']:.1f} tok/s, "
         f"decode {ref['decode_tok_s']:.1f} tok/s",

@@ -35,7 +35,7 @@ from edged.analysis.kws.evaluation import (
     quality,
     sweep,
 )
-from edged.bench._report import command_line, machine, today, write_section
+from edged.bench.report import command_line, machine, today, write_section
 from edged.config.schema import KwsBackend, VadConfig, WakewordConfig
 from edged.synth.kws_eval import EvalSpec, Manifest, build, load_manifest
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import subprocess
 import sys
 import time
 from collections.abc import Sequence
@@ -35,7 +34,7 @@ from edged.bench.motion_eval import (
     false_motion_seconds,
     run_clip,
 )
-from edged.logs import configure_logging
+from edged.bench.report import load_average, machine_line
 from edged.sources.frame import Frame
 from edged.synth.motion_clips import LIGHTING_SCENES, SCENES, GroundTruth, load_ground_truth, write_clip
 
@@ -87,7 +86,6 @@ class Sample:
 
 
 def run(args: argparse.Namespace) -> int:
-    configure_logging("warning")
     cv2.setNumThreads(1)  # one core per camera, as on the board; thread CPU time then covers all the work
     width, height = (int(v) for v in args.size.lower().split("x"))
     scenes = [s.strip() for s in args.scenes.split(",") if s.strip()]
@@ -97,7 +95,7 @@ def run(args: argparse.Namespace) -> int:
               file=sys.stderr)
         return 2
     started = time.time()
-    load_before = _load()
+    load_before = load_average()
     sample = Sample()
     results = []
     for i, scene in enumerate(scenes, 1):
@@ -109,7 +107,7 @@ def run(args: argparse.Namespace) -> int:
         results.append(run_clip(str(path), truth, detectors, args.analysis_fps, observer=observer))
         observer.done(results[-1])
     summaries = {name: summarise(results, name) for name in (EDGED, EDGED_LUMA, FRIGATE)}
-    report = render_markdown(results, summaries, args, width, height, started, load_before, _load())
+    report = render_markdown(results, summaries, args, width, height, started, load_before, load_average())
     print(report)
     if args.markdown:
         args.markdown.parent.mkdir(parents=True, exist_ok=True)
@@ -194,24 +192,6 @@ def summarise(results: Sequence[ClipRun], name: str) -> Summary:
     return Summary(scores, lighting, fph, lfph, share, lshare, stats)
 
 
-def _machine() -> str:
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, timeout=5, check=False).stdout
-    except OSError:
-        out = ""
-    fields = dict(line.split(":", 1) for line in out.splitlines() if ":" in line)
-    model = fields.get("Model name", platform.processor() or "unknown").strip()
-    cpus = fields.get("CPU(s)", "?").strip()
-    return f"{model}, {cpus} CPUs ({platform.machine()}, Linux {platform.release()})"
-
-
-def _load() -> str:
-    try:
-        return " ".join(Path("/proc/loadavg").read_text().split()[:3])
-    except OSError:
-        return "unknown"
-
-
 def _pass(ok: bool) -> str:
     return "met" if ok else "**missed**"
 
@@ -228,7 +208,7 @@ def render_markdown(results: Sequence[ClipRun], s: dict[str, Summary], args: arg
         "",
         f"- Command: `edged bench motion --size {width}x{height} --seed {args.seed} --lead-in {args.lead_in:g}`"
         f" ({len(results)} scenes)",
-        f"- Machine: {_machine()}; load average {load_before} before, {load_after} after (shared machine)",
+        f"- Machine: {machine_line()}; load average {load_before} before, {load_after} after (shared machine)",
         f"- Date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime(started))}; Python {platform.python_version()},"
         f" NumPy {np.__version__}, OpenCV {cv2.__version__}, one OpenCV thread",
         f"- Clips: synthetic, {width}x{height} H.264 at 10 fps, seed {args.seed}, analysed at {args.analysis_fps:g} fps"

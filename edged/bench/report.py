@@ -1,11 +1,16 @@
-"""Shared output helpers for benchmarks: the machine line and plain-text tables."""
+"""What every benchmark prints beside its figures: the machine, the command, the date, tables, and a
+section of a Markdown report rewritten in place (between marker comments), keeping the rest."""
 
 from __future__ import annotations
 
+import datetime
 import os
 import platform
-import time
+import re
+import shlex
+import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 
 def cpu_model() -> str:
@@ -22,10 +27,29 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+def machine() -> str:
+    """CPU model, core count and architecture."""
+    return f"{cpu_model()}, {os.cpu_count()} CPUs ({platform.machine()})"
+
+
 def machine_line() -> str:
-    """CPU model, core count, OS and date: what a benchmark figure needs beside it."""
-    system = f"{platform.system()} {platform.release()}"
-    return f"{cpu_model()}, {os.cpu_count()} cores, {system}, {time.strftime('%Y-%m-%d')}"
+    """The machine, the OS and the date: what a benchmark figure needs beside it."""
+    return f"{machine()}, {platform.system()} {platform.release()}, {today()}"
+
+
+def today() -> str:
+    return datetime.date.today().isoformat()
+
+
+def command_line() -> str:
+    return "edged " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+
+
+def load_average() -> str:
+    try:
+        return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+    except OSError:
+        return "?"
 
 
 def print_table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> None:
@@ -35,3 +59,14 @@ def print_table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> None
         print("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)))
         if j == 0:
             print("  ".join("-" * w for w in widths))
+
+
+def write_section(path: Path, name: str, body: str, title: str = "") -> None:
+    """Replace the `name` section of Markdown file `path` (between marker comments), keeping the rest."""
+    begin, end = f"<!-- {name}:begin -->", f"<!-- {name}:end -->"
+    block = f"{begin}\n{body.rstrip()}\n{end}\n"
+    text = path.read_text() if path.exists() else (f"# {title}\n\n" if title else "")
+    pattern = re.compile(re.escape(begin) + r".*?" + re.escape(end) + r"\n?", re.S)
+    text = pattern.sub(lambda _m: block, text) if pattern.search(text) else text.rstrip() + "\n\n" + block
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)

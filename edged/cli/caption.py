@@ -26,7 +26,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument(
         "--model",
         type=Path,
-        help=f"model bundle directory (default: the config's, or {CaptionerConfig().path})",
+        help="model bundle directory (default: the config's, or /var/lib/edged/models/glm-edge-v-2b)",
     )
     p.add_argument("--variant", default="", help="bundle variant (default: the manifest's)")
     p.add_argument("--max-new-tokens", type=int, default=None)
@@ -38,11 +38,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def _config(args: argparse.Namespace) -> CaptionerConfig:
-    base = CaptionerConfig()
-    if args.config is not None:
-        from edged.config import load_config
+    from edged.config import load_config, parse_config
 
-        base = load_config(str(args.config)).models.captioner
+    config = load_config(str(args.config)) if args.config is not None else parse_config("{}")
+    base = dataclasses.replace(config.models.captioner, path=config.model_path)
     changes: dict[str, object] = {}
     if args.model is not None:
         changes |= {"path": args.model, "backend": "onnx"}
@@ -56,9 +55,6 @@ def _config(args: argparse.Namespace) -> CaptionerConfig:
 def run(args: argparse.Namespace) -> int:
     from edged.inference.images import load_image
     from edged.inference.registry import load_captioner
-    from edged.logs import configure_logging
-
-    configure_logging("warning", "console", sys.stderr)  # stdout carries only the results
     config = _config(args)
     try:
         captioner = load_captioner(config)

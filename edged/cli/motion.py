@@ -22,7 +22,6 @@ from edged.analysis.motion import MotionDetector
 from edged.analysis.motion.intervals import Interval, IntervalBuilder
 from edged.config import ConfigError, load_config
 from edged.config.schema import CameraConfig, MotionConfig
-from edged.logs import configure_logging
 from edged.sources.video import StreamError, read_file_frames
 
 
@@ -60,7 +59,6 @@ def _settings(args: argparse.Namespace) -> tuple[MotionConfig, float] | str:
 
 
 def run(args: argparse.Namespace) -> int:
-    configure_logging("warning")
     settings = _settings(args)
     if isinstance(settings, str):
         print(f"edged motion: {settings}", file=sys.stderr)

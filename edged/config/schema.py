@@ -340,7 +340,7 @@ class CaptionsConfig:
     deadlines: DeadlinesConfig = field(default_factory=DeadlinesConfig)
     prompt: str = field(default="", metadata=spec("Camera-specific prompt (default: the model's)"))
     context: str = field(default="", metadata=spec("What the camera looks at, prepended to the prompt"))
-    scene_change: float = field(default=0.04, metadata=spec(
+    scene_change: float = field(default=0.01, metadata=spec(  # edged.analysis.scene.SCENE_CHANGED
         "Periodic captions are skipped while the scene differs less than this from the last captioned frame",
         ge=0, le=1))
     text_similarity: float = field(default=0.8, metadata=spec(
