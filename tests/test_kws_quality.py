@@ -1,7 +1,7 @@
 """Recall and false-accept floors on the committed fixture set, with the real shipped models.
 
 The floors sit a little under what the models score on these files today (see
-tests/fixtures/kws/README.md); the full evaluation is `edged bench kws-quality` (docs/bench-kws.md).
+tests/fixtures/kws/README.md); the full evaluation is `edged bench kws-quality` (docs/benchmarks.md).
 """
 
 from __future__ import annotations

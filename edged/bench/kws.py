@@ -33,7 +33,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--repeat", type=int, default=3, help="runs per figure (the best is kept)")
     p.add_argument("--chunk-ms", type=int, default=10, help="chunk length (the daemon's default is 10 ms)")
     p.add_argument("--no-openwakeword", action="store_true", help="skip the openWakeWord figures")
-    p.add_argument("--markdown", default="docs/bench-kws.md", help="report file ('' for none)")
+    p.add_argument("--markdown", default="docs/benchmarks.md", help="report file ('' for none)")
 
 
 def _progress(message: str) -> None:
@@ -153,7 +153,7 @@ def bench_quiet(seconds: float, seed: int = 4) -> np.ndarray:
 
 def render(rows: list[dict[str, Any]], extra: dict[str, float], seconds: float,
            args: argparse.Namespace) -> str:
-    lines = ["## Cost", "",
+    lines = ["### Cost", "",
              f"Command: `{command_line()}` on {machine()}, {today()}. Audio: {seconds:.0f} s of espeak-ng "
              f"speech with keywords, in {args.chunk_ms} ms chunks; CPU seconds per audio second, best of "
              f"{args.repeat} runs, one thread.", "",

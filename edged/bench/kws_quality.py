@@ -55,7 +55,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--reuse-scores", action="store_true",
                    help="reuse the scores recorded by an earlier run on the same set (re-analysis only)")
     p.add_argument("--no-voice-check", action="store_true", help="skip the per-voice check of clean keywords")
-    p.add_argument("--markdown", default="docs/bench-kws.md", help="report file ('' for none)")
+    p.add_argument("--markdown", default="docs/benchmarks.md", help="report file ('' for none)")
     p.add_argument("--plot", default="docs/kws-quality.png", help="threshold-sweep plot ('' for none)")
     p.add_argument("--json", dest="json_out", default="", help="also write every figure as JSON here")
 
@@ -398,7 +398,7 @@ def _s(x: float | None) -> str:
 
 def render(results: dict[str, Any]) -> str:
     s = results["set"]
-    lines = ["## Quality", "",
+    lines = ["### Quality", "",
              f"Command: `{command_line()}` on {machine()}, {today()}.", "",
              f"Evaluation set (seed {s['seed']}, all synthetic: espeak-ng, flite, festival): "
              f"{s['positives']} spoken keywords ({s['hours']['positive'] * 60:.0f} min of positive streams), "
@@ -408,7 +408,7 @@ def render(results: dict[str, Any]) -> str:
              "keyword's start and 1.5 s after its end. Latency: from the end of the keyword to the "
              "detection.",
              "",
-             "### At each model's own cutoff", "",
+             "#### At each model's own cutoff", "",
              "| keyword | backend | cutoff | recall | false accepts/h (speech) | near-miss FAs | noise FAs "
              "| latency p50 / p90 |",
              "|---|---|---|---|---|---|---|---|"]
@@ -418,7 +418,7 @@ def render(results: dict[str, Any]) -> str:
                      f"({d['found']}/{d['positives']}) "
                      f"| {d['fa_per_hour']:.1f} ({d['fa']}) | {k['near_miss_fa']} | {k['noise_fa']} "
                      f"| {_s(d['latency_p50'])} / {_s(d['latency_p90'])} s |")
-    lines += ["", f"### At <= {FA_BUDGET:g} false accepts per hour", "",
+    lines += ["", f"#### At <= {FA_BUDGET:g} false accepts per hour", "",
               "Held-out: the set is split in halves (alternate scenes of every positive stream, alternate "
               "speech files); a cutoff is tuned on one half (the highest recall within the budget) and "
               "measured on the other, both ways, and the two held-out halves are added up. Tuned on all: "
@@ -437,19 +437,19 @@ def render(results: dict[str, Any]) -> str:
         tuned = (f"{k['chosen_cutoff']:g}, {_pct(c['recall'])}, {c['fa_per_hour']:.1f} "
                  f"| {k['near_miss_fa_chosen']}" if c else "none within budget | -")
         lines.append(f"| {kw} | {backend} | {folds} | {held} | {tuned} | {mark} |")
-    lines += ["", "### Recall by condition (model's cutoff)", "",
+    lines += ["", "#### Recall by condition (model's cutoff)", "",
               "| keyword | backend | " + " | ".join(_groups(results)) + " |",
               "|---|---|" + "---|" * len(_groups(results))]
     for kw, backend, k in _rows(results):
         cells = [_frac(k["by_condition"].get(g)) for g in _groups(results)]
         lines.append(f"| {kw} | {backend} | " + " | ".join(cells) + " |")
-    lines += ["", "### Recall by TTS engine (model's cutoff)", "",
+    lines += ["", "#### Recall by TTS engine (model's cutoff)", "",
               "| keyword | backend | espeak-ng | flite | festival |", "|---|---|---|---|---|"]
     for kw, backend, k in _rows(results):
         cells = [_frac(k["by_engine"].get(e)) for e in ("espeak-ng", "flite", "festival")]
         lines.append(f"| {kw} | {backend} | " + " | ".join(cells) + " |")
     if results.get("fusion"):
-        lines += ["", "### Both families on one keyword", "",
+        lines += ["", "#### Both families on one keyword", "",
                   "The keyword listed once per backend; a hit from either fires (shared refractory). "
                   "Cutoff pair tuned per half as above; held-out figures averaged over both halves.", "",
                   "| keyword | cutoffs per half (micro-wakeword, openwakeword) | recall (held-out) "
@@ -465,7 +465,7 @@ def render(results: dict[str, Any]) -> str:
             lines.append(f"| {kw} | {pairs} | {_pct(f['recall'])} | {f['fa_per_hour']:.1f} | {single_text} |")
     if "vad" in results:
         v = results["vad"]
-        lines += ["", "### VAD gate (micro-wakeword, all four keywords)", "",
+        lines += ["", "#### VAD gate (micro-wakeword, all four keywords)", "",
                   f"Gate: {v['config']['threshold_db']:g} dBFS, pre-roll {v['config']['pre_roll']:g} s, "
                   f"hangover {v['config']['hangover']:g} s. CPU (real-time factor) {v['rtf_without']:.4f} "
                   f"without, {v['rtf']:.4f} with the gate "
@@ -481,7 +481,7 @@ def render(results: dict[str, Any]) -> str:
 
 def _render_voices(check: dict[str, dict[str, dict[str, float]]], results: dict[str, Any]) -> list[str]:
     cutoffs = {(kw, b): k["cutoff"] for kw, b, k in _rows(results)}
-    lines = ["", "### TTS voices that make reliable keywords (sample media)", "",
+    lines = ["", "#### TTS voices that make reliable keywords (sample media)", "",
              "Each voice says each keyword once, clean, at speed and pitch 1.0, between 1 s of silence. "
              "Cells: the highest smoothed score (micro-wakeword / openwakeword); **bold** when above "
              "the model's cutoff.", "",

@@ -8,7 +8,7 @@ What happens to the audio while the gate is closed is the backends' business (`i
 its cheap, adaptive front end running and the last `pre_roll` seconds of what its models would
 need, and replays that into freshly reset models when the gate opens, so a keyword said right
 after silence is heard from its first phoneme. (Measured: skipping the front end too, or replaying
-into stale model state, costs recall; see docs/bench-kws.md.)
+into stale model state, costs recall; see docs/benchmarks.md.)
 
 This is a level gate, not a speech classifier: in steady noise above the threshold it stays open
 (nothing saved, nothing lost). Set the threshold a few dB above the room's quiet level.
