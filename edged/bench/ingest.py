@@ -21,9 +21,7 @@ from pathlib import Path
 import cv2
 
 from edged.bench.report import machine_line, print_table
-from edged.config.schema import CameraConfig
-from edged.queues import QueueClosed
-from edged.sources.video import VideoSource
+from edged.sources.video import read_file_frames
 
 SIZES = {"720p": "1280x720", "1080p": "1920x1080"}
 
@@ -65,23 +63,7 @@ def floor_decode_all(path: Path) -> int:
 
 def edged_ingest(path: Path, analysis_fps: float) -> int:
     """edged's capture path: grab every frame, retrieve at analysis_fps, hand on through the bounded queue."""
-    cam = CameraConfig(id="bench", url=str(path), analysis_fps=analysis_fps, realtime=False, queue_size=4)
-    source = VideoSource(cam, on_health=lambda h: None)
-    source.start()
-    n = 0
-    try:
-        while True:
-            try:
-                frame = source.frames.get(timeout=0.2)
-            except QueueClosed:
-                break
-            if frame is not None:
-                n += 1
-            elif source.supervisor.health().state.value == "ended" and not len(source.frames):
-                break
-    finally:
-        source.stop()
-    return n
+    return sum(1 for _ in read_file_frames(str(path), analysis_fps))
 
 
 def run(args: argparse.Namespace) -> int:

@@ -149,3 +149,25 @@ class KeywordTable:
 
 def seconds(samples: int) -> float:
     return samples / SAMPLE_RATE
+
+
+class TableBackend:
+    """The per-keyword settings part of a backend, kept in its `KeywordTable` (shared by both families)."""
+
+    table: KeywordTable
+
+    @property
+    def keywords(self) -> tuple[str, ...]:
+        return self.table.names
+
+    def settings(self, keyword: str) -> KeywordSettings:
+        return self.table.get(keyword)
+
+    def set_enabled(self, keyword: str, enabled: bool) -> None:
+        self.table.set_enabled(keyword, enabled)
+
+    def set_cutoff(self, keyword: str, cutoff: float) -> None:
+        self.table.set_cutoff(keyword, cutoff)
+
+    def set_score_sink(self, sink: ScoreSink | None) -> None:
+        self.table.sink = sink

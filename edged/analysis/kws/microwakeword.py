@@ -15,7 +15,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from edged.analysis.kws._tflite import TfLiteModel
-from edged.analysis.kws.backend import KeywordTable, ScoreSink, check_samples
+from edged.analysis.kws.backend import KeywordTable, TableBackend, check_samples
 from edged.analysis.kws.catalog import MICRO, ModelSpec
 from edged.analysis.kws.errors import ModelError
 from edged.analysis.kws.scoring import Detection, KeywordSettings
@@ -78,7 +78,7 @@ class _Quantizer:
         return True
 
 
-class MicroWakeWordBackend:
+class MicroWakeWordBackend(TableBackend):
     """microWakeWord models for one audio stream (see the module docstring)."""
 
     name = MICRO
@@ -101,22 +101,6 @@ class MicroWakeWordBackend:
         self.table = KeywordTable(MICRO, specs, settings, self.step)
         self._leftover = _EMPTY
         self._idle: deque[tuple[np.ndarray, float]] | None = None  # pre-roll rows while the gate is shut
-
-    @property
-    def keywords(self) -> tuple[str, ...]:
-        return self.table.names
-
-    def settings(self, keyword: str) -> KeywordSettings:
-        return self.table.get(keyword)
-
-    def set_enabled(self, keyword: str, enabled: bool) -> None:
-        self.table.set_enabled(keyword, enabled)
-
-    def set_cutoff(self, keyword: str, cutoff: float) -> None:
-        self.table.set_cutoff(keyword, cutoff)
-
-    def set_score_sink(self, sink: ScoreSink | None) -> None:
-        self.table.sink = sink
 
     def process(self, chunk: AudioChunk) -> list[Detection]:
         samples = chunk.samples

@@ -19,7 +19,7 @@ from typing import Protocol
 
 import numpy as np
 
-from edged.analysis.kws.backend import KeywordTable, ScoreSink, check_samples
+from edged.analysis.kws.backend import KeywordTable, TableBackend, check_samples
 from edged.analysis.kws.catalog import OPEN, ModelSpec, open_feature_models
 from edged.analysis.kws.errors import ModelError
 from edged.analysis.kws.scoring import Detection, KeywordSettings
@@ -55,7 +55,7 @@ def load_model(path: Path, input_shape: tuple[int, ...] | None = None) -> _Runne
     raise ModelError(f"{path}: openWakeWord models must be .tflite or .onnx files")
 
 
-class OpenWakeWordBackend:
+class OpenWakeWordBackend(TableBackend):
     """openWakeWord models for one audio stream (see the module docstring)."""
 
     name = OPEN
@@ -106,22 +106,6 @@ class OpenWakeWordBackend:
         x = mels.reshape(1, MEL_FRAMES, MEL_BANDS, 1).astype(np.float32)
         out: np.ndarray = self._emb.run(x).reshape(EMBEDDING).copy()
         return out
-
-    @property
-    def keywords(self) -> tuple[str, ...]:
-        return self.table.names
-
-    def settings(self, keyword: str) -> KeywordSettings:
-        return self.table.get(keyword)
-
-    def set_enabled(self, keyword: str, enabled: bool) -> None:
-        self.table.set_enabled(keyword, enabled)
-
-    def set_cutoff(self, keyword: str, cutoff: float) -> None:
-        self.table.set_cutoff(keyword, cutoff)
-
-    def set_score_sink(self, sink: ScoreSink | None) -> None:
-        self.table.sink = sink
 
     def process(self, chunk: AudioChunk) -> list[Detection]:
         samples = check_samples(chunk)
