@@ -54,7 +54,8 @@ def _describe_json(topic: str, d: dict[str, Any]) -> str:
     if topic.endswith("/caption"):
         return f"{d.get('title')!r} ({d.get('latency_ms')} ms, {d.get('trigger')}){late}"
     if topic.endswith("/health"):
-        return f"{d.get('state')}: {d.get('reason')} (reconnects {d.get('reconnects')}, stalls {d.get('stalls')})"
+        reason = "" if d.get("reason") == d.get("state") else f": {d.get('reason')}"
+        return f"{d.get('state')}{reason} (reconnects {d.get('reconnects')}, stalls {d.get('stalls')})"
     if topic.endswith("/stats"):
         parts = [f"{k} {v.get('analysed_fps', v.get('chunks_per_s', ''))}/s" for k, v in d.get("sources", {}).items()]
         return f"uptime {d.get('uptime_s')} s, rss {d.get('system', {}).get('rss_mb')} MB, " + ", ".join(parts)
