@@ -8,7 +8,6 @@ stop event; components stop in reverse start order, the MQTT outbox last (flushe
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import os
 import random
 import signal
@@ -209,7 +208,7 @@ class Daemon:
 
     def _load_captioner(self, config: Config) -> None:
         """Load the model once; a reload keeps it when its settings didn't change."""
-        wanted = dataclasses.replace(config.models.captioner, path=config.model_path)
+        wanted = config.captioner
         if self.captioner is not None and wanted == self._captioner_config:
             return
         self._close_captioner()

@@ -41,7 +41,7 @@ def _config(args: argparse.Namespace) -> CaptionerConfig:
     from edged.config import load_config, parse_config
 
     config = load_config(str(args.config)) if args.config is not None else parse_config("{}")
-    base = dataclasses.replace(config.models.captioner, path=config.model_path)
+    base = config.captioner
     changes: dict[str, object] = {}
     if args.model is not None:
         changes |= {"path": args.model, "backend": "onnx"}

@@ -28,7 +28,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     ver.set_defaults(func=run_verify)
 
     pull = what.add_parser("pull", help="download a model, export and quantize it (needs the export extra)")
-    pull.add_argument("model", help="glm-edge-v-2b or glm-edge-v-5b")
+    pull.add_argument("model", help="glm-edge-v-2b, glm-edge-v-5b, or face-detector (for blur_faces)")
     pull.add_argument("--out", type=Path, help=f"bundle directory (default {DEFAULT_DIR}/MODEL)")
     pull.add_argument("--quant", choices=("int4", "none"), default="int4")
     pull.add_argument("--source", type=Path, help="use this local snapshot directory instead of the hub")
@@ -107,6 +107,8 @@ def run_verify(args: argparse.Namespace) -> int:
 
 
 def run_pull(args: argparse.Namespace) -> int:
+    if args.model == "face-detector":
+        return _pull_face_detector(args.out or DEFAULT_DIR / "face-detector")
     try:
         from edged.export.pull import PullError, PullOptions, pull
     except ImportError as exc:
@@ -129,6 +131,20 @@ def run_pull(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     print(f"{out}: {m.name} ready (variants: {', '.join(m.variants)}; default {m.default_variant})")
+    return 0
+
+
+def _pull_face_detector(out: Path) -> int:
+    """The face detector the remote backend's `blur_faces` uses (a small TFLite file, checked by sha256)."""
+    from edged.analysis.faces import fetch_model
+    from edged.analysis.kws.errors import ModelError
+
+    try:
+        path = fetch_model(out)
+    except ModelError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(f"{path}: face detector ready (sha256 checked)")
     return 0
 
 

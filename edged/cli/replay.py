@@ -81,7 +81,7 @@ def run(args: argparse.Namespace) -> int:
         print(base, file=sys.stderr)
         return 2
     config = replay_config(base, args.video, args.audio, args.camera)
-    captioner_config = dataclasses.replace(config.models.captioner, path=config.model_path)
+    captioner_config = config.captioner
     if args.model:
         captioner_config = dataclasses.replace(captioner_config, path=Path(args.model), backend="onnx")
     captioner = try_load_captioner(captioner_config) if captioner_config.backend != "none" else None

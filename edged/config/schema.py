@@ -150,6 +150,10 @@ class RemoteConfig:
     retries: int = field(default=2, metadata=spec("Retries after a failed request", ge=0, le=10))
     image_width: int = field(default=672, metadata=spec("Frames are scaled to this width before sending",
                                                         unit="px", ge=64, le=4096))
+    blur_faces: bool = field(default=False, metadata=spec(
+        "Pixelate every face before a frame leaves the board (needs `edged models pull face-detector`)"))
+    face_model: Path | None = field(default=None, metadata=spec(
+        "Face detector file (default: <state_dir>/models/face-detector/face_detection_short_range.tflite)"))
 
     @property
     def api_key(self) -> SecretRef | None:
@@ -508,6 +512,16 @@ class Config:
     @property
     def model_path(self) -> Path:
         return self.models.captioner.path or self.state_dir / "models" / "glm-edge-v-2b"
+
+    @property
+    def captioner(self) -> CaptionerConfig:
+        """The captioner section with every default path filled in from `state_dir`."""
+        cap = self.models.captioner
+        remote = cap.remote
+        if remote is not None and remote.face_model is None:
+            face = self.state_dir / "models" / "face-detector" / "face_detection_short_range.tflite"
+            remote = dataclasses.replace(remote, face_model=face)
+        return dataclasses.replace(cap, path=self.model_path, remote=remote)
 
     @property
     def client_id(self) -> str:

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from edged.config.schema import CaptionerConfig
+import numpy as np
+
+from edged.config.schema import CaptionerConfig, RemoteConfig
 from edged.inference.protocol import Captioner, ModelUnavailable
 from edged.logs import get_logger
 
@@ -28,8 +30,32 @@ def _remote(config: CaptionerConfig) -> Captioner:
             "add a remote: {url: ...} section",
         )
     return RemoteCaptioner(
-        config.remote, max_new_tokens=config.max_new_tokens, repetition_penalty=config.repetition_penalty
+        config.remote, max_new_tokens=config.max_new_tokens, repetition_penalty=config.repetition_penalty,
+        prepare=_face_blur(config.remote) if config.remote.blur_faces else None,
     )
+
+
+def _face_blur(remote: RemoteConfig) -> Callable[[np.ndarray], np.ndarray]:
+    """Pixelate faces in every frame sent to the remote server; a missing detector model is a clear error."""
+    import threading
+
+    from edged.analysis.faces import FaceDetector, blur_faces
+    from edged.analysis.kws.errors import ModelError
+
+    if remote.face_model is None or not remote.face_model.is_file():
+        raise ModelUnavailable(f"models.captioner.remote.blur_faces needs the face detector ({remote.face_model})",
+                               "run `edged models pull face-detector`")
+    try:
+        detector = FaceDetector(remote.face_model)
+    except ModelError as exc:
+        raise ModelUnavailable(str(exc), "run `edged models pull face-detector`") from None
+    lock = threading.Lock()
+
+    def blur(image: np.ndarray) -> np.ndarray:
+        with lock:
+            return blur_faces(image, detector.detect(image))
+
+    return blur
 
 
 BACKENDS: dict[str, Callable[[CaptionerConfig], Captioner]] = {

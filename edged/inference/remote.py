@@ -58,8 +58,10 @@ class RemoteCaptioner:
         max_new_tokens: int = 48,
         repetition_penalty: float = 1.0,
         probe: bool = True,
+        prepare: Callable[[np.ndarray], np.ndarray] | None = None,
     ) -> None:
         self.config = config
+        self._prepare = prepare  # e.g. blur faces: runs on the frame before it leaves the board
         self.base = config.url.rstrip("/")
         self.name = f"remote:{config.model or self.base}"
         self.max_new_tokens = max_new_tokens
@@ -90,6 +92,8 @@ class RemoteCaptioner:
     def request_body(
         self, image: np.ndarray, prompt: str, max_new_tokens: int, stream: bool
     ) -> dict[str, Any]:
+        if self._prepare is not None:
+            image = self._prepare(image)
         jpeg = base64.b64encode(encode_jpeg(image, self.config.image_width)).decode("ascii")
         content = [
             {"type": "image_url", "image_url": {"url": f"data:image/jpeg;base64,{jpeg}"}},

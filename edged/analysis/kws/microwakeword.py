@@ -14,11 +14,11 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from edged.analysis.kws._tflite import TfLiteModel
 from edged.analysis.kws.backend import KeywordTable, TableBackend, check_samples
 from edged.analysis.kws.catalog import MICRO, ModelSpec
 from edged.analysis.kws.errors import ModelError
 from edged.analysis.kws.scoring import Detection, KeywordSettings
+from edged.analysis.tflite import TfLiteModel
 from edged.sources.audio.chunk import AudioChunk
 
 FEATURE_STEP = 160  # samples per frontend step (10 ms)

@@ -49,7 +49,7 @@ def load_model(path: Path, input_shape: tuple[int, ...] | None = None) -> _Runne
 
         return OnnxModel(path, input_shape)
     if path.suffix == ".tflite":
-        from edged.analysis.kws._tflite import TfLiteModel
+        from edged.analysis.tflite import TfLiteModel
 
         return TfLiteModel(path, input_shape)
     raise ModelError(f"{path}: openWakeWord models must be .tflite or .onnx files")

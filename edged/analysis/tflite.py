@@ -2,7 +2,8 @@
 
 Why not the packages' own classes: edged needs the interpreter single-threaded (so keyword spotting
 never competes with the caption model for cores), a state reset that does not re-read the file, and
-errors that name the model file instead of a NULL pointer. Both wake-word families run through it.
+errors that name the model file instead of a NULL pointer. Both wake-word families and the face
+detector (privacy blurring) run through it.
 """
 
 from __future__ import annotations
@@ -74,6 +75,7 @@ def _declare(lib: Any) -> None:
         "TfLiteInterpreterInvoke": ([vp], C.c_int),
         "TfLiteInterpreterGetInputTensor": ([vp, i32], vp),
         "TfLiteInterpreterGetOutputTensor": ([vp, i32], vp),
+        "TfLiteInterpreterGetOutputTensorCount": ([vp], i32),
         "TfLiteTensorType": ([vp], C.c_int),
         "TfLiteTensorNumDims": ([vp], i32),
         "TfLiteTensorDim": ([vp, i32], i32),
@@ -196,6 +198,18 @@ class TfLiteModel:
         out = self._out_buf
         lib.TfLiteTensorCopyToBuffer(self._out, out.ctypes.data, out.nbytes)
         return out
+
+    def run_all(self, x: np.ndarray) -> list[np.ndarray]:
+        """Invoke on `x`; returns a copy of every output tensor (for models with several outputs)."""
+        self.run(x)
+        lib = self._lib
+        outputs = []
+        for i in range(int(lib.TfLiteInterpreterGetOutputTensorCount(self._interpreter))):
+            tensor = lib.TfLiteInterpreterGetOutputTensor(self._interpreter, i)
+            out = np.empty(self._shape(tensor), dtype=self._dtype(tensor))
+            lib.TfLiteTensorCopyToBuffer(tensor, out.ctypes.data, out.nbytes)
+            outputs.append(out)
+        return outputs
 
     def reset(self) -> None:
         """Forget streaming state (a new interpreter on the same, already parsed, model)."""
