@@ -173,6 +173,8 @@ class Daemon:
         cameras = ", ".join(self.config.cameras) or "none"
         if not isinstance(camera, str) or camera not in self.config.cameras:
             raise CommandError(f"unknown camera {camera!r} (cameras: {cameras})")
+        if not self.config.cameras[camera].enabled:
+            raise CommandError(f"camera {camera!r} is disabled in the config")
         if self.pipeline is not None and self.pipeline.in_privacy(camera):
             raise CommandError(f"camera {camera!r} is in privacy mode")
         return camera
