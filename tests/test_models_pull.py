@@ -1,8 +1,9 @@
-"""`edged models pull` from a local snapshot directory (the hub cannot be reached here)."""
+"""`edged models pull` from a local snapshot directory and from a hub endpoint on loopback."""
 
 from __future__ import annotations
 
 import shutil
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,6 +16,7 @@ pytest.importorskip("onnx_ir", reason="pull quantizes: needs the export extra")
 from edged.cli import main
 from edged.export.pull import SUMS, PullError, PullOptions, check_sums, pull
 from edged.inference.manifest import load_manifest, sha256_file, verify
+from tests.fake_hub import HubRepo, serve_hub
 from tests.glm_fixture import SNAPSHOT
 
 pytestmark = pytest.mark.export
@@ -79,3 +81,48 @@ def test_unknown_model_and_empty_source(tmp_path: Path) -> None:
         pull(PullOptions(model="glm-9000", out=tmp_path / "o"))
     with pytest.raises(PullError, match="holds no snapshot"):
         pull(PullOptions(model="glm-edge-v-2b", out=tmp_path / "o", source=tmp_path))
+
+
+@pytest.fixture
+def hub_repo(tmp_path: Path) -> HubRepo:
+    """The tiny snapshot as the hub would hold it: weights an LFS file, plus a GGUF no export reads."""
+    root = tmp_path / "hub"
+    shutil.copytree(SNAPSHOT, root)
+    (root / "ggml-model-f16.gguf").write_bytes(b"GGUF" + bytes(64))
+    return HubRepo("THUDM/glm-edge-v-2b", root, lfs={"model.safetensors", "ggml-model-f16.gguf"})
+
+
+def test_pull_from_a_hub_endpoint(hub_repo: HubRepo, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The download path end to end against a hub on loopback (fake: the real hub is unreachable here)."""
+    out = tmp_path / "models" / "glm-edge-v-2b"
+    with serve_hub(hub_repo) as url:
+        argv = ["models", "pull", "glm-edge-v-2b", "--endpoint", url, "--cache-dir", str(tmp_path / "cache")]
+        assert main([*argv, "--out", str(out)]) == 0
+    assert "ready" in capsys.readouterr().out
+    m = load_manifest(out)
+    assert list(m.variants) == ["int4"]
+    verify(out, m)
+    fetched = {r.rsplit("/", 1)[-1] for r in hub_repo.requests if r.startswith("GET") and "/resolve/" in r}
+    assert "model.safetensors" in fetched and "config.json" in fetched
+    assert "ggml-model-f16.gguf" not in fetched, "only the files an export reads are fetched"
+
+
+def test_hub_file_that_fails_its_sha256_stops_the_pull(hub_repo: HubRepo, tmp_path: Path) -> None:
+    """Weights whose bytes differ from the hub's LFS sha256 are named, and nothing is exported."""
+    hub_repo.corrupt.add("model.safetensors")
+    out = tmp_path / "out"
+    with serve_hub(hub_repo) as url, pytest.raises(PullError, match=r"model.safetensors is corrupt \(sha256 differs"):
+        pull(PullOptions(model="glm-edge-v-2b", out=out, endpoint=url, cache_dir=tmp_path / "cache"))
+    assert not out.exists()
+
+
+def test_unreachable_hub_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """No network: the error names the repository and the endpoint and points at --source."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{s.getsockname()[1]}"  # nothing listens once the socket closes
+    argv = ["models", "pull", "glm-edge-v-2b", "--endpoint", url, "--cache-dir", str(tmp_path / "cache")]
+    assert main([*argv, "--out", str(tmp_path / "out")]) == 1
+    err = capsys.readouterr().err
+    assert f"cannot fetch THUDM/glm-edge-v-2b from {url}" in err
+    assert "--source" in err

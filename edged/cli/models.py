@@ -34,6 +34,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     pull.add_argument("--source", type=Path, help="use this local snapshot directory instead of the hub")
     pull.add_argument("--revision", help="hub revision (branch, tag or commit)")
     pull.add_argument("--cache-dir", type=Path, help="hub download cache")
+    pull.add_argument("--endpoint", help="a hub mirror's URL (default: $HF_ENDPOINT, else the hub)")
     pull.add_argument("--keep-all", action="store_true", help="keep the fp32 variants too (several GB)")
     pull.set_defaults(func=run_pull)
 
@@ -123,6 +124,7 @@ def run_pull(args: argparse.Namespace) -> int:
                 source=args.source,
                 revision=args.revision,
                 cache_dir=args.cache_dir,
+                endpoint=args.endpoint,
                 quant=args.quant,
                 keep_all=args.keep_all,
             )

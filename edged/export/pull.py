@@ -44,6 +44,7 @@ class PullOptions:
     source: Path | None = None
     revision: str | None = None
     cache_dir: Path | None = None
+    endpoint: str | None = None  # a hub mirror; None: huggingface_hub's default ($HF_ENDPOINT or the hub)
     quant: str = "int4"
     keep_all: bool = False
 
@@ -67,23 +68,33 @@ def check_sums(snapshot: Path) -> int:
     return count
 
 
-def download(repo: str, revision: str | None, cache_dir: Path | None) -> Path:
+def download(repo: str, revision: str | None, cache_dir: Path | None, endpoint: str | None = None) -> Path:
     """Fetch the snapshot from the hub (resumes partial downloads) and check LFS hashes."""
     try:
         from huggingface_hub import HfApi, snapshot_download
+        from huggingface_hub.errors import HfHubHTTPError
     except ImportError:
         raise PullError("pulling from the hub needs huggingface_hub: pip install 'edged[pull]'") from None
-    path = Path(
-        snapshot_download(
-            repo, revision=revision, allow_patterns=PATTERNS, cache_dir=str(cache_dir) if cache_dir else None
+    where = endpoint or "the hub"
+    try:
+        path = Path(
+            snapshot_download(
+                repo,
+                revision=revision,
+                allow_patterns=PATTERNS,
+                cache_dir=str(cache_dir) if cache_dir else None,
+                endpoint=endpoint,
+            )
         )
-    )
-    info = HfApi().model_info(repo, revision=path.name, files_metadata=True)
+        info = HfApi(endpoint=endpoint).model_info(repo, revision=path.name, files_metadata=True)
+    except (OSError, HfHubHTTPError) as exc:
+        reason = " ".join(str(exc).split())[:300]
+        raise PullError(f"cannot fetch {repo} from {where}: {reason} (offline? --source takes a local copy)") from None
     for sibling in info.siblings or []:
         lfs = getattr(sibling, "lfs", None)
         local = path / sibling.rfilename
         if lfs is not None and local.is_file() and sha256_file(local) != lfs.sha256:
-            raise PullError(f"{local} is corrupt (sha256 differs from the hub); delete it and pull again")
+            raise PullError(f"{local} is corrupt (sha256 differs from {where}); delete it and pull again")
     return path
 
 
@@ -122,7 +133,7 @@ def pull(opts: PullOptions) -> Manifest:
             raise PullError(f"{opts.source} holds no snapshot of {repo} (no config.json)")
         check_sums(snapshot)
     else:
-        snapshot = download(repo, opts.revision, opts.cache_dir)
+        snapshot = download(repo, opts.revision, opts.cache_dir, opts.endpoint)
     out = Path(opts.out)
     if out.exists():
         shutil.rmtree(out)
