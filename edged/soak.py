@@ -97,7 +97,9 @@ class _Counter:
 
     def __init__(self, port: int) -> None:
         self.count = 0
-        self.client = paho.Client(CallbackAPIVersion.VERSION2, client_id="edged-soak")
+        # Not "edged-soak": that is the daemon's own default id, and the broker would keep
+        # disconnecting one to let the other in.
+        self.client = paho.Client(CallbackAPIVersion.VERSION2, client_id="edged-soak-subscriber")
         self.client.on_connect = lambda c, *_: c.subscribe("edged/soak/#", qos=1)
         self.client.on_message = self._on_message
         self.client.connect("127.0.0.1", port)
@@ -174,6 +176,16 @@ def judge(result: SoakResult) -> None:
         result.verdicts[name] = f"middle max {before:g}, last mean {after:.1f}: {'flat' if ok else 'GROWS'}"
         if not ok:
             result.grew.append(name)
+    result.verdicts["rss_trend"] = f"{rss_slope_mb_per_hour(result.samples[n // 3:]):+.1f} MB/h after warm-up"
+
+
+def rss_slope_mb_per_hour(samples: list[Sample]) -> float:
+    """Least-squares slope of resident memory: a creep the thirds comparison's slack would hide."""
+    ts = [s.t for s in samples]
+    mean_t, mean_r = statistics.mean(ts), statistics.mean(s.rss_mb for s in samples)
+    var = sum((t - mean_t) ** 2 for t in ts)
+    cov = sum((s.t - mean_t) * (s.rss_mb - mean_r) for s in samples)
+    return cov / var * 3600 if var else 0.0
 
 
 def write_png(result: SoakResult, path: Path, title: str) -> None:
@@ -190,7 +202,8 @@ def write_png(result: SoakResult, path: Path, title: str) -> None:
         ax.plot(t, [getattr(s, name) for s in result.samples])
         ax.set_title(label)
         ax.axvspan(0, t[len(t) // 3] if t else 0, color="0.9", label="warm-up")
-        ax.set_ylim(bottom=0)
+        if name != "rss_mb":  # memory gets a close-up axis, so that a slow creep shows
+            ax.set_ylim(bottom=0)
     for ax in axes[1]:
         ax.set_xlabel("minutes")
     fig.suptitle(title)

@@ -233,3 +233,43 @@ def test_missing_media_file_reports_and_retries(tmp_path: Path) -> None:
     source.stop()
     assert states[0].state is SourceState.RECONNECTING
     assert "gone.flac: file not found" in states[0].reason
+
+
+def test_a_file_read_faster_than_real_time_waits_for_a_slow_consumer(tmp_path: Path) -> None:
+    """`realtime: false` files are lossless: a consumer slower than the decoder gets every sample."""
+    wav = make_tone_wav(tmp_path / "t.wav", seconds=2.0, rate=16000)
+    mic = MicrophoneConfig(id="file", device=str(wav), realtime=False, queue_seconds=0.05)
+    source = AudioSource(mic, on_health=lambda h: None)
+    source.start()
+    got = 0
+    try:
+        while got < 32000:
+            chunk = source.chunks.get(timeout=5)
+            assert chunk is not None, f"stopped after {got} samples"
+            got += len(chunk.samples)
+            if chunk.seq % 20 == 0:
+                time.sleep(0.1)  # far behind a decoder that fills the 5-chunk queue in microseconds
+    finally:
+        source.stop()
+    assert got == 32000
+    assert source.overruns == 0
+
+
+def test_live_input_with_a_stuck_consumer_counts_overruns(tmp_path: Path) -> None:
+    """Live input cannot wait for a stuck consumer: chunks beyond the queue are dropped and counted."""
+    fifo = tmp_path / "mic"
+    os.mkfifo(fifo)
+    mic = MicrophoneConfig(id="live", device=f"fifo:{fifo}", queue_seconds=0.05)
+    source = AudioSource(mic, on_health=lambda h: None)
+    source.start()
+    try:
+        with open(fifo, "wb") as w:
+            w.write(np.zeros(16000, np.int16).tobytes())  # 1 s of audio nobody reads
+            w.flush()
+            deadline = time.monotonic() + 10
+            while source.overruns < 10 and time.monotonic() < deadline:
+                time.sleep(0.05)
+    finally:
+        source.stop()
+    assert source.overruns >= 10
+    assert len(source.chunks) <= source.chunks.maxsize

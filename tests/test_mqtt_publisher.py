@@ -157,3 +157,30 @@ def test_set_commands_reach_the_handler(tmp_path: Path, broker: Broker) -> None:
     finally:
         sub.stop()
         pub.stop()
+
+
+def test_a_second_client_with_our_id_is_named_as_the_likely_cause(tmp_path: Path, broker: Broker) -> None:
+    """Two clients with one id kick each other off the broker; edged says so once, with the fix."""
+    import paho.mqtt.client as paho
+    from paho.mqtt.enums import CallbackAPIVersion
+    from structlog.testing import capture_logs
+
+    config = make_config(tmp_path, broker.port)
+    with capture_logs() as logs:
+        pub = started(config)
+        twin = paho.Client(CallbackAPIVersion.VERSION2, client_id=config.client_id)  # same id: edged-t1
+        twin.reconnect_delay_set(1, 1)
+        twin.connect_async("127.0.0.1", broker.port)
+        twin.loop_start()
+        try:
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline and not any(e["event"] == "mqtt_connection_flapping" for e in logs):
+                time.sleep(0.2)
+        finally:
+            twin.disconnect()
+            twin.loop_stop()
+            pub.stop()
+    flapping = [e for e in logs if e["event"] == "mqtt_connection_flapping"]
+    assert len(flapping) == 1, [e["event"] for e in logs]
+    assert flapping[0]["client_id"] == "edged-t1"
+    assert "same client id" in flapping[0]["hint"]

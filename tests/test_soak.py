@@ -19,7 +19,7 @@ def test_short_soak_reports_flat_threads_descriptors_and_outbox(tmp_path: Path) 
                           "--png", str(png)], capture_output=True, text=True, timeout=180, check=False)
     summary = json.loads(out.stdout.strip().splitlines()[-1])
     assert summary["samples"] >= 15
-    assert set(summary["verdicts"]) == {"rss_mb", "threads", "fds", "outbox"}
+    assert set(summary["verdicts"]) == {"rss_mb", "threads", "fds", "outbox", "rss_trend"}
     assert "threads" not in summary["grew"]
     assert "fds" not in summary["grew"]
     assert summary["last"]["events"] > 0  # the pipeline published all along

@@ -49,6 +49,9 @@ class LinkCallbacks:
     subscriptions: Sequence[str] = field(default_factory=tuple)
 
 
+_SHORT_LIVED = 5.0  # seconds; a connection dropped sooner than this counts towards "flapping"
+
+
 class MqttLink:
     """One broker connection with a last will of `offline` on `<base>/available`."""
 
@@ -63,6 +66,7 @@ class MqttLink:
         self.connects = 0
         self.disconnects = 0
         self.connected_since = 0.0  # monotonic clock of the current connection
+        self._short_lived = 0  # connections in a row dropped within _SHORT_LIVED seconds
         self._stopping = False
         self._client = self._make_client(client_id, password)
 
@@ -144,7 +148,18 @@ class MqttLink:
         if was:
             self.disconnects += 1
             (self.log.info if self._stopping else self.log.warning)("mqtt_disconnected", reason=str(reason))
+            self._note_flapping()
             self.callbacks.on_disconnected()
+
+    def _note_flapping(self) -> None:
+        """Say once what usually makes a connection drop right after it is made: a second client with the
+        same id (a copied config, two daemons with one device id), which the broker lets in by kicking us."""
+        short = time.monotonic() - self.connected_since < _SHORT_LIVED
+        self._short_lived = self._short_lived + 1 if short else 0
+        if self._short_lived == 3 and not self._stopping:
+            self.log.error("mqtt_connection_flapping", client_id=self._client._client_id.decode(),
+                           hint="another client is probably connecting with the same client id: "
+                                "give each edged its own device.id or mqtt.client_id")
 
     def _on_publish(self, _client: paho.Client, _userdata: Any, mid: int, reason: ReasonCode,
                     _props: Properties | None) -> None:

@@ -62,7 +62,7 @@ class AudioSession:
             return
         self._src.overruns_from_device(self._reader.overruns)
         for samples in self._chunker.feed(block):
-            self._src.emit(samples, self._generation, self._due(samples))
+            self._src.emit(samples, self._generation, self._due(samples), wait=not self._reader.live)
 
     def _due(self, samples: np.ndarray) -> float:
         """When this chunk's end is due: now for live input; for paced files, wait until then."""
@@ -126,15 +126,17 @@ class AudioSource:
         """A fresh reader for the next loop of a file (stream time keeps running)."""
         return open_reader(self.config, self._camera_url)
 
-    def emit(self, samples: np.ndarray, generation: int, ts: float) -> None:
+    def emit(self, samples: np.ndarray, generation: int, ts: float, wait: bool = False) -> None:
+        """Queue a chunk. A file (`wait`) waits for the consumer: nothing is lost, and no device
+        overflows meanwhile. Live input cannot wait: a consumer behind by the whole queue gets a few
+        chunk-lengths of grace, then the chunk is dropped and counted as an overrun."""
         self.stream_time += len(samples) / SAMPLE_RATE
         self._seq += 1
         chunk = AudioChunk(self.config.id, self._seq, samples, self.stream_time, ts, time.time(), generation)
         self.supervisor.mark_activity()
         self.rate.mark()
-        # A consumer that is behind by the whole queue gets a few chunk-lengths of grace, then it's an overrun.
         try:
-            if not self.chunks.put(chunk, timeout=4 * self.config.chunk_ms / 1000):
+            if not self.chunks.put(chunk, timeout=None if wait else 4 * self.config.chunk_ms / 1000):
                 self._count_overrun("consumer_behind")
         except QueueClosed:
             return
