@@ -52,43 +52,41 @@ def write_config(tmp_path: Path, port: int, clip: Path, device: str) -> Path:
     return path
 
 
-def test_alsa_microphone_hears_each_keyword(tmp_path: Path, broker: Broker, clip: Path, mic: PulseMic) -> None:
-    """Four spoken "okay nabu"s played into the device in real time come out as keyword events."""
-    sub = Subscriber(broker.port, [f"{BASE}/porch_mic/#"]).start()
-    daemon = DaemonProcess(write_config(tmp_path, broker.port, clip, "pulse"), env=mic.env)
-    try:
-        sub.wait_topic(f"{BASE}/porch_mic/status", b"online", timeout=30)
-        assert mic.recording_clients() == 1
-        starts = keyword_starts("positive_okay_nabu.flac")
-        assert len(starts) == 4
-        mic.play(decode(KWS / "positive_okay_nabu.flac"))
-        hits = sub.wait_for(lambda m: len([x for x in m if x.topic.endswith("/keyword")]) >= 3, timeout=40)
-        events = [json.loads(x.payload) for x in hits if x.topic.endswith("/keyword")]
-        assert {e["event_type"] for e in events} == {"okay_nabu"}
-        # Stream time is audio time: each hit lands just after a keyword of the ground truth.
-        for e in events:
-            assert any(0.0 < e["stream_time"] - s < 2.5 for s in starts), (e["stream_time"], starts)
-    finally:
-        assert daemon.stop() == 0
-        sub.stop()
-
-
-def test_privacy_releases_the_capture_device(tmp_path: Path, broker: Broker, clip: Path, mic: PulseMic) -> None:
-    """Privacy on closes the ALSA stream (PulseAudio sees no recording client); off opens it again."""
+@pytest.fixture
+def recording(tmp_path: Path, broker: Broker, clip: Path, mic: PulseMic) -> Iterator[Subscriber]:
+    """`edged run` capturing from the pulse device, online and recording; yields a subscriber to its topics."""
     sub = Subscriber(broker.port, [f"{BASE}/#"]).start()
     daemon = DaemonProcess(write_config(tmp_path, broker.port, clip, "pulse"), env=mic.env)
     try:
         sub.wait_topic(f"{BASE}/porch_mic/status", b"online", timeout=30)
         assert mic.recording_clients() == 1
-        sub.publish(f"{BASE}/porch/privacy/set", "ON")
-        sub.wait_topic(f"{BASE}/porch/privacy/state", b"ON")
-        assert wait_until(lambda: mic.recording_clients() == 0), "the device is still open in privacy mode"
-        sub.publish(f"{BASE}/porch/privacy/set", "OFF")
-        sub.wait_topic(f"{BASE}/porch/privacy/state", b"OFF")
-        assert wait_until(lambda: mic.recording_clients() == 1), "capture did not resume after privacy off"
+        yield sub
     finally:
         assert daemon.stop() == 0
         sub.stop()
+
+
+def test_alsa_microphone_hears_each_keyword(recording: Subscriber, mic: PulseMic) -> None:
+    """Four spoken "okay nabu"s played into the device in real time come out as keyword events."""
+    starts = keyword_starts("positive_okay_nabu.flac")
+    assert len(starts) == 4
+    mic.play(decode(KWS / "positive_okay_nabu.flac"))
+    hits = recording.wait_for(lambda m: len([x for x in m if x.topic.endswith("/keyword")]) >= 3, timeout=40)
+    events = [json.loads(x.payload) for x in hits if x.topic.endswith("/keyword")]
+    assert {e["event_type"] for e in events} == {"okay_nabu"}
+    # Stream time is audio time: each hit lands just after a keyword of the ground truth.
+    for e in events:
+        assert any(0.0 < e["stream_time"] - s < 2.5 for s in starts), (e["stream_time"], starts)
+
+
+def test_privacy_releases_the_capture_device(recording: Subscriber, mic: PulseMic) -> None:
+    """Privacy on closes the ALSA stream (PulseAudio sees no recording client); off opens it again."""
+    recording.publish(f"{BASE}/porch/privacy/set", "ON")
+    recording.wait_topic(f"{BASE}/porch/privacy/state", b"ON")
+    assert wait_until(lambda: mic.recording_clients() == 0), "the device is still open in privacy mode"
+    recording.publish(f"{BASE}/porch/privacy/set", "OFF")
+    recording.wait_topic(f"{BASE}/porch/privacy/state", b"OFF")
+    assert wait_until(lambda: mic.recording_clients() == 1), "capture did not resume after privacy off"
 
 
 def test_unknown_alsa_device_names_the_devices_there_are(
