@@ -152,14 +152,16 @@ class MqttLink:
             self.callbacks.on_disconnected()
 
     def _note_flapping(self) -> None:
-        """Say once what usually makes a connection drop right after it is made: a second client with the
-        same id (a copied config, two daemons with one device id), which the broker lets in by kicking us."""
+        """Say once per streak what usually drops connections right after they are made: a second client
+        with the same id (a copied config, two daemons with one device id), which the broker lets in by
+        closing ours. Mosquitto closes the socket without a reason code, so this is a hint, not a finding."""
         short = time.monotonic() - self.connected_since < _SHORT_LIVED
         self._short_lived = self._short_lived + 1 if short else 0
         if self._short_lived == 3 and not self._stopping:
-            self.log.error("mqtt_connection_flapping", client_id=self._client._client_id.decode(),
-                           hint="another client is probably connecting with the same client id: "
-                                "give each edged its own device.id or mqtt.client_id")
+            self.log.warning("mqtt_connection_flapping", client_id=self._client._client_id.decode(),
+                             hint="connections drop within seconds: most often another client uses the same "
+                                  "client id (give each edged its own device.id or mqtt.client_id), else the "
+                                  "broker keeps restarting")
 
     def _on_publish(self, _client: paho.Client, _userdata: Any, mid: int, reason: ReasonCode,
                     _props: Properties | None) -> None:
