@@ -124,7 +124,7 @@ class MicrophonePipeline:
     """One microphone: reader thread -> bounded chunk queue -> keyword spotting thread."""
 
     def __init__(self, config: MicrophoneConfig, publish: Publish, camera_url: str | None,
-                 spotter: Callable[[AudioSource], KeywordSpotter | None]) -> None:
+                 spotter: Callable[[AudioSource], KeywordSpotter]) -> None:
         self.config = config
         self._publish = publish
         self.source = AudioSource(config, self._on_health, camera_url)
@@ -135,23 +135,18 @@ class MicrophonePipeline:
             self._publish(event)
 
     def start(self) -> None:
-        if self.spotter is not None:
-            self.spotter.start()
+        self.spotter.start()
         self.source.start()
 
     def stop(self) -> None:
         self.source.stop()
-        if self.spotter is not None:
-            self.spotter.stop()
+        self.spotter.stop()
 
     def alive(self) -> bool:
-        return self.spotter is None or self.spotter.running
+        return self.spotter.running
 
     def stats(self) -> dict[str, Any]:
-        out = self.source.snapshot_stats()
-        if self.spotter is not None:
-            out.update(self.spotter.stats())
-        return out
+        return {**self.source.snapshot_stats(), **self.spotter.stats()}
 
 
 class Pipeline:
@@ -227,14 +222,15 @@ class Pipeline:
         if not mic.enabled or (camera is not None and not camera.enabled):
             self._report(mic.id, "microphone", SourceState.DISABLED, "disabled in config")
             return
+        if not mic.keywords:  # keyword spotting is all a microphone feeds: don't hold the device for nothing
+            self._report(mic.id, "microphone", SourceState.DISABLED, "keyword spotting is off (keywords: false)")
+            return
         url = self.cameras[camera.id].source.url if camera is not None and camera.id in self.cameras else None
         pipe = MicrophonePipeline(mic, self._publish, url, lambda source: self._make_spotter(mic, source))
         self.microphones[mic.id] = pipe
         pipe.start()
 
-    def _make_spotter(self, mic: MicrophoneConfig, source: AudioSource) -> KeywordSpotter | None:
-        if not mic.keywords:
-            return None
+    def _make_spotter(self, mic: MicrophoneConfig, source: AudioSource) -> KeywordSpotter:
         spotter = KeywordSpotter(mic, self.config.models.wakeword, source.chunks, self._on_keyword)
         settings = self.mic_settings[mic.id]
         if self._features is not None and not any(f.source == mic.id for f in self._features.features()):
@@ -329,7 +325,7 @@ class Pipeline:
         else:
             settings.cutoffs[keyword] = float(value)
         pipe = self.microphones.get(mic)
-        if pipe is None or pipe.spotter is None:
+        if pipe is None:
             return
         for name in pipe.spotter.keywords:
             pipe.spotter.set_enabled(name, settings.kws and settings.keywords.get(name, True))
@@ -341,7 +337,7 @@ class Pipeline:
         out = {}
         for mic in self.config.all_microphones:
             pipe = self.microphones.get(mic.id)
-            if pipe is not None and pipe.spotter is not None:
+            if pipe is not None:
                 out[mic.id] = list(pipe.spotter.keywords)
         return out
 

@@ -273,3 +273,23 @@ def test_live_input_with_a_stuck_consumer_counts_overruns(tmp_path: Path) -> Non
         source.stop()
     assert source.overruns >= 10
     assert len(source.chunks) <= source.chunks.maxsize
+
+
+def test_a_microphone_without_keyword_spotting_is_not_opened(tmp_path: Path) -> None:
+    """`keywords: false`: nothing would consume its audio, so the device is left alone and says why."""
+    from edged.config import parse_config
+    from edged.events import Event, SourceHealth
+    from edged.pipeline import Pipeline
+
+    wav = make_tone_wav(tmp_path / "t.wav", seconds=1.0)
+    config = parse_config(f"state_dir: {tmp_path}\nmodels: {{captioner: {{backend: none}}}}\n"
+                          f"microphones:\n  hall: {{device: {wav}, keywords: false}}\n")
+    published: list[Event] = []
+    pipeline = Pipeline(config, published.append, lambda cam: None)
+    pipeline.start()
+    try:
+        assert "hall" not in pipeline.microphones
+        health = [e for e in published if isinstance(e, SourceHealth) and e.source == "hall"]
+        assert [(h.state, h.reason) for h in health] == [("disabled", "keyword spotting is off (keywords: false)")]
+    finally:
+        pipeline.stop()
