@@ -65,21 +65,25 @@ class MicrophoneSettings:
     keywords: dict[str, bool] = field(default_factory=dict)
     cutoffs: dict[str, float] = field(default_factory=dict)
 
+    def apply(self, spotter: KeywordSpotter) -> None:
+        for name in spotter.keywords:
+            spotter.set_enabled(name, self.kws and self.keywords.get(name, True))
+            if name in self.cutoffs:
+                spotter.set_cutoff(name, self.cutoffs[name])
+
 
 class CameraPipeline:
     """One camera: capture thread -> bounded frame queue -> analysis thread -> events and triggers."""
 
     def __init__(self, config: CameraConfig, publish: Publish, password: str | None, history: FrameHistory,
-                 settings: CameraSettings, events: EventTracker, scheduler: Scheduler | None) -> None:
+                 settings: CameraSettings, events: EventTracker, scheduler: Scheduler) -> None:
         self.config = config
         self.log = get_logger(camera=config.id)
         self._publish = publish
         self._events = events
         self._scheduler = scheduler
         self.analysis = FrameAnalysis(config)
-        self.analysis.motion.set_enabled(settings.motion)
-        self.analysis.motion.set_threshold(settings.threshold)
-        self.analysis.motion.set_contour_area(settings.contour_area)
+        self.apply(settings)
         self.source = VideoSource(config, self._on_health, password)
         self.analyser = CameraAnalyser(config, self.source.frames, self.analysis.analyse, self._on_frame, history)
 
@@ -91,7 +95,7 @@ class CameraPipeline:
         result = self.analysis.last_motion
         if result is None:
             return
-        if result.motion and self._scheduler is not None:
+        if result.motion:
             self._scheduler.note_activity(self.config.id)
         if not result.changed:
             return
@@ -100,9 +104,16 @@ class CameraPipeline:
             self._events.motion_ended(self.config.id)
             return
         event_id = self._events.motion_started(self.config.id, frame, result.area)
-        if self._scheduler is not None and "motion" in self.config.captions.on:
+        if "motion" in self.config.captions.on:
             self._scheduler.trigger(self._scheduler.make_trigger("motion", self.config.id, ts=frame.ts,
                                                                  event_id=event_id))
+
+    def apply(self, settings: CameraSettings) -> None:
+        """The runtime motion switches and numbers (safe from any thread)."""
+        motion = self.analysis.motion
+        motion.set_enabled(settings.motion)
+        motion.set_threshold(settings.threshold)
+        motion.set_contour_area(settings.contour_area)
 
     def start(self) -> None:
         self.analyser.start()
@@ -232,13 +243,9 @@ class Pipeline:
 
     def _make_spotter(self, mic: MicrophoneConfig, source: AudioSource) -> KeywordSpotter:
         spotter = KeywordSpotter(mic, self.config.models.wakeword, source.chunks, self._on_keyword)
-        settings = self.mic_settings[mic.id]
         if self._features is not None and not any(f.source == mic.id for f in self._features.features()):
             self._register_mic_features(mic, spotter)
-        for keyword in spotter.keywords:
-            spotter.set_enabled(keyword, settings.kws and settings.keywords.get(keyword, True))
-            if keyword in settings.cutoffs:
-                spotter.set_cutoff(keyword, settings.cutoffs[keyword])
+        self.mic_settings[mic.id].apply(spotter)
         return spotter
 
     def _report(self, source: str, kind: str, state: SourceState, reason: str) -> None:
@@ -296,10 +303,7 @@ class Pipeline:
             self.scheduler.set_captions(camera, settings.captions)
         pipe = self.cameras.get(camera)
         if pipe is not None:
-            motion = pipe.analysis.motion
-            motion.set_enabled(settings.motion)
-            motion.set_threshold(settings.threshold)
-            motion.set_contour_area(settings.contour_area)
+            pipe.apply(settings)
 
     def _register_mic_features(self, mic: MicrophoneConfig, spotter: KeywordSpotter) -> None:
         assert self._features is not None
@@ -325,12 +329,8 @@ class Pipeline:
         else:
             settings.cutoffs[keyword] = float(value)
         pipe = self.microphones.get(mic)
-        if pipe is None:
-            return
-        for name in pipe.spotter.keywords:
-            pipe.spotter.set_enabled(name, settings.kws and settings.keywords.get(name, True))
-            if name in settings.cutoffs:
-                pipe.spotter.set_cutoff(name, settings.cutoffs[name])
+        if pipe is not None:
+            settings.apply(pipe.spotter)
 
     def keyword_names(self) -> dict[str, list[str]]:
         """The keywords each microphone spots (for Home Assistant's event entity)."""
