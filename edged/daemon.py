@@ -106,8 +106,8 @@ class Daemon:
         self.stop_event.set()
 
     # -- start-up ----------------------------------------------------------------------------------
-    def _start(self, stack: contextlib.ExitStack, secrets: dict[str, str | None]) -> None:
-        self.publisher = self._make_publisher(secrets.get("mqtt"))
+    def _start(self, stack: contextlib.ExitStack, secrets: dict[str, str]) -> None:
+        self.publisher = self._make_publisher(secrets.get("mqtt.password"))
         self.publisher.start()
         stack.callback(self._stop_publisher)
         self.executor = self._make_executor(self.publisher)
@@ -200,8 +200,8 @@ class Daemon:
 
     def _start_pipeline(self, config: Config) -> None:
         self._load_captioner(config)
-        pipeline = Pipeline(config, self.publish, lambda cam: self._secrets.get(f"camera:{cam.id}"), self.features,
-                            self.captioner)
+        pipeline = Pipeline(config, self.publish, lambda cam: self._secrets.get(f"cameras.{cam.id}.password"),
+                            self.features, self.captioner)
         pipeline.start()
         self.pipeline = pipeline
         for state in self.features.states():
@@ -300,7 +300,7 @@ class Daemon:
         if _publisher_settings(new) != _publisher_settings(self.config):
             self._stop_publisher()
             self.config = new
-            self.publisher = self._make_publisher(secrets.get("mqtt"))
+            self.publisher = self._make_publisher(secrets.get("mqtt.password"))
             self.publisher.start()
             self.executor = self._make_executor(self.publisher)
         self._stop_pipeline()
@@ -336,15 +336,9 @@ class Daemon:
         return f"{len(self.config.cameras)} cameras, {len(self.config.all_microphones)} microphones"
 
 
-def resolve_secrets(config: Config) -> dict[str, str | None]:
-    """Read every secret the config names (raises `SecretError` naming the first unreadable one)."""
-    out: dict[str, str | None] = {"mqtt": config.mqtt.password.reveal() if config.mqtt.password else None}
-    for cam in config.cameras.values():
-        out[f"camera:{cam.id}"] = cam.password.reveal() if cam.password else None
-    remote = config.models.captioner.remote
-    if remote is not None and remote.api_key is not None:
-        out["remote"] = remote.api_key.reveal()
-    return out
+def resolve_secrets(config: Config) -> dict[str, str]:
+    """Read every secret the config names, by key path (raises `SecretError` naming the first unreadable one)."""
+    return {key: ref.reveal() for key, ref in config.secret_refs.items()}
 
 
 def _publisher_settings(config: Config) -> tuple[Any, ...]:

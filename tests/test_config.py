@@ -181,3 +181,19 @@ def test_check_config_cli_exit_codes(tmp_path: Path) -> None:
     fail = subprocess.run([sys.executable, "-m", "edged", "check-config", str(bad)], capture_output=True, text=True)
     assert fail.returncode == 2
     assert f"{bad}:2 cameras.a.analysis_fps: must be > 0 fps (got 0)" in fail.stderr
+
+
+def test_check_config_names_every_unreadable_secret_file(tmp_path: Path) -> None:
+    """check-config reads what the daemon will read: a camera's password file as well as the broker's."""
+    config = tmp_path / "edged.yaml"
+    config.write_text(f"mqtt: {{username: u, password_file: {tmp_path / 'mqtt.pass'}}}\n"
+                      "cameras:\n  door:\n    url: rtsp://admin@10.0.0.9/main\n"
+                      f"    password_file: {tmp_path / 'cam.pass'}\n")
+    out = subprocess.run([sys.executable, "-m", "edged", "check-config", str(config)], capture_output=True, text=True)
+    assert out.returncode == 2
+    assert f"{config} mqtt.password: " in out.stderr
+    assert f"{config} cameras.door.password: " in out.stderr
+    (tmp_path / "mqtt.pass").write_text("a")
+    (tmp_path / "cam.pass").write_text("b")
+    ok = subprocess.run([sys.executable, "-m", "edged", "check-config", str(config)], capture_output=True, text=True)
+    assert ok.returncode == 0, ok.stderr

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
-from edged.config import ConfigError, SecretError, load_config
+from edged.config import Config, ConfigError, SecretError, load_config
+from edged.config.secrets import CREDENTIALS_ENV
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -32,22 +34,14 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def check_secrets(config: object) -> list[str]:
+def check_secrets(config: Config) -> list[str]:
     """Secret files that are named but unreadable (credentials are checked only under systemd)."""
-    import os
-
-    from edged.config.secrets import CREDENTIALS_ENV, SecretRef
-
     out = []
-    refs: list[tuple[str, SecretRef | None]] = [("mqtt.password", config.mqtt.password)]  # type: ignore[attr-defined]
-    remote = config.models.captioner.remote  # type: ignore[attr-defined]
-    if remote is not None:
-        refs.append(("models.captioner.remote.api_key", remote.api_key))
-    for key, ref in refs:
-        if ref is None or (ref.credential and CREDENTIALS_ENV not in os.environ):
+    for key, ref in config.secret_refs.items():
+        if ref.credential and CREDENTIALS_ENV not in os.environ:
             continue
         try:
             ref.reveal()
         except SecretError as exc:
-            out.append(f"{config.source} {key}: {exc}")  # type: ignore[attr-defined]
+            out.append(f"{config.source} {key}: {exc}")
     return out

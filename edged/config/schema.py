@@ -528,6 +528,15 @@ class Config:
         return self.mqtt.client_id or f"edged-{self.device.id}"
 
     @property
+    def secret_refs(self) -> dict[str, SecretRef]:
+        """Every secret the config names, by key path: read (or checked) up front, never logged."""
+        remote = self.models.captioner.remote
+        refs = {"mqtt.password": self.mqtt.password,
+                **{f"cameras.{cam.id}.password": cam.password for cam in self.cameras.values()},
+                "models.captioner.remote.api_key": remote.api_key if remote is not None else None}
+        return {key: ref for key, ref in refs.items() if ref is not None}
+
+    @property
     def all_microphones(self) -> tuple[MicrophoneConfig, ...]:
         """Top-level microphones plus those nested under cameras."""
         nested = tuple(c.microphone for c in self.cameras.values() if c.microphone is not None)
