@@ -281,7 +281,7 @@ class Daemon:
 
     def healthy(self) -> bool:
         pipeline_ok = self.pipeline is not None and self.pipeline.healthy()
-        publisher_ok = self.publisher is not None and self.publisher.sender._thread.is_alive()
+        publisher_ok = self.publisher is not None and self.publisher.sender.alive
         return pipeline_ok and publisher_ok
 
     # -- reload ----------------------------------------------------------------------------------------

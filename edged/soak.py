@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
-import socket
 import sqlite3
 import statistics
 import subprocess
@@ -27,6 +25,8 @@ from typing import Any
 
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
+
+from edged.bench.mqtt import start_broker
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -46,12 +46,6 @@ class SoakResult:
     samples: list[Sample] = field(default_factory=list)
     verdicts: dict[str, str] = field(default_factory=dict)
     grew: list[str] = field(default_factory=list)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _proc_status(pid: int) -> tuple[float, int]:
@@ -114,16 +108,10 @@ class _Counter:
 
 
 def run_soak(minutes: float, interval: float = 5.0, progress: bool = True) -> SoakResult:
-    mosquitto = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
     result = SoakResult()
     with tempfile.TemporaryDirectory(prefix="edged-soak-") as tmpdir:
         tmp = Path(tmpdir)
-        port = _free_port()
-        (tmp / "mosquitto.conf").write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\n"
-                                            + ("user root\n" if os.geteuid() == 0 else ""))
-        broker = subprocess.Popen([mosquitto, "-c", str(tmp / "mosquitto.conf")], stdout=subprocess.DEVNULL,
-                                  stderr=subprocess.DEVNULL)
-        time.sleep(0.5)
+        broker, port = start_broker(tmp)
         tiny = ROOT / "tests" / "fixtures" / "glm-edge-v-tiny"
         config = soak_config(tmp, port, ROOT / "samples" / "porch.mp4", tiny)
         log = open(tmp / "edged.log", "wb")  # noqa: SIM115 - closed below

@@ -60,6 +60,7 @@ class MqttLink:
         self.config = config
         self.base = base
         self.callbacks = callbacks
+        self.client_id = client_id
         self.log = get_logger(component="mqtt", broker=f"{config.host}:{config.port}")
         self.connected = threading.Event()
         self.acks: queue.SimpleQueue[tuple[int, bool]] = queue.SimpleQueue()  # (mid, accepted)
@@ -93,7 +94,7 @@ class MqttLink:
 
     def start(self) -> None:
         """Connect in the background; paho retries with back-off while the broker is away."""
-        self.log.info("mqtt_connecting", client_id=self._client._client_id.decode(), tls=self.config.tls is not None)
+        self.log.info("mqtt_connecting", client_id=self.client_id, tls=self.config.tls is not None)
         self._client.connect_async(self.config.host, self.config.port, keepalive=int(self.config.keepalive))
         self._client.loop_start()
 
@@ -158,7 +159,7 @@ class MqttLink:
         short = time.monotonic() - self.connected_since < _SHORT_LIVED
         self._short_lived = self._short_lived + 1 if short else 0
         if self._short_lived == 3 and not self._stopping:
-            self.log.warning("mqtt_connection_flapping", client_id=self._client._client_id.decode(),
+            self.log.warning("mqtt_connection_flapping", client_id=self.client_id,
                              hint="connections drop within seconds: most often another client uses the same "
                                   "client id (give each edged its own device.id or mqtt.client_id), else the "
                                   "broker keeps restarting")

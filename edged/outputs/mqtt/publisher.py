@@ -86,6 +86,10 @@ class OutboxSender:
     def start(self) -> None:
         self._thread.start()
 
+    @property
+    def alive(self) -> bool:
+        return self._thread.is_alive()
+
     def wake(self) -> None:
         self._wake.set()
 
