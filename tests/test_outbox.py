@@ -158,7 +158,9 @@ PRODUCER = textwrap.dedent("""
         pub.publish(CameraEvent("new", f"ev-{i}", "porch", "motion", time.time()))
         print(i, flush=True)  # committed to the outbox
         time.sleep(0.002)
-    pub.flush(30)
+    # flush() doesn't wait for a broker that isn't there; the restart must see the link up first.
+    if not (pub.link.connected.wait(30) and pub.flush(30)):
+        sys.exit("backlog not delivered within 30 s")
     pub.stop()
 """)
 
