@@ -189,6 +189,17 @@ def drain(source: VideoSource, seconds: float) -> int:
     return n
 
 
+def play_to_end(clip: Path, seconds: float) -> tuple[int, VideoSource, list[Health]]:
+    """Play a (damaged) file once, unpaced: frames read within `seconds`, the stopped source, its health."""
+    states: list[Health] = []
+    source = VideoSource(CameraConfig(id="c", url=str(clip), realtime=False, queue_size=4), on_health=states.append)
+    source.start()
+    try:
+        return drain(source, seconds), source, states
+    finally:
+        source.stop()
+
+
 def test_media_file_deleted_while_read_then_restored(tmp_path: Path) -> None:
     """A looping file removed mid-play: the source reports why and retries; put back, it plays again."""
     clip = copy_sample(tmp_path)
@@ -219,13 +230,7 @@ def test_truncated_file_plays_what_it_has(tmp_path: Path) -> None:
     clip = copy_sample(tmp_path)
     data = clip.read_bytes()
     clip.write_bytes(data[: len(data) // 2])
-    states: list[Health] = []
-    source = VideoSource(CameraConfig(id="c", url=str(clip), realtime=False, queue_size=4), on_health=states.append)
-    source.start()
-    try:
-        frames = drain(source, 10)
-    finally:
-        source.stop()
+    frames, _, states = play_to_end(clip, 10)
     assert 10 < frames < 150  # some, not the whole 30 s at 5 fps
     assert SourceState.ENDED in [h.state for h in states]
 
@@ -241,13 +246,7 @@ def test_corrupt_h264_data_is_survived(tmp_path: Path) -> None:
     for start in (len(data) // 4, len(data) // 2):
         data[start:start + 20000] = rng.integers(0, 256, 20000, dtype=np.uint8).tobytes()
     clip.write_bytes(bytes(data))
-    states: list[Health] = []
-    source = VideoSource(CameraConfig(id="c", url=str(clip), realtime=False, queue_size=4), on_health=states.append)
-    source.start()
-    try:
-        frames = drain(source, 15)
-    finally:
-        source.stop()
+    frames, source, states = play_to_end(clip, 15)
     assert 28 <= frames < 50  # of 50 at 5 fps: each damaged stretch costs up to its GOPs, the rest plays
     assert source.stats.decode_errors >= 2
     assert SourceState.ENDED in [h.state for h in states]

@@ -226,9 +226,7 @@ def test_recorded_scores_replay_to_the_engines_detections() -> None:
     series: dict[str, Series] = {}
 
     def sink(backend: str, _keyword: str, t: float, score: float) -> None:
-        s = series.setdefault(backend, Series())
-        s.times.append(t)
-        s.scores.append(score)
+        series.setdefault(backend, Series()).add(t, score)
 
     engine.set_score_sink(sink)
     fired = [d.stream_time for d in spot_file(engine, audio)]

@@ -134,9 +134,7 @@ def score_set(manifest: Manifest, config: WakewordConfig, progress: Any) -> RunR
     current: dict[str, Series] = {}
 
     def sink(_backend: str, keyword: str, t: float, score: float) -> None:
-        s = current.setdefault(keyword, Series())
-        s.times.append(t)
-        s.scores.append(score)
+        current.setdefault(keyword, Series()).add(t, score)
 
     engine.set_score_sink(sink)
     hits: list[Hit] = []

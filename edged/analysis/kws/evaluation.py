@@ -41,11 +41,15 @@ class Hit:
 
 @dataclass
 class Series:
-    """One keyword's smoothed scores over one file (append to the lists, then read `arrays()`)."""
+    """One keyword's smoothed scores over one file (`add()` them, then read `arrays()`)."""
 
     times: list[float] = field(default_factory=list)
     scores: list[float] = field(default_factory=list)
     _arrays: tuple[np.ndarray, np.ndarray] | None = field(default=None, repr=False, compare=False)
+
+    def add(self, t: float, score: float) -> None:
+        self.times.append(t)
+        self.scores.append(score)
 
     def arrays(self) -> tuple[np.ndarray, np.ndarray]:
         if self._arrays is None or len(self._arrays[0]) != len(self.times):
