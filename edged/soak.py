@@ -10,14 +10,12 @@ them may grow: the last third of the run is compared with the middle third.
 from __future__ import annotations
 
 import json
-import os
 import signal
 import sqlite3
 import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +25,7 @@ import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
 
 from edged.bench.mqtt import start_broker
+from edged.system_stats import open_fds, os_threads, rss_mb
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -46,17 +45,6 @@ class SoakResult:
     samples: list[Sample] = field(default_factory=list)
     verdicts: dict[str, str] = field(default_factory=dict)
     grew: list[str] = field(default_factory=list)
-
-
-def _proc_status(pid: int) -> tuple[float, int]:
-    rss, threads = 0.0, 0
-    with open(f"/proc/{pid}/status", encoding="ascii") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                rss = int(line.split()[1]) / 1024
-            elif line.startswith("Threads:"):
-                threads = int(line.split()[1])
-    return rss, threads
 
 
 def _outbox_rows(path: Path) -> int:
@@ -135,13 +123,12 @@ def _watch(daemon: subprocess.Popen[bytes], outbox: Path, counter: _Counter, min
            result: SoakResult, progress: bool) -> None:
     start = time.monotonic()
     end = start + minutes * 60
-    stop = threading.Event()
-    while time.monotonic() < end and not stop.wait(interval):
+    while time.monotonic() < end:
+        time.sleep(interval)
         if daemon.poll() is not None:
             raise RuntimeError(f"edged exited during the soak (status {daemon.returncode})")
-        rss, threads = _proc_status(daemon.pid)
-        sample = Sample(round(time.monotonic() - start, 1), round(rss, 1), threads,
-                        len(os.listdir(f"/proc/{daemon.pid}/fd")), _outbox_rows(outbox), counter.count)
+        sample = Sample(round(time.monotonic() - start, 1), rss_mb(daemon.pid), os_threads(daemon.pid),
+                        open_fds(daemon.pid), _outbox_rows(outbox), counter.count)
         result.samples.append(sample)
         if progress:
             print(f"  {sample.t:7.0f} s  rss {sample.rss_mb:6.1f} MB  threads {sample.threads:3d}  "

@@ -8,9 +8,10 @@ import threading
 from typing import Any
 
 
-def _status_kb(field: str) -> float | None:
+def _status_number(field: str, pid: int | str) -> float | None:
+    """A number from /proc/<pid>/status (kB for the Vm* fields)."""
     try:
-        with open("/proc/self/status", encoding="ascii") as f:
+        with open(f"/proc/{pid}/status", encoding="ascii") as f:
             for line in f:
                 if line.startswith(field + ":"):
                     return float(line.split()[1])
@@ -19,21 +20,27 @@ def _status_kb(field: str) -> float | None:
     return None
 
 
-def rss_mb() -> float:
-    """Resident memory now (MiB)."""
-    kb = _status_kb("VmRSS")
+def rss_mb(pid: int | str = "self") -> float:
+    """Resident memory now (MiB) of this process, or of `pid`."""
+    kb = _status_number("VmRSS", pid)
     return round(kb / 1024, 1) if kb is not None else 0.0
 
 
 def peak_rss_mb() -> float:
     """Peak resident memory (MiB)."""
-    kb = _status_kb("VmHWM")
+    kb = _status_number("VmHWM", "self")
     return round(kb / 1024, 1) if kb is not None else 0.0
 
 
-def open_fds() -> int:
+def os_threads(pid: int | str = "self") -> int:
+    """Threads of the process as the kernel counts them (native ones included), -1 if unreadable."""
+    n = _status_number("Threads", pid)
+    return int(n) if n is not None else -1
+
+
+def open_fds(pid: int | str = "self") -> int:
     try:
-        return len(os.listdir("/proc/self/fd"))
+        return len(os.listdir(f"/proc/{pid}/fd"))
     except OSError:
         return -1
 
