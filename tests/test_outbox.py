@@ -38,6 +38,28 @@ def test_outbox_is_ordered_bounded_and_survives_reopening(tmp_path: Path) -> Non
     again.close()
 
 
+def test_an_outbox_from_the_first_release_is_upgraded_with_its_pending_events(tmp_path: Path) -> None:
+    """The first release's table had no monotonic columns: its pending rows are kept and sent (aged by the
+    wall clock), and new events go to disk again."""
+    import sqlite3
+
+    path = tmp_path / "o.db"
+    old = sqlite3.connect(path)
+    old.execute("CREATE TABLE outbox (id INTEGER PRIMARY KEY AUTOINCREMENT, created REAL NOT NULL, "
+                "topic TEXT NOT NULL, payload BLOB NOT NULL, qos INTEGER NOT NULL, retain INTEGER NOT NULL)")
+    old.execute("INSERT INTO outbox (created, topic, payload, qos, retain) VALUES (?, 't', x'6f6c64', 1, 0)",
+                (time.time() - 60,))
+    old.commit()
+    old.close()
+    box = Outbox(path, max_events=100, ttl=3600)
+    box.add(Message("t", b"new", durable=True))
+    assert box.disk_errors == 0
+    pending = box.fetch_after(0, 10)
+    assert [p.message.payload for p in pending] == [b"old", b"new"]
+    assert 59 < pending[0].age() < 120
+    box.close()
+
+
 def test_expired_events_are_evicted_and_counted(tmp_path: Path) -> None:
     """Events older than the TTL are dropped and counted."""
     box = Outbox(tmp_path / "o.db", max_events=100, ttl=0.05)

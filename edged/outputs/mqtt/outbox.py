@@ -33,6 +33,19 @@ CREATE TABLE IF NOT EXISTS outbox (
 """
 
 
+# Columns added since the first release, with what an older row gets: an empty boot id makes its age come
+# from the wall clock, which is all that release recorded.
+_ADDED_COLUMNS = {"mono": "REAL NOT NULL DEFAULT 0", "boot": "TEXT NOT NULL DEFAULT ''"}
+
+
+def _upgrade(db: sqlite3.Connection) -> None:
+    """Bring an outbox written by an earlier edged to this schema, keeping its pending rows."""
+    have = {row[1] for row in db.execute("PRAGMA table_info(outbox)")}
+    for name, decl in _ADDED_COLUMNS.items():
+        if name not in have:
+            db.execute(f"ALTER TABLE outbox ADD COLUMN {name} {decl}")
+
+
 def boot_id() -> str:
     """This boot's id: monotonic times are comparable only within one boot."""
     try:
@@ -100,6 +113,7 @@ class Outbox:
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL survives a process kill
             db.executescript(_SCHEMA)
+            _upgrade(db)
             return db
         except (OSError, sqlite3.Error) as exc:
             raise OutboxError(f"outbox {path}: {exc}") from None
