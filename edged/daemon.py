@@ -13,7 +13,6 @@ import random
 import signal
 import threading
 import time
-from collections.abc import Sequence
 from types import FrameType
 from typing import Any
 
@@ -145,9 +144,7 @@ class Daemon:
     def _publish_discovery(self) -> None:
         if self.discovery is None:
             return
-        keywords: dict[str, Sequence[str]] = {}
-        if self.pipeline is not None:
-            keywords.update(self.pipeline.keyword_names())
+        keywords = self.pipeline.keyword_names() if self.pipeline is not None else {}
         self.discovery.publish(self.features.features(), keywords)
         self._reassert_at = time.monotonic() + 1.0  # a state sent right after its config can be missed
 

@@ -373,18 +373,20 @@ class Pipeline:
             pipe.stop()
 
     # -- watchdog and stats ----------------------------------------------------------------------------
+    def _pipes(self) -> list[CameraPipeline | MicrophonePipeline]:
+        """Every running camera and microphone (call under the lock)."""
+        return [*self.cameras.values(), *self.microphones.values()]
+
     def check_stalls(self) -> None:
         with self._lock:
-            pipes: list[CameraPipeline | MicrophonePipeline] = [*self.cameras.values(), *self.microphones.values()]
-            sources = [p.source.supervisor for p in pipes]
+            sources = [p.source.supervisor for p in self._pipes()]
         for supervisor in sources:
             supervisor.check_stall()
 
     def healthy(self) -> bool:
         """All processing threads alive (sources may be reconnecting: that is handled, not unhealthy)."""
         with self._lock:
-            pipes: list[CameraPipeline | MicrophonePipeline] = [*self.cameras.values(), *self.microphones.values()]
-            pipes_ok = all(p.alive() for p in pipes)
+            pipes_ok = all(p.alive() for p in self._pipes())
         worker_ok = self.worker is None or self.worker.alive
         return pipes_ok and worker_ok and self.scheduler.alive
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from edged.config.schema import Config
@@ -27,7 +27,7 @@ class Discovery:
         self._path = config.state_dir / "discovery.json"
         self.log = get_logger(component="discovery")
 
-    def publish(self, features: Sequence[Feature], keywords: dict[str, Sequence[str]]) -> int:
+    def publish(self, features: Sequence[Feature], keywords: Mapping[str, Sequence[str]]) -> int:
         """Send every config (and removals of stale ones); returns how many messages."""
         if not self.config.mqtt.discovery.enabled:
             return 0

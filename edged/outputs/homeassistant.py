@@ -10,7 +10,7 @@ restarts and renamed display names.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -128,7 +128,8 @@ def _feature_entity(base: str, f: Feature) -> Entity:
     return Entity(f.name, "number", f.title, {**topics, **number, **extra})
 
 
-def devices(config: Config, features: Sequence[Feature], keywords: dict[str, Sequence[str]]) -> list[DiscoveredDevice]:
+def devices(config: Config, features: Sequence[Feature],
+            keywords: Mapping[str, Sequence[str]]) -> list[DiscoveredDevice]:
     """Every device edged presents: the host, its cameras, its microphones."""
     out = [host_device(config)]
     out += [camera_device(config, cam, features) for cam in config.cameras.values()]
@@ -162,7 +163,7 @@ def component_messages(prefix: str, dev: DiscoveredDevice) -> list[Message]:
 
 
 def discovery_messages(config: Config, features: Sequence[Feature],
-                       keywords: dict[str, Sequence[str]]) -> list[Message]:
+                       keywords: Mapping[str, Sequence[str]]) -> list[Message]:
     """All discovery configs for the configured mode."""
     prefix = config.mqtt.discovery.prefix
     out: list[Message] = []
