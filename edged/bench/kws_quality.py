@@ -176,8 +176,7 @@ def fusion(manifest: Manifest, micro: RunResult, open_: RunResult) -> dict[str, 
     of cutoffs with the best recall within the budget on the tuning half, measured on the other."""
     from edged.analysis.kws.evaluation import fire_times_union
 
-    dev_occ, dev_neg = _split(manifest, 0)
-    test_occ, test_neg = _split(manifest, 1)
+    folds = _folds(manifest)
     grid = [0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.93, 0.95, 0.97, 0.98, 0.99]
     out: dict[str, Any] = {}
     for keyword in sorted(set(micro.series) & set(open_.series)):
@@ -194,8 +193,7 @@ def fusion(manifest: Manifest, micro: RunResult, open_: RunResult) -> dict[str, 
             return len(found) / max(1, len(positives)), fa / (sum(neg.values()) / 3600)
 
         results = []
-        halves = ((dev_occ, dev_neg), (test_occ, test_neg))
-        for tune, held in ((halves[0], halves[1]), (halves[1], halves[0])):
+        for tune, held in folds:
             scored = [((a, b), *measure((a, b), *tune)) for a in grid for b in grid]
             ok = [s for s in scored if s[2] <= FA_BUDGET]
             if not ok:
@@ -210,7 +208,16 @@ def fusion(manifest: Manifest, micro: RunResult, open_: RunResult) -> dict[str, 
     return out
 
 
-def _split(manifest: Manifest, part: int) -> tuple[list[Occurrence], dict[str, float]]:
+Half = tuple[list[Occurrence], dict[str, float]]
+
+
+def _folds(manifest: Manifest) -> list[tuple[Half, Half]]:
+    """Two-fold cross-validation: (tune on, measure on) one half then the other, both ways."""
+    first, second = _split(manifest, 0), _split(manifest, 1)
+    return [(first, second), (second, first)]
+
+
+def _split(manifest: Manifest, part: int) -> Half:
     """Half of the set: every other scene of each positive file, every other speech file."""
     per_file: dict[str, list[Occurrence]] = defaultdict(list)
     for o in manifest.occurrences:
@@ -222,8 +229,7 @@ def _split(manifest: Manifest, part: int) -> tuple[list[Occurrence], dict[str, f
 
 def analyse(manifest: Manifest, backend: str, r: RunResult) -> dict[str, Any]:
     speech_all = {f.path: f.duration for f in manifest.of_kind("speech")}
-    dev_occ, dev_neg = _split(manifest, 0)
-    test_occ, test_neg = _split(manifest, 1)
+    halves = _folds(manifest)
     near = {f.path for f in manifest.of_kind("near_miss")}
     noise = {f.path for f in manifest.of_kind("noise")}
     out: dict[str, Any] = {"rtf": r.cpu_seconds / r.audio_seconds, "keywords": {}}
@@ -234,8 +240,7 @@ def analyse(manifest: Manifest, backend: str, r: RunResult) -> dict[str, Any]:
         engine_found, _ = match([h for h in r.hits if h.keyword == keyword], manifest.occurrences)
         grid = sorted({*default_cutoffs(), cutoff})
         folds = []
-        for (tune_occ, tune_neg), (held_occ, held_neg) in (((dev_occ, dev_neg), (test_occ, test_neg)),
-                                                            ((test_occ, test_neg), (dev_occ, dev_neg))):
+        for (tune_occ, tune_neg), (held_occ, held_neg) in halves:
             pick = best_under(sweep(keyword, grid, REFRACTORY, series, truth=tune_occ, negatives=tune_neg),
                               FA_BUDGET)
             folds.append(None if pick is None else quality(keyword, pick.cutoff, REFRACTORY, series,
