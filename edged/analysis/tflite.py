@@ -186,8 +186,7 @@ class TfLiteModel:
             raise ModelError(f"{self.path}: unsupported tensor type {code}")
         return _DTYPES[code]
 
-    def run(self, x: np.ndarray) -> np.ndarray:
-        """Invoke on `x` (already of the input's dtype and size); returns a view of the output buffer."""
+    def _invoke(self, x: np.ndarray) -> None:
         lib = self._lib
         data = np.ascontiguousarray(x, dtype=self.input_dtype)
         if lib.TfLiteTensorCopyFromBuffer(self._in, data.ctypes.data, data.nbytes) != 0:
@@ -195,13 +194,17 @@ class TfLiteModel:
                              f"{self.input_shape}")
         if lib.TfLiteInterpreterInvoke(self._interpreter) != 0:
             raise ModelError(f"{self.path}: inference failed ({self._error_text()})")
+
+    def run(self, x: np.ndarray) -> np.ndarray:
+        """Invoke on `x` (already of the input's dtype and size); returns a view of the output buffer."""
+        self._invoke(x)
         out = self._out_buf
-        lib.TfLiteTensorCopyToBuffer(self._out, out.ctypes.data, out.nbytes)
+        self._lib.TfLiteTensorCopyToBuffer(self._out, out.ctypes.data, out.nbytes)
         return out
 
     def run_all(self, x: np.ndarray) -> list[np.ndarray]:
         """Invoke on `x`; returns a copy of every output tensor (for models with several outputs)."""
-        self.run(x)
+        self._invoke(x)
         lib = self._lib
         outputs = []
         for i in range(int(lib.TfLiteInterpreterGetOutputTensorCount(self._interpreter))):
