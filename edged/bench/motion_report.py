@@ -56,7 +56,7 @@ def _timelines(ax: Any, results: Sequence[ClipRun], detectors: Sequence[str]) ->
     ax.set_yticks(ticks, labels)
     ax.set_ylim(0, len(results))
     ax.set_xlim(0, max(c.truth.duration for c in results))
-    ax.set_xlabel("clip time (s); shaded: unscored lead-in; dashed: light events", )
+    ax.set_xlabel("clip time (s); shaded: unscored lead-in; dashed: light events")
     handles = [matplotlib_patch(_COLOURS.get(n, "#5555aa"), n) for n in lanes]
     ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.005, 1.0), fontsize=9, frameon=False)
     ax.set_title("Motion intervals per clip: ground truth (top lane of each clip) vs. detectors")
