@@ -13,6 +13,7 @@ import random
 import signal
 import threading
 import time
+from collections.abc import Callable
 from types import FrameType
 from typing import Any
 
@@ -61,6 +62,7 @@ class Daemon:
         self.discovery: Discovery | None = None
         self.captioner: Captioner | None = None
         self._captioner_config: CaptionerConfig | None = None
+        self.exit_code = 0  # set when the daemon stops itself because it cannot go on
         self._rediscover_at: float | None = None  # Home Assistant came (back) online: resend after a delay
         self._reassert_at: float | None = None  # states again shortly after discovery configs
 
@@ -86,8 +88,8 @@ class Daemon:
                 self._tick()
             self.notifier.stopping()
             self.log.info("edged_stopping")
-        self.log.info("edged_stopped", uptime_s=round(time.monotonic() - self._started, 1))
-        return 0
+        self.log.info("edged_stopped", uptime_s=round(time.monotonic() - self._started, 1), exit_code=self.exit_code)
+        return self.exit_code
 
     def stop(self) -> None:
         self.stop_event.set()
@@ -239,35 +241,56 @@ class Daemon:
             self.log.exception("publish_failed", event_type=type(event).__name__, error=str(exc))
 
     def _on_incoming(self, message: Incoming) -> None:
-        """paho's thread: parse, validate, enqueue. Nothing else."""
+        """paho's thread: parse, validate, enqueue. Nothing else (and `parse` never raises)."""
         discovery = self.config.mqtt.discovery
         command = parse(message, self.config.base_topic, discovery.prefix if discovery.enabled else None)
         if not self._commands.put(command):
             self.log.warning("command_queue_full", topic=message.topic)
 
     def _tick(self) -> None:
-        command = self._commands.get(timeout=TICK)
-        while command is not None and self.executor is not None:
-            self.executor.execute(command)
-            command = self._commands.get(timeout=0)
+        """One turn of the main loop. Each step is guarded: a failing step is logged and the loop goes on
+        (a step that fails every time, like the watchdog check, stops the watchdog pings instead)."""
+        self._guarded("commands", self._execute_commands)
         now = time.monotonic()
         if self._reload.is_set():
             self._reload.clear()
-            self.reload()
+            self._guarded("reload", self.reload)
         if self._rediscover_at is not None and now >= self._rediscover_at:
             self._rediscover_at = None
-            self._publish_discovery()
+            self._guarded("discovery", self._publish_discovery)
         if self._reassert_at is not None and now >= self._reassert_at and self.publisher is not None:
             self._reassert_at = None
-            self.publisher.reassert(self.config.base_topic)
+            self._guarded("reassert", self._reassert_states)
         if now - self._last_watch >= 1.0:
             self._last_watch = now
-            self._watch()
+            self._guarded("watchdog", self._watch)
         if now - self._last_stats >= self.config.mqtt.stats_interval:
             self._last_stats = now
-            self.publish(self.stats())
+            self._guarded("stats", lambda: self.publish(self.stats()))
+
+    def _reassert_states(self) -> None:
+        if self.publisher is not None:
+            self.publisher.reassert(self.config.base_topic)
+
+    def _guarded(self, step: str, run: Callable[[], object]) -> None:
+        try:
+            run()
+        except Exception as exc:
+            self.log.exception("main_loop_step_failed", step=step, error=str(exc)[:200])
+
+    def _execute_commands(self) -> None:
+        command = self._commands.get(timeout=TICK)
+        while command is not None and self.executor is not None:
+            self.executor.execute(command)  # never raises
+            command = self._commands.get(timeout=0)
 
     def _watch(self) -> None:
+        if self.publisher is not None and not self.publisher.link.alive:
+            # Deaf and mute for good: restarting is the fix, so exit and let systemd do it.
+            self.log.critical("mqtt_link_dead", detail="the MQTT network loop keeps failing; exiting for a restart")
+            self.exit_code = 1
+            self.stop_event.set()
+            return
         if self.pipeline is None:
             return
         self.pipeline.check_stalls()
@@ -277,8 +300,9 @@ class Daemon:
             self.log.error("watchdog_unhealthy", detail="a processing thread died; systemd will restart edged")
 
     def healthy(self) -> bool:
+        """Every processing thread alive, and the MQTT link's network loop and outbox sender running."""
         pipeline_ok = self.pipeline is not None and self.pipeline.healthy()
-        publisher_ok = self.publisher is not None and self.publisher.sender.alive
+        publisher_ok = self.publisher is not None and self.publisher.sender.alive and self.publisher.link.alive
         return pipeline_ok and publisher_ok
 
     # -- reload ----------------------------------------------------------------------------------------
@@ -294,20 +318,43 @@ class Daemon:
             return False
         self.notifier.reloading()
         self.log.info("config_reloading", file=self.config_path)
-        if _publisher_settings(new) != _publisher_settings(self.config):
+        running, running_secrets = self.config, self._secrets
+        try:
+            self._switch_to(new, secrets)
+        except Exception as exc:
+            self.log.exception("config_reload_failed", file=self.config_path, error=str(exc)[:300],
+                               action="keeping the running config")
+            self._roll_back(running, running_secrets)
+            return False
+        self.notifier.ready(self._status_line())
+        self.log.info("config_reloaded", cameras=len(new.cameras), microphones=len(new.all_microphones))
+        return True
+
+    def _switch_to(self, config: Config, secrets: dict[str, str]) -> None:
+        """Run `config`: a new MQTT link only when its settings changed, always a new pipeline."""
+        if _publisher_settings(config) != _publisher_settings(self.config):
             self._stop_publisher()
-            self.config = new
+            self.config = config
             self.publisher = self._make_publisher(secrets.get("mqtt.password"))
             self.publisher.start()
             self.executor = self._make_executor(self.publisher)
         self._stop_pipeline()
-        self.discovery = Discovery(new, self._send_discovery)
-        self.config = new
+        self.discovery = Discovery(config, self._send_discovery)
+        self.config = config
         self._secrets = secrets
-        self._start_pipeline(new)
+        self._start_pipeline(config)
+
+    def _roll_back(self, config: Config, secrets: dict[str, str]) -> None:
+        """Back to the config that ran before a failed reload; if even that fails, exit for systemd."""
+        try:
+            self._switch_to(config, secrets)
+        except Exception as exc:
+            self.log.critical("config_rollback_failed", error=str(exc)[:300], detail="exiting for a restart")
+            self.exit_code = 1
+            self.stop_event.set()
+            return
         self.notifier.ready(self._status_line())
-        self.log.info("config_reloaded", cameras=len(new.cameras), microphones=len(new.all_microphones))
-        return True
+        self.log.info("config_rolled_back", cameras=len(config.cameras), microphones=len(config.all_microphones))
 
     # -- reports ---------------------------------------------------------------------------------------
     def health(self) -> dict[str, Any]:

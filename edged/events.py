@@ -39,6 +39,7 @@ class Message:
     qos: int = 1
     retain: bool = False
     durable: bool = False
+    correlation: bytes | None = None  # MQTT 5 correlation data (command responses)
 
 
 class Event:

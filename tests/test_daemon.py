@@ -95,6 +95,36 @@ def test_sighup_reload_applies_a_good_config_and_keeps_a_bad_one(daemon: DaemonP
         sub.stop()
 
 
+def test_a_reload_whose_pipeline_fails_to_start_rolls_back(daemon: DaemonProcess, daemon_config: Path,
+                                                            broker: Broker, clip: Path, tmp_path: Path) -> None:
+    """A config that validates but cannot start (a keyword model whose .json is not a microWakeWord config,
+    found only when the model loads): the daemon says why, goes back to the running config, and keeps
+    answering and streaming. The first release died here."""
+    sub = Subscriber(broker.port, ["edged/d1/#"]).start()
+    try:
+        sub.wait_topic("edged/d1/porch_mic/status", b"online", timeout=20)
+        (tmp_path / "mine.json").write_text('{"micro": {}}')
+        (tmp_path / "mine.tflite").write_bytes(b"not used: the .json is read first")
+        good = daemon_config.read_text()
+        daemon_config.write_text(good.replace("models: {captioner: {backend: none}}",
+                                              "models: {captioner: {backend: none}, "
+                                              f"wakeword: {{keywords: [{tmp_path / 'mine.tflite'}]}}}}"))
+        online = len(sub.on("edged/d1/porch_mic/status"))
+        daemon.proc.send_signal(signal.SIGHUP)
+        failed = daemon.wait_log("config_reload_failed")
+        assert "mine.json: not a microWakeWord model config" in str(failed["error"])
+        assert failed["action"] == "keeping the running config"
+        daemon.wait_log("config_rolled_back")
+        sub.wait_for(lambda _m: any(m.payload == b"online" for m in sub.on("edged/d1/porch_mic/status")[online:]),
+                     timeout=20)
+        sub.publish("edged/d1/request/health", json.dumps({"transaction": "after"}))
+        reply = json.loads(sub.wait_topic("edged/d1/response/health", timeout=10).payload)
+        assert (reply["status"], reply["transaction"], reply["data"]["healthy"]) == ("ok", "after", True)
+        assert daemon.proc.poll() is None
+    finally:
+        sub.stop()
+
+
 def test_config_errors_exit_2_before_anything_starts(tmp_path: Path) -> None:
     """An invalid config: exit status 2, the problem on stderr, no thread started."""
     bad = tmp_path / "bad.yaml"

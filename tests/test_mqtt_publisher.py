@@ -44,9 +44,11 @@ def test_online_is_retained_and_the_will_says_offline(tmp_path: Path, broker: Br
             assert late.wait_topic("edged/t1/available", b"online").retain
         finally:
             late.stop()
-        # Simulate a crash: drop the socket without DISCONNECT so the broker fires the will.
+        # Simulate a crash: end the network loop for good and drop the socket without DISCONNECT, so the
+        # broker fires the will.
+        pub.link._stopping = True
+        pub.link._client._thread_terminate = True  # type: ignore[attr-defined]
         pub.link._client._sock_close()  # type: ignore[attr-defined]
-        pub.link._client.loop_stop()
         sub.wait_topic("edged/t1/available", b"offline", timeout=90)
     finally:
         sub.stop()

@@ -6,15 +6,22 @@ Nothing here changes state, so a malformed command provably changes nothing.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
 from edged.outputs.mqtt.link import Incoming
 
-MAX_PAYLOAD = 64 * 1024
+MAX_PAYLOAD = 16 * 1024  # bytes; the largest real command (an `ask` of 1,000 characters) is far below
+MAX_DEPTH = 8  # JSON nesting; commands are flat objects, and deep nesting is how json.loads is made to recurse
+MAX_TRANSACTION = 200  # characters of an echoed transaction id
 HA_STATUS_TOPIC_SUFFIX = "/status"
+
+# A JSON string (an unterminated one runs to the end, so every match consumes: linear time) or a bracket.
+_JSON_TOKEN = re.compile(rb'"(?:[^"\\]|\\.)*"?|[\[\]{}]', re.DOTALL)
 
 
 class CommandError(ValueError):
@@ -37,7 +44,7 @@ class Request:
 
     command: str
     args: dict[str, Any]
-    transaction: Any
+    transaction: str | int | float | bool | None
     response_topic: str
     correlation: bytes | None = None
 
@@ -51,12 +58,12 @@ class HomeAssistantStatus:
 
 @dataclass(frozen=True)
 class Rejected:
-    """A message that failed to parse: answered with an error, changes nothing."""
+    """A message that failed to parse: answered with an error (where it has a response topic), changes nothing."""
 
     topic: str
     error: str
     response_topic: str | None = None
-    transaction: Any = None
+    transaction: str | int | float | bool | None = None
     correlation: bytes | None = None
     command: str = field(default="set")
 
@@ -65,64 +72,110 @@ Command = SetFeature | Request | HomeAssistantStatus | Rejected
 
 
 def parse(message: Incoming, base: str, discovery_prefix: str | None) -> Command:
-    """Turn an incoming message into a command (or a `Rejected` that says why)."""
-    topic = message.topic
-    if discovery_prefix is not None and topic == discovery_prefix + HA_STATUS_TOPIC_SUFFIX:
-        return HomeAssistantStatus(message.payload.strip() == b"online")
-    if len(message.payload) > MAX_PAYLOAD:
-        return _reject(message, base, f"payload is {len(message.payload)} bytes; the limit is {MAX_PAYLOAD}")
+    """Turn any incoming message into a command, or a `Rejected` that says what is wrong and where.
+
+    The one entry point for every subscribed topic (requests, `/set`, Home Assistant's status): it
+    checks size, UTF-8, JSON depth and types before anything else looks at the payload, and it never
+    raises, whatever the bytes.
+    """
+    if discovery_prefix is not None and message.topic == discovery_prefix + HA_STATUS_TOPIC_SUFFIX:
+        try:
+            return _parse_ha_status(message, read_text(message))
+        except CommandError as exc:
+            return Rejected(message.topic, str(exc))  # Home Assistant's topic: nobody to answer, a log line
     try:
-        if topic.startswith(f"{base}/request/"):
-            return _parse_request(message, base)
-        return _parse_set(message, base)
+        text = read_text(message)
+        if message.topic.startswith(f"{base}/request/"):
+            return _parse_request(message, base, text)
+        return _parse_set(message, base, text)
     except CommandError as exc:
         return _reject(message, base, str(exc))
 
 
-def _parse_set(message: Incoming, base: str) -> SetFeature:
-    parts = message.topic[len(base) + 1:].split("/") if message.topic.startswith(base + "/") else []
-    if len(parts) != 3 or parts[2] != "set" or not all(parts[:2]):
-        raise CommandError(f"{message.topic}: expected {base}/<source>/<feature>/set")
+def read_text(message: Incoming) -> str:
+    """The payload as text: at most MAX_PAYLOAD bytes of UTF-8 (raises `CommandError` naming the topic)."""
+    if len(message.payload) > MAX_PAYLOAD:
+        raise CommandError(f"{message.topic}: payload is {len(message.payload)} bytes; the limit is {MAX_PAYLOAD}")
     try:
-        text = message.payload.decode("utf-8").strip()
-    except UnicodeDecodeError:
-        raise CommandError(f"{message.topic}: payload is not UTF-8 text") from None
-    if not text:
-        raise CommandError(f"{message.topic}: empty payload (send ON, OFF or a number)")
-    return SetFeature(parts[0], parts[1], text, message.topic)
+        return message.payload.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise CommandError(f"{message.topic}: payload is not UTF-8 text (byte {exc.start})") from None
 
 
-def _parse_request(message: Incoming, base: str) -> Request:
-    command = message.topic[len(f"{base}/request/"):]
-    if not command or "/" in command:
-        raise CommandError(f"{message.topic}: expected {base}/request/<command>")
-    args = _json_object(message)
-    response = message.response_topic or f"{base}/response/{command}"
-    return Request(command, args, args.pop("transaction", None), response, message.correlation)
+def json_depth(payload: bytes) -> int:
+    """How deeply JSON arrays/objects nest in `payload` (brackets inside strings don't count), without
+    parsing it: the check that keeps json.loads away from deep recursion."""
+    depth = deepest = 0
+    for token in _JSON_TOKEN.findall(payload):
+        if token in (b"[", b"{"):
+            depth += 1
+            deepest = max(deepest, depth)
+        elif token in (b"]", b"}"):
+            depth -= 1
+    return deepest
 
 
-def _json_object(message: Incoming) -> dict[str, Any]:
-    if not message.payload.strip():
+def read_json_object(message: Incoming, text: str) -> dict[str, Any]:
+    """The payload as a JSON object (empty payload = `{}`); raises `CommandError` for anything else."""
+    if not text.strip():
         return {}
+    depth = json_depth(message.payload)
+    if depth > MAX_DEPTH:
+        raise CommandError(f"{message.topic}: JSON nests {depth} levels deep; the limit is {MAX_DEPTH}")
     try:
-        data = json.loads(message.payload)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise CommandError(f"{message.topic}: payload is not valid JSON ({exc})") from None
+        data = json.loads(text)
+    except (ValueError, RecursionError) as exc:
+        raise CommandError(f"{message.topic}: payload is not valid JSON ({str(exc)[:120]})") from None
     if not isinstance(data, dict):
         raise CommandError(f"{message.topic}: payload must be a JSON object (got {type(data).__name__})")
     return data
 
 
+def _parse_ha_status(message: Incoming, text: str) -> HomeAssistantStatus:
+    status = text.strip()
+    if status not in ("online", "offline"):
+        raise CommandError(f"{message.topic}: expected online or offline (got {status[:40]!r})")
+    return HomeAssistantStatus(status == "online")
+
+
+def _parse_set(message: Incoming, base: str, text: str) -> SetFeature:
+    parts = message.topic[len(base) + 1:].split("/") if message.topic.startswith(base + "/") else []
+    if len(parts) != 3 or parts[2] != "set" or not all(parts[:2]):
+        raise CommandError(f"{message.topic}: expected {base}/<source>/<feature>/set")
+    value = text.strip()
+    if not value:
+        raise CommandError(f"{message.topic}: empty payload (send ON, OFF or a number)")
+    return SetFeature(parts[0], parts[1], value, message.topic)
+
+
+def _parse_request(message: Incoming, base: str, text: str) -> Request:
+    command = message.topic[len(f"{base}/request/"):]
+    if not command or "/" in command:
+        raise CommandError(f"{message.topic}: expected {base}/request/<command>")
+    args = read_json_object(message, text)
+    transaction = _transaction(message, args.pop("transaction", None))
+    response = message.response_topic or f"{base}/response/{command}"
+    return Request(command, args, transaction, response, message.correlation)
+
+
+def _transaction(message: Incoming, value: Any) -> str | int | float | bool | None:
+    """The caller's transaction id, echoed in the response: a short string or a number."""
+    if value is None or isinstance(value, bool | int | float):
+        return value
+    if isinstance(value, str) and len(value) <= MAX_TRANSACTION:
+        return value
+    kind = f"{len(value)} characters" if isinstance(value, str) else type(value).__name__
+    raise CommandError(f"{message.topic}: \"transaction\" must be a string of at most {MAX_TRANSACTION} "
+                       f"characters or a number (got {kind})")
+
+
 def _reject(message: Incoming, base: str, error: str) -> Rejected:
-    command = "set"
+    if not message.topic.startswith(f"{base}/request/"):
+        return Rejected(message.topic, error, f"{base}/response/set")
+    command = message.topic[len(f"{base}/request/"):].split("/")[0] or "unknown"
     transaction = None
-    if message.topic.startswith(f"{base}/request/"):
-        command = message.topic[len(f"{base}/request/"):].split("/")[0] or "unknown"
-        try:  # echo the caller's transaction when the payload is readable at all
-            data = json.loads(message.payload)
-            transaction = data.get("transaction") if isinstance(data, dict) else None
-        except (ValueError, UnicodeDecodeError):
-            transaction = None
+    with contextlib.suppress(CommandError):  # echo the caller's transaction when the payload is readable at all
+        transaction = _transaction(message, read_json_object(message, read_text(message)).get("transaction"))
     response = message.response_topic or f"{base}/response/{command}"
     return Rejected(message.topic, error, response, transaction, message.correlation, command)
 

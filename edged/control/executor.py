@@ -6,6 +6,7 @@ says what was wrong, and nothing is changed by a command that failed validation.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Callable
 from typing import Any
@@ -44,7 +45,9 @@ class Responder:
         return self._request.command
 
     def _send(self, response: CommandResponse) -> None:
-        topic = self._request.response_topic or ""
+        topic = self._request.response_topic
+        if not topic:
+            return  # nobody to answer (Home Assistant's status topic): the log line is the answer
         payload = json.dumps(response.to_payload(), separators=(",", ":"), default=str).encode()
         self._respond(topic, payload, self._request.correlation)
 
@@ -69,6 +72,23 @@ class CommandExecutor:
         self.handlers[command] = handler
 
     def execute(self, command: Command) -> None:
+        """Carry out one command. Never raises: whatever a handler or a feature does, the caller (the
+        daemon's main loop) goes on, and a request still gets an answer."""
+        try:
+            self._dispatch(command)
+        except Exception as exc:
+            self.errors += 1
+            self.log.exception("command_failed", command=type(command).__name__, error=str(exc))
+            if isinstance(command, SetFeature | Request | Rejected):
+                with contextlib.suppress(Exception):  # answering must not be what fails next
+                    self._answer_failure(command, exc)
+
+    def _answer_failure(self, command: SetFeature | Request | Rejected, exc: Exception) -> None:
+        if isinstance(command, SetFeature):
+            command = Rejected(command.topic, "", f"{self.base}/response/set")
+        Responder(command, self._respond).error(f"internal error: {exc}")
+
+    def _dispatch(self, command: Command) -> None:
         if isinstance(command, SetFeature):
             self._set(command)
         elif isinstance(command, Request):

@@ -50,6 +50,9 @@ class LinkCallbacks:
 
 
 _SHORT_LIVED = 5.0  # seconds; a connection dropped sooner than this counts towards "flapping"
+MAX_QUEUED = 1000  # messages paho may hold (unsent or unacknowledged); past it publish() is refused, not buffered
+_CRASH_WINDOW = 60.0  # seconds
+_CRASHES_ALLOWED = 5  # network-loop crashes within the window before the link gives up (and edged exits)
 
 
 class MqttLink:
@@ -69,7 +72,11 @@ class MqttLink:
         self.connected_since = 0.0  # monotonic clock of the current connection
         self._short_lived = 0  # connections in a row dropped within _SHORT_LIVED seconds
         self._stopping = False
+        self.callback_errors = 0
+        self.loop_crashes: list[float] = []  # monotonic times of network-loop crashes
+        self.refused = 0  # publishes paho refused (its queue full)
         self._client = self._make_client(client_id, password)
+        self._thread = threading.Thread(target=self._network, name="mqtt-network", daemon=True)
 
     def _make_client(self, client_id: str, password: str | None) -> paho.Client:
         v5 = self.config.protocol == "5"
@@ -86,17 +93,56 @@ class MqttLink:
         client.reconnect_delay_set(min_delay=max(1, int(self.config.reconnect.initial)),
                                    max_delay=max(1, int(self.config.reconnect.max)))
         client.max_inflight_messages_set(100)
-        client.on_connect = self._on_connect
-        client.on_disconnect = self._on_disconnect
-        client.on_publish = self._on_publish
-        client.on_message = self._on_message
+        client.max_queued_messages_set(MAX_QUEUED)
+        # Each callback has its own guard; this is paho's, in case one is ever missed.
+        client.suppress_exceptions = True
+        client.on_connect = self._guarded(self._on_connect)
+        client.on_disconnect = self._guarded(self._on_disconnect)
+        client.on_publish = self._guarded(self._on_publish)
+        client.on_message = self._guarded(self._on_message)
         return client
+
+    def _guarded(self, callback: Callable[..., None]) -> Callable[..., None]:
+        """`callback` with a last-resort guard: whatever it raises is logged and counted, and paho's network
+        thread, which would otherwise die with it and leave edged deaf and mute, goes on."""
+        def guarded(*args: Any) -> None:
+            try:
+                callback(*args)
+            except Exception as exc:
+                self.callback_errors += 1
+                self.log.exception("mqtt_callback_failed", callback=callback.__name__, error=str(exc)[:200])
+        return guarded
 
     def start(self) -> None:
         """Connect in the background; paho retries with back-off while the broker is away."""
         self.log.info("mqtt_connecting", client_id=self.client_id, tls=self.config.tls is not None)
         self._client.connect_async(self.config.host, self.config.port, keepalive=int(self.config.keepalive))
-        self._client.loop_start()
+        self._thread.start()
+
+    @property
+    def alive(self) -> bool:
+        """Whether the network loop runs: without it nothing is received or sent (the watchdog checks this)."""
+        return self._thread.is_alive()
+
+    def _network(self) -> None:
+        """paho's network loop, restarted when it crashes; after too many crashes in a row the thread ends,
+        `alive` turns false and the daemon exits so that systemd restarts it."""
+        while not self._stopping:
+            try:
+                self._client.loop_forever(retry_first_connection=True)
+            except Exception as exc:
+                now = time.monotonic()
+                self.loop_crashes = [t for t in self.loop_crashes if now - t < _CRASH_WINDOW] + [now]
+                if len(self.loop_crashes) > _CRASHES_ALLOWED:
+                    self.log.critical("mqtt_loop_dead", crashes=len(self.loop_crashes), error=str(exc)[:200])
+                    return
+                self.log.exception("mqtt_loop_crashed", error=str(exc)[:200], restarting=True)
+                time.sleep(min(1.0, 0.1 * len(self.loop_crashes)))
+            else:
+                if not self._stopping:  # returned without our disconnect(): connect again from scratch
+                    self._client.connect_async(self.config.host, self.config.port,
+                                               keepalive=int(self.config.keepalive))
+                    time.sleep(1.0)
 
     def stop(self, timeout: float = 2.0) -> None:
         """Say `offline` (a clean disconnect doesn't fire the will), then disconnect."""
@@ -105,27 +151,28 @@ class MqttLink:
             info = self._client.publish(f"{self.base}/available", "offline", qos=1, retain=True)
             with contextlib.suppress(RuntimeError, ValueError):  # not sent in time: the will covers us
                 info.wait_for_publish(timeout)
-        self._client.disconnect()
-        self._client.loop_stop()
+        self._client.disconnect()  # ends loop_forever, also while it waits to reconnect
+        if self._thread.is_alive():
+            self._thread.join(timeout)
         self.connected.clear()
 
     def publish(self, message: Message) -> int | None:
         """Hand a message to paho; returns its mid, or None when not connected or refused."""
         if not self.connected.is_set():
             return None
-        info = self._client.publish(message.topic, message.payload, qos=message.qos, retain=message.retain)
+        props = None
+        if message.correlation is not None and self.config.protocol == "5":
+            props = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
+            props.CorrelationData = message.correlation
+        info = self._client.publish(message.topic, message.payload, qos=message.qos, retain=message.retain,
+                                    properties=props)
+        if info.rc == MQTTErrorCode.MQTT_ERR_QUEUE_SIZE:
+            self.refused += 1
+            if self.refused in (1, 10, 100) or self.refused % 1000 == 0:
+                self.log.warning("mqtt_queue_full", refused=self.refused, limit=MAX_QUEUED, topic=message.topic)
         if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
             return None
         return int(info.mid)
-
-    def publish_response(self, topic: str, payload: bytes, correlation: bytes | None) -> None:
-        """Publish a command response (with MQTT 5 correlation data when the request had it)."""
-        props = None
-        if correlation is not None and self.config.protocol == "5":
-            props = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
-            props.CorrelationData = correlation
-        if self.connected.is_set():
-            self._client.publish(topic, payload, qos=1, retain=False, properties=props)
 
     # -- paho callbacks (network thread) -----------------------------------------------------------
     def _on_connect(self, client: paho.Client, _userdata: Any, _flags: Any, reason: ReasonCode,

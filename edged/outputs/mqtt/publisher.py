@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -27,6 +27,7 @@ from edged.outputs.mqtt.outbox import Outbox, Pending
 
 _LATE_AFTER = 5.0  # seconds in the outbox after which a message counts as delivered late anyway
 _WINDOW = 64  # outbox messages handed to paho but not yet acknowledged
+_RESPONSES_KEPT = 256  # command responses held while the broker is away (the oldest go first)
 
 
 def mark_replayed(message: Message) -> Message:
@@ -186,6 +187,10 @@ class MqttPublisher:
         self.link = MqttLink(mqtt, self.base, config.client_id, password, callbacks)
         self.sender = OutboxSender(self.outbox, self.link)
         self.skipped_offline = 0
+        # Responses wait here (in memory: a requester does not outlive a restart) while the broker is away.
+        self._responses: deque[Message] = deque(maxlen=_RESPONSES_KEPT)
+        self._responses_lock = threading.Lock()
+        self.responses_dropped = 0
         self._started = False
 
     def start(self) -> None:
@@ -215,7 +220,24 @@ class MqttPublisher:
             self.skipped_offline += 1
 
     def respond(self, topic: str, payload: bytes, correlation: bytes | None) -> None:
-        self.link.publish_response(topic, payload, correlation)
+        """Answer a command; while the broker is away the answer waits and goes out on reconnect."""
+        message = Message(topic, payload, qos=1, correlation=correlation)
+        if self.link.publish(message) is not None:
+            return
+        with self._responses_lock:
+            if len(self._responses) == self._responses.maxlen:
+                self.responses_dropped += 1
+                self.log.warning("response_dropped", topic=self._responses[0].topic, kept=_RESPONSES_KEPT)
+            self._responses.append(message)
+        if self.link.connected.is_set():  # connected meanwhile, after _on_connected looked at the queue
+            self._send_waiting_responses()
+
+    def _send_waiting_responses(self) -> None:
+        with self._responses_lock:
+            while self._responses:
+                if self.link.publish(self._responses[0]) is None:
+                    return  # gone again: the rest wait for the next connection
+                self._responses.popleft()
 
     def reassert(self, prefix: str = "") -> None:
         """Publish every cached retained message again (after a reconnect or a Home Assistant restart)."""
@@ -228,6 +250,7 @@ class MqttPublisher:
     def _on_connected(self) -> None:
         self._on_connected_hook()
         self.reassert()
+        self._send_waiting_responses()
         self.sender.wake()
 
     def _on_disconnected(self) -> None:
@@ -261,5 +284,8 @@ class MqttPublisher:
             "outbox_evicted": self.outbox.evicted, "outbox_expired": self.outbox.expired,
             "outbox_disk_errors": self.outbox.disk_errors, "sent": self.sender.sent,
             "replayed": self.sender.replayed, "rejected": self.sender.rejected,
-            "skipped_offline": self.skipped_offline, "puback_latency_ms": self.sender.latency_ms.summary(),
+            "skipped_offline": self.skipped_offline, "responses_waiting": len(self._responses),
+            "responses_dropped": self.responses_dropped, "link_alive": self.link.alive,
+            "callback_errors": self.link.callback_errors, "queue_refused": self.link.refused,
+            "puback_latency_ms": self.sender.latency_ms.summary(),
         }
