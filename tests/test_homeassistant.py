@@ -161,7 +161,12 @@ def everything(tmp_path: Path, mode: str) -> tuple[Config, FeatureRegistry, dict
         f"models: {{wakeword: {{keywords: {json.dumps(KEYWORDS_ALL)}}}}}\n"
         "cameras:\n  porch: {url: a.mp4, microphone: {device: camera}}\n  yard: {url: b.mp4}\n"
         "microphones:\n  hall: {device: 'hw:1,0'}\n")
-    registry = FeatureRegistry(FeatureStore(tmp_path / "features.json"))
+    return (cfg, *pipeline_features(cfg))
+
+
+def pipeline_features(cfg: Config) -> tuple[FeatureRegistry, dict[str, list[str]]]:
+    """The runtime features and keywords the daemon's `Pipeline` registers for `cfg` (nothing started)."""
+    registry = FeatureRegistry(FeatureStore(cfg.state_dir / "features.json"))
     pipeline = Pipeline(cfg, lambda _e: None, lambda _c: None, registry)
     keywords = {}
     for cam in cfg.cameras.values():
@@ -170,7 +175,7 @@ def everything(tmp_path: Path, mode: str) -> tuple[Config, FeatureRegistry, dict
         spotter = KeywordSpotter(mic, cfg.models.wakeword, None, lambda _h: None)  # type: ignore[arg-type]
         pipeline._register_mic_features(mic, spotter)
         keywords[mic.id] = list(spotter.keywords)
-    return cfg, registry, keywords
+    return registry, keywords
 
 
 def no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
