@@ -172,10 +172,11 @@ def start_edged(config: Path, broker: Broker) -> Edged:
 
 
 def configs(sub: Subscriber, uid_prefix: str) -> dict[str, dict[str, Any]]:
-    """The latest non-empty discovery config per topic for devices whose ids start with `uid_prefix`."""
+    """The latest non-empty discovery config per topic for devices whose ids start with `uid_prefix`,
+    of those published while `sub` listened (the broker flags the retained ones it had before)."""
     latest: dict[str, Received] = {}
     for m in sub.messages:
-        if m.topic.startswith(f"{PREFIX}/") and m.topic.endswith("/config"):
+        if m.topic.startswith(f"{PREFIX}/") and m.topic.endswith("/config") and not m.retain:
             latest[m.topic] = m
     out = {}
     for topic, m in latest.items():
