@@ -39,9 +39,9 @@ def venv() -> Path:
 
 def missing() -> str | None:
     """Why Home Assistant cannot run here (None when it can)."""
-    hass = venv() / "bin" / "hass"
-    if not hass.exists():
-        return f"Home Assistant {VERSION} is not installed at {hass.parent.parent}: run ./script/setup test"
+    python = venv() / "bin" / "python"
+    if not python.exists():
+        return f"Home Assistant {VERSION} is not installed at {python.parent.parent}: run ./script/setup test"
     return None
 
 
@@ -68,8 +68,9 @@ class HomeAssistant:
             "homeassistant:\n  name: edged test\n  time_zone: UTC\n  unit_system: metric\n"
             f"http:\n  server_host: 127.0.0.1\n  server_port: {self.port}\n", encoding="utf-8")
         with open(self.log_path, "ab") as log:
-            self.proc = subprocess.Popen([str(venv() / "bin" / "hass"), "--skip-pip", "-c", str(self.config_dir)],
-                                         stdout=log, stderr=subprocess.STDOUT)
+            # `python -m` rather than the `hass` script: a script's #! line pins the folder the venv was made in
+            self.proc = subprocess.Popen([str(venv() / "bin" / "python"), "-m", "homeassistant", "--skip-pip",
+                                          "-c", str(self.config_dir)], stdout=log, stderr=subprocess.STDOUT)
         self._wait(self._onboarding_open, timeout, "its HTTP API")
         self._onboard()
         return self
