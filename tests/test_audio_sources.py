@@ -17,7 +17,7 @@ import psutil
 import pytest
 from structlog.testing import capture_logs
 
-from edged.config.schema import MicrophoneConfig
+from edged.config.schema import BackoffConfig, MicrophoneConfig
 from edged.queues import QueueClosed
 from edged.sources.audio.chunk import SAMPLE_RATE
 from edged.sources.audio.convert import StreamResampler, decode_pcm
@@ -349,6 +349,31 @@ def read_chunks(source: AudioSource, n: int, timeout: float) -> list[np.ndarray]
         if chunk is not None:
             got.append(chunk.samples)
     return got
+
+
+@pytest.mark.slow
+def test_a_stream_microphone_waits_for_its_server_without_spawning_ffmpeg() -> None:
+    """A stream whose server is down: the status says "refused" and no ffmpeg is started while it stays down;
+    once the server answers, audio flows well before the 30 s back-off would have tried again."""
+    server = RtspServer(audio=True)
+    states: list[Health] = []
+    mic = MicrophoneConfig(id="m", device=server.url, reconnect=BackoffConfig(initial=30.0, max=30.0))
+    source = AudioSource(mic, on_health=states.append)
+    source.start()
+    try:
+        deadline = time.monotonic() + 1.5
+        spawned = []
+        while time.monotonic() < deadline:
+            spawned += ffmpeg_cmdlines(os.getpid())
+            time.sleep(0.05)
+        assert spawned == []
+        assert states[-1].state is SourceState.RECONNECTING
+        assert "refused" in states[-1].reason.lower()
+        server.start()
+        assert len(read_chunks(source, 100, 15)) == 100
+    finally:
+        source.stop()
+        server.kill()
 
 
 @pytest.mark.slow

@@ -9,14 +9,13 @@ replay). Files can be paced at their native rate and looped.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
-import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import cv2
 import numpy as np
@@ -26,6 +25,7 @@ from edged.logs import get_logger
 from edged.metrics import RateMeter
 from edged.queues import BoundedQueue, DropPolicy, QueueClosed
 from edged.sources.frame import Frame
+from edged.sources.reach import connect_error, port_answers
 from edged.sources.urls import redact_url, with_password
 from edged.supervise import Health, PeerDown, SourceEnded, Supervisor
 
@@ -108,30 +108,11 @@ def _set_ffmpeg_env() -> None:
             os.environ.setdefault(key, value)
 
 
-def stream_address(url: str) -> tuple[str, int]:
-    """The host and TCP port of an rtsp:// or rtsps:// url."""
-    parts = urlsplit(url)
-    return parts.hostname or "", parts.port or (322 if parts.scheme.lower() == "rtsps" else 554)
-
-
 def probe_tcp(url: str, timeout: float, shown: str) -> None:
     """Connect to the stream's host first, so a status can say "connection refused" or "timed out"."""
-    try:
-        with socket.create_connection(stream_address(url), timeout=min(timeout, 5.0)):
-            pass
-    except TimeoutError:
-        raise StreamUnreachable(f"{shown}: connection timed out") from None
-    except OSError as exc:
-        raise StreamUnreachable(f"{shown}: {exc.strerror or exc}") from None
-
-
-def port_answers(url: str, timeout: float = _PROBE_TIMEOUT) -> bool:
-    """Whether the stream's host accepts a TCP connection now (the supervisor's cheap probe)."""
-    try:
-        with socket.create_connection(stream_address(url), timeout=timeout):
-            return True
-    except OSError:
-        return False
+    error = connect_error(url, min(timeout, 5.0))
+    if error is not None:
+        raise StreamUnreachable(f"{shown}: {error}")
 
 
 class VideoStats:
@@ -246,7 +227,7 @@ class VideoSource:
         self._seq = 0
         self._generation = 0
         self.file_position = 0.0  # stream time where the next loop of a file starts
-        probe = self._port_answers if source_kind(config.url) == "rtsp" else None
+        probe = functools.partial(port_answers, self._url) if source_kind(config.url) == "rtsp" else None
         self.supervisor = Supervisor(f"video-{config.id}", self._connect, config.reconnect, on_health, self.log,
                                      stall_timeout=config.stall_timeout, probe=probe)
 
@@ -254,9 +235,6 @@ class VideoSource:
     def url(self) -> str:
         """The url with credentials (for co-located audio); never log it."""
         return self._url
-
-    def _port_answers(self) -> bool:
-        return port_answers(self._url)
 
     def start(self) -> None:
         self.log.info("video_source_starting", url=redact_url(self.config.url), fps=self.config.analysis_fps,

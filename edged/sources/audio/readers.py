@@ -35,8 +35,9 @@ from edged.queues import BoundedQueue, DropPolicy
 from edged.sources.audio.chunk import SAMPLE_RATE
 from edged.sources.audio.convert import StreamResampler, decode_pcm, to_mono
 from edged.sources.audio.wav import WavError, open_wav
+from edged.sources.reach import connect_error
 from edged.sources.urls import redact_text, redact_url, url_secrets
-from edged.supervise import SourceEnded
+from edged.supervise import PeerDown, SourceEnded
 
 _BLOCK_SECONDS = 0.05  # how much a reader hands on at a time
 # What ffmpeg may use to reach a stream named in a concat list read from a pipe (concat's default allows
@@ -48,6 +49,10 @@ _STREAM_PROTOCOLS = "pipe,rtsp,rtsps,rtp,srtp,tcp,udp,tls,http,https,httpproxy,c
 
 class AudioError(RuntimeError):
     """An audio input failed; the message names the input (never a password)."""
+
+
+class AudioUnreachable(AudioError, PeerDown):
+    """Nothing answers at a stream's host and port (refused, timed out, no route)."""
 
 
 class AudioReader(Protocol):
@@ -306,17 +311,29 @@ def _supported_rate(sd: Any, device: int, channels: int) -> int:
         return int(sd.query_devices(device)["default_samplerate"])
 
 
+def open_stream(url: str, *, loop: bool) -> FfmpegReader:
+    """An ffmpeg reader for a network stream, once its host answers at all (an ffmpeg is not spawned
+    against a dead camera, and the status says why at once)."""
+    shown = redact_url(url)
+    error = connect_error(url, 5.0)
+    if error is not None:
+        raise AudioUnreachable(f"{shown}: {error}")
+    return FfmpegReader(url, loop=loop, shown=shown)
+
+
 def open_reader(mic: MicrophoneConfig, camera_url: str | None) -> AudioReader:
     """Open the reader a microphone's config asks for."""
     kind = microphone_kind(mic.device)
     if kind == "camera":
         if camera_url is None:
             raise AudioError(f"{mic.id}: device 'camera' needs a co-located camera")
-        return FfmpegReader(camera_url, loop=mic.loop, shown=redact_url(camera_url))
+        return open_stream(camera_url, loop=mic.loop)
     if kind == "wav":
         return WavReader(mic.device)
     if kind in ("stdin", "fifo"):
         return PcmReader(mic)
-    if kind in ("stream", "media"):
+    if kind == "stream":
+        return open_stream(mic.device, loop=mic.loop)
+    if kind == "media":
         return FfmpegReader(mic.device, loop=mic.loop, shown=redact_url(mic.device))
     return AlsaReader(mic)
