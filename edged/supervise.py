@@ -54,7 +54,7 @@ class PeerDown(Exception):
 
 
 # How often a down peer is probed while backing off: a camera is back within this of its server's return,
-# and a dead server sees at most one TCP connect per interval per camera.
+# and a dead server sees about one TCP connect per interval per source.
 PROBE_INTERVAL = 0.5
 
 

@@ -35,13 +35,12 @@ from edged.supervise import Health, PeerDown, SourceEnded, Supervisor
 _OPENCV_FFMPEG_ENV = {
     # RTSP over TCP: UDP loses packets (smeared frames) on a busy Wi-Fi. Files ignore the option.
     "OPENCV_FFMPEG_CAPTURE_OPTIONS": "rtsp_transport;tcp",
-    # Without this OpenCV (>= 4.8) holds one process-wide lock through every FFmpeg open, so one camera's
-    # open (1-6 s for RTSP, up to open_timeout for a peer that never answers) held up every other
-    # camera's reconnect. FFmpeg >= 4 opens streams thread-safely on its own.
+    # Unless told FFmpeg is thread-safe (read since OpenCV 4.8), OpenCV holds one process-wide lock through
+    # every FFmpeg open: one camera's open (1-6 s for RTSP, up to open_timeout for a peer that never
+    # answers) held up every other camera's reconnect. FFmpeg >= 4 opens streams thread-safely itself.
     "OPENCV_FFMPEG_IS_THREAD_SAFE": "1",
 }
 _ENV_LOCK = threading.Lock()
-_PROBE_TIMEOUT = 0.5  # a TCP connect to a camera on the LAN answers in milliseconds
 
 
 class StreamError(RuntimeError):

@@ -40,10 +40,10 @@ from edged.sources.urls import redact_text, redact_url, url_secrets
 from edged.supervise import PeerDown, SourceEnded
 
 _BLOCK_SECONDS = 0.05  # how much a reader hands on at a time
-# What ffmpeg may use to reach a stream named in a concat list read from a pipe (concat's default allows
-# local files only).
 # RTSP input: over TCP, and a dead peer ends ffmpeg after 5 s without data (the supervisor restarts it).
 _RTSP_OPTIONS = (("rtsp_transport", "tcp"), ("timeout", "5000000"))
+# What ffmpeg may use to reach a stream named in a concat list read from a pipe (by default a list may
+# only name local files).
 _STREAM_PROTOCOLS = "pipe,rtsp,rtsps,rtp,srtp,tcp,udp,tls,http,https,httpproxy,crypto,data"
 
 
