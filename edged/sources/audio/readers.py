@@ -44,6 +44,7 @@ _BLOCK_SECONDS = 0.05  # how much a reader hands on at a time
 _RTSP_OPTIONS = (("rtsp_transport", "tcp"), ("timeout", "5000000"))
 # What ffmpeg may use to reach a stream named in a concat list read from a pipe (by default a list may
 # only name local files).
+_OLD_CONCAT = "unknown keyword 'option'"  # ffmpeg < 5.0: its concat lists take no per-input options
 _STREAM_PROTOCOLS = "pipe,rtsp,rtsps,rtp,srtp,tcp,udp,tls,http,https,httpproxy,crypto,data"
 
 
@@ -209,6 +210,9 @@ class FfmpegReader(_PipeReader):
         last = self._errors[-1] if self._errors else ""
         if code == 0 and not self.live:
             raise SourceEnded("end of file")
+        if any(_OLD_CONCAT in line for line in self._errors):
+            raise AudioError(f"{self._shown}: this ffmpeg is older than 5.0 and cannot be given a password "
+                             f"privately (edged never puts one on a command line): install ffmpeg 5.0 or later")
         detail = f": {last}" if last else ""
         raise AudioError(f"{self._shown}: ffmpeg exited with status {code}{detail}")
 
@@ -232,7 +236,8 @@ def ffmpeg_input(url: str, *, loop: bool, shown: str) -> tuple[list[str], bytes 
 
     A url with a password never goes into the arguments: any local user can read a process's command
     line (`ps`, /proc/PID/cmdline). ffmpeg gets it in a one-entry concat list on its stdin instead, with
-    the input's options; only the pipe's two ends (edged and its ffmpeg) ever see it.
+    the input's options; only the pipe's two ends (edged and its ffmpeg) ever see it. Options in a
+    concat list need ffmpeg 5.0 (Debian 12, Raspberry Pi OS Bookworm); an older one says so in the status.
     """
     options = _RTSP_OPTIONS if url.lower().startswith(("rtsp://", "rtsps://")) else ()
     if not url_secrets(url):
