@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -26,7 +26,6 @@ class HeldStream:
         self.pieces = pieces
         self.piece_s = piece_s
         self.started = threading.Event()
-        self.requests = 0
         self.hung_up: list[int] = []  # per request that the client left early: pieces sent before it left
         self.completed = 0
         self._release = threading.Event()
@@ -40,7 +39,7 @@ class HeldStream:
     def release(self) -> None:
         self._release.set()
 
-    def stream(self, write: Any) -> None:
+    def stream(self, write: Callable[[bytes], None]) -> None:
         """One streamed answer: a piece, hold until released, then the rest (stops when the client leaves)."""
         for i in range(self.pieces):
             last = i == self.pieces - 1
@@ -86,7 +85,6 @@ def _handler(state: HeldStream) -> type[BaseHTTPRequestHandler]:
 
         def do_POST(self) -> None:
             self.rfile.read(int(self.headers["Content-Length"]))
-            state.requests += 1
             self.send_response(200)
             self.send_header("Content-Type", "text/event-stream")
             self.end_headers()
