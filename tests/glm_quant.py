@@ -141,7 +141,7 @@ def twin_bundle(src: Path, out: Path) -> Path:
     Its `fp32` variant is then the int8 vision encoder and the int4 decoder computed in fp32: what
     those graphs would give with exact activations, the same on every CPU up to fp32 rounding.
     """
-    shutil.copytree(src, out)
+    shutil.copytree(src, out, ignore=shutil.ignore_patterns(".ort-cache"))
     m = load_manifest(out)
     files = dict(m.files)
     for fp32_name, quantized, read in ((VISION, VISION_INT8, int8_grids), (DECODER, DECODER_INT4, int4_grids)):

@@ -4,7 +4,8 @@ what those weights say. Both checks hold on any CPU and fail on a broken quantiz
 A quantized run's tokens do not travel between CPUs. The int4 kernel quantizes activations to int8 in
 blocks on x86, per row on Arm (KleidiAI), and not at all where the CPU has no int8 dot product. The
 int8 encoder rounds activations to 8 bits, so a last-bit difference in its fp32 parts can move an
-activation by a whole step. On this random-weight model either effect moves logits by up to ~3. Most
+activation by a whole step. On this random-weight model either effect moves logits by up to ~3 (int4:
+1.5-3.1 between AVX-512 and emulated Cortex-A72/A76, whose tokens part from the golden's). Most
 gaps between the top two tokens are smaller than that, so the quantized goldens' tokens describe the
 machine that recorded them and are not compared here. What is compared:
 - each quantized weight is its fp32 weight rounded to the nearest point of the recipe's grid (numpy on
