@@ -2,7 +2,7 @@
 
 The media go through the daemon's own sources, analysis, keyword spotting, scheduler and model at
 their recorded pace (so every latency is the one a live camera would see); only the MQTT broker is
-replaced by a recorder. Used by `edged replay` and `edged bench pipeline`.
+replaced by a recorder. Used by `edged replay` and `python -m benchmarks pipeline`.
 """
 
 from __future__ import annotations

@@ -218,7 +218,7 @@ def test_openwakeword_onnx_classifier_runs_on_onnxruntime(tmp_path: Path) -> Non
 def test_recorded_scores_replay_to_the_engines_detections() -> None:
     """The evaluation's offline replay (one backend, or both on one keyword) reproduces what the
     engine fired, so threshold sweeps measure the daemon's behaviour."""
-    from edged.analysis.kws.evaluation import Series, fire_times, fire_times_union
+    from benchmarks.kws_evaluation import Series, fire_times, fire_times_union
 
     audio = fixture_audio("positive_hey_jarvis.flac")
     config = WakewordConfig(keywords=("hey_jarvis", KeywordConfig("hey_jarvis", backend="openwakeword")))

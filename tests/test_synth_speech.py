@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from benchmarks.synth import speech as sp
 from edged.analysis.kws import read_audio
-from edged.synth import speech as sp
 
 ENGINES = sp.available_engines()
 
