@@ -21,7 +21,7 @@ import numpy as np
 
 from benchmarks.report import command_line, machine, today, write_section
 from edged.analysis.kws import KeywordEngine, iter_chunks
-from edged.analysis.kws.catalog import BUILTIN_KEYWORDS, MICRO, OPEN
+from edged.config.keywords import BUILTIN_KEYWORDS, MICRO, OPEN
 from edged.config.schema import VadConfig, WakewordConfig
 from edged.sources.audio.chunk import SAMPLE_RATE, AudioChunk
 

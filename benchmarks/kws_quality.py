@@ -36,7 +36,8 @@ from benchmarks.kws_evaluation import (
 from benchmarks.report import command_line, machine, today, write_section
 from benchmarks.synth.kws_eval import EvalSpec, Manifest, build, load_manifest
 from edged.analysis.kws import KeywordEngine, read_audio, spot_file
-from edged.analysis.kws.catalog import BUILTIN_KEYWORDS, MICRO, OPEN, resolve
+from edged.analysis.kws.catalog import resolve
+from edged.config.keywords import BUILTIN_KEYWORDS, MICRO, OPEN
 from edged.config.schema import KwsBackend, VadConfig, WakewordConfig
 
 FA_BUDGET = 2.0  # false accepts per hour of ordinary speech

@@ -23,12 +23,11 @@ from edged.config.dump import to_plain
 from edged.control.commands import Command, CommandError, Request, parse
 from edged.control.executor import CommandExecutor, Responder
 from edged.control.features import FeatureRegistry, FeatureStore
-from edged.events import Event, Message, Stats
+from edged.events import Event, Incoming, Message, Stats
 from edged.inference.protocol import Captioner, CaptionResult
 from edged.inference.registry import try_load_captioner
 from edged.logs import get_logger
 from edged.outputs.discovery import Discovery
-from edged.outputs.mqtt.link import Incoming
 from edged.outputs.mqtt.publisher import MqttPublisher
 from edged.pipeline import Pipeline
 from edged.queues import BoundedQueue, DropPolicy

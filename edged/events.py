@@ -42,6 +42,16 @@ class Message:
     correlation: bytes | None = None  # MQTT 5 correlation data (command responses)
 
 
+@dataclass(frozen=True)
+class Incoming:
+    """An MQTT message received on a subscribed topic, with its MQTT 5 request/response properties."""
+
+    topic: str
+    payload: bytes
+    response_topic: str | None = None
+    correlation: bytes | None = None
+
+
 class Event:
     """Base of every published message type."""
 

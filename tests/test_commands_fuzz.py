@@ -24,8 +24,7 @@ from edged.control.commands import (
 )
 from edged.control.executor import CommandExecutor
 from edged.control.features import Feature, FeatureRegistry, FeatureStore
-from edged.events import Event, FeatureState
-from edged.outputs.mqtt.link import Incoming
+from edged.events import Event, FeatureState, Incoming
 
 BASE = "edged/fz"
 

@@ -12,7 +12,7 @@ import pytest
 
 from benchmarks.kws_evaluation import Hit, match
 from edged.analysis.kws import KeywordEngine, spot_file
-from edged.analysis.kws.catalog import BUILTIN_KEYWORDS
+from edged.config.keywords import BUILTIN_KEYWORDS
 from edged.config.schema import WakewordConfig
 from tests.kws_support import fixture_audio, fixture_set
 

@@ -35,7 +35,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def _settings(args: argparse.Namespace) -> tuple[WakewordConfig, int]:
-    from edged.analysis.kws.catalog import BUILTIN_KEYWORDS
+    from edged.config.keywords import BUILTIN_KEYWORDS
 
     chunk_ms = MicrophoneConfig().chunk_ms
     config = WakewordConfig()

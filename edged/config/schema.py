@@ -16,6 +16,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Literal
 
+from edged.config.keywords import BUILTIN_KEYWORDS, canonical, looks_like_path
 from edged.config.loader import spec
 from edged.config.secrets import SecretRef, secret_ref
 from edged.sources.urls import has_inline_password
@@ -254,8 +255,6 @@ class WakewordConfig:
         return tuple(out)
 
     def _validate(self) -> Problems:
-        from edged.analysis.kws.catalog import BUILTIN_KEYWORDS, canonical, looks_like_path
-
         seen: set[tuple[str, str | None]] = set()
         for i, kw in enumerate(self.keyword_settings):
             key = f"keywords[{i}]"

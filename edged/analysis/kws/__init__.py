@@ -6,11 +6,12 @@
 
 from edged.analysis.kws.audiofile import Audio, iter_chunks, read_audio
 from edged.analysis.kws.backend import KeywordBackend
-from edged.analysis.kws.catalog import BUILTIN_KEYWORDS, ModelSpec, available, resolve
+from edged.analysis.kws.catalog import ModelSpec, available, resolve
 from edged.analysis.kws.engine import BACKENDS, KeywordEngine, plan_keywords, spot_file
 from edged.analysis.kws.errors import AudioFormatError, KwsError, ModelError, UnknownKeywordError
 from edged.analysis.kws.scoring import Detection, KeywordSettings
 from edged.analysis.kws.spotter import KeywordSpotter
+from edged.config.keywords import BUILTIN_KEYWORDS
 
 __all__ = [
     "BACKENDS",

@@ -18,10 +18,11 @@ from typing import Any
 import numpy as np
 
 from edged.analysis.kws.backend import KeywordBackend
-from edged.analysis.kws.catalog import MICRO, OPEN, ModelSpec, resolve
+from edged.analysis.kws.catalog import ModelSpec, resolve
 from edged.analysis.kws.errors import KwsError, UnknownKeywordError
 from edged.analysis.kws.scoring import Detection, KeywordSettings, Refractory
 from edged.analysis.kws.vad import VadGate
+from edged.config.keywords import MICRO, OPEN
 from edged.config.schema import VadConfig, WakewordConfig
 from edged.sources.audio.chunk import SAMPLE_RATE, AudioChunk
 
