@@ -45,6 +45,19 @@ class SourceEnded(Exception):
     """A finite source (a file without `loop`) reached its end: not an error."""
 
 
+class PeerDown(Exception):
+    """A connect found nothing answering at the source's address (refused, timed out, no route).
+
+    While a source's peer is down, its supervisor polls the source's cheap `probe` during the back-off and
+    connects as soon as the peer answers again (see `Supervisor`).
+    """
+
+
+# How often a down peer is probed while backing off: a camera is back within this of its server's return,
+# and a dead server sees about one TCP connect per interval per source.
+PROBE_INTERVAL = 0.5
+
+
 class Session(Protocol):
     """An open connection to a source."""
 
@@ -90,7 +103,14 @@ StateListener = Callable[[Health], None]
 
 
 class Supervisor:
-    """Owns one source's thread: opens sessions, steps them, and reconnects after failures."""
+    """Owns one source's thread: opens sessions, steps them, and reconnects after failures.
+
+    `probe` (optional) is a cheap check that the source's peer answers at all (a TCP connect). After a
+    connect failed with `PeerDown`, the back-off is cut short as soon as the probe succeeds: the expensive
+    connect (an RTSP open takes 1-6 s) then starts within `probe_interval` of the peer's return, instead of
+    up to a whole back-off delay (max + jitter) later. A peer that answers but refuses (wrong password, no
+    such stream) is not probed: it waits out the back-off, so it is never hammered with connects.
+    """
 
     def __init__(
         self,
@@ -101,9 +121,13 @@ class Supervisor:
         log: Any,
         stall_timeout: float | None = None,
         clock: Callable[[], float] = time.monotonic,
+        probe: Callable[[], bool] | None = None,
+        probe_interval: float = PROBE_INTERVAL,
     ) -> None:
         self.name = name
         self._connect = connect
+        self._probe = probe
+        self._probe_interval = probe_interval
         self._backoff = Backoff(backoff)
         self._on_health = on_health
         self._log = log
@@ -219,7 +243,28 @@ class Supervisor:
             self._last_failure_log = now
             self._log.warning(what, error=describe_error(exc), retry_in_s=round(delay, 2),
                               attempt=self._backoff.attempt)
-        self._stop.wait(delay)
+        if self._probe is not None and isinstance(exc, PeerDown):
+            self._wait_for_peer(delay)
+        else:
+            self._stop.wait(delay)
+
+    def _wait_for_peer(self, delay: float) -> None:
+        """Back off for up to `delay`, probing the peer once per probe interval; return when it answers."""
+        deadline = time.monotonic() + delay
+        while not self._stop.wait(max(0.0, min(self._probe_interval, deadline - time.monotonic()))):
+            if time.monotonic() >= deadline:
+                return
+            if self._peer_answers():
+                self._log.debug("source_answering")
+                return
+
+    def _peer_answers(self) -> bool:
+        assert self._probe is not None
+        try:
+            return self._probe()
+        except Exception as exc:  # a broken probe only costs the shortcut, never the source's thread
+            self._log.debug("probe_failed", error=describe_error(exc))
+            return False
 
     def _set_state(self, state: SourceState, reason: str) -> None:
         with self._lock:

@@ -3,25 +3,61 @@ raw PCM on stdin and a FIFO, and RTSP audio from a real server."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 import threading
 import time
 from pathlib import Path
+from urllib.parse import quote
 
 import numpy as np
+import psutil
 import pytest
+from structlog.testing import capture_logs
 
-from edged.config.schema import MicrophoneConfig
+from edged.config.schema import BackoffConfig, MicrophoneConfig
 from edged.queues import QueueClosed
 from edged.sources.audio.chunk import SAMPLE_RATE
 from edged.sources.audio.convert import StreamResampler, decode_pcm
 from edged.sources.audio.readers import AudioError, WavReader
 from edged.sources.audio.source import AudioSource, Chunker
-from edged.supervise import SourceState
+from edged.sources.urls import redact_text, with_password
+from edged.supervise import Health, SourceState
+from tests.support.broker import Broker
+from tests.support.daemon import DaemonProcess
 from tests.support.media import ffmpeg, make_tone_wav
+from tests.support.mqtt import Subscriber
 from tests.support.rtsp import RtspServer
+
+# Camera passwords with what a url, a shell or ffmpeg's concat list would each trip over.
+PASSWORD = "g00d pa'ss:w/rd"
+WRONG = "b@d pa'ss%w"
+
+
+def forms(password: str) -> list[str]:
+    """A password as typed and as it appears in a url."""
+    return [password, quote(password, safe="")]
+
+
+def ffmpeg_cmdlines(pid: int) -> list[bytes]:
+    """/proc/PID/cmdline (what `ps` shows any local user) of each ffmpeg under process `pid`."""
+    out = []
+    for child in psutil.Process(pid).children(recursive=True):
+        try:
+            if child.name() == "ffmpeg":
+                out.append(Path(f"/proc/{child.pid}/cmdline").read_bytes())
+        except (psutil.NoSuchProcess, FileNotFoundError):
+            continue  # ended between the listing and the read
+    return out
+
+
+def assert_hidden(text: str | bytes, *passwords: str) -> None:
+    data = text.encode() if isinstance(text, str) else text
+    for password in passwords:
+        for form in forms(password):
+            assert form.encode() not in data, f"password {form!r} leaked"
 
 
 def dominant_hz(x: np.ndarray) -> float:
@@ -293,3 +329,137 @@ def test_a_microphone_without_keyword_spotting_is_not_opened(tmp_path: Path) -> 
         assert [(h.state, h.reason) for h in health] == [("disabled", "keyword spotting is off (keywords: false)")]
     finally:
         pipeline.stop()
+
+
+def test_redaction_finds_credentials_anywhere_in_a_line() -> None:
+    """Child stderr lines quote urls mid-sentence: every `scheme://user:pass@` and the literal password go."""
+    line = ("[concat @ 0x55] Impossible to open 'rtsp://cam:se%20cret@10.0.0.2:554/live' and "
+            "http://u:p@h/x; the password was se cret")
+    assert redact_text(line, ["se cret", "se%20cret"]) == (
+        "[concat @ 0x55] Impossible to open 'rtsp://cam:***@10.0.0.2:554/live' and http://u:***@h/x; "
+        "the password was ***")
+    assert redact_text("rtsp://cam@10.0.0.2:554/live?a=b:c@d") == "rtsp://cam@10.0.0.2:554/live?a=b:c@d"
+
+
+def read_chunks(source: AudioSource, n: int, timeout: float) -> list[np.ndarray]:
+    got: list[np.ndarray] = []
+    deadline = time.monotonic() + timeout
+    while len(got) < n and time.monotonic() < deadline:
+        chunk = source.chunks.get(timeout=0.2)
+        if chunk is not None:
+            got.append(chunk.samples)
+    return got
+
+
+@pytest.mark.slow
+def test_a_stream_microphone_waits_for_its_server_without_spawning_ffmpeg() -> None:
+    """A stream whose server is down: the status says "refused" and no ffmpeg is started while it stays down;
+    once the server answers, audio flows well before the 30 s back-off would have tried again."""
+    server = RtspServer(audio=True)
+    states: list[Health] = []
+    mic = MicrophoneConfig(id="m", device=server.url, reconnect=BackoffConfig(initial=30.0, max=30.0))
+    source = AudioSource(mic, on_health=states.append)
+    source.start()
+    try:
+        deadline = time.monotonic() + 1.5
+        spawned = []
+        while time.monotonic() < deadline:
+            spawned += ffmpeg_cmdlines(os.getpid())
+            time.sleep(0.05)
+        assert spawned == []
+        assert states[-1].state is SourceState.RECONNECTING
+        assert "refused" in states[-1].reason.lower()
+        server.start()
+        assert len(read_chunks(source, 100, 15)) == 100
+    finally:
+        source.stop()
+        server.kill()
+
+
+@pytest.mark.slow
+def test_camera_audio_behind_a_password_keeps_it_out_of_argv() -> None:
+    """A camera stream that needs a login (real RTSP server, basic auth): its audio flows, the ffmpeg that
+    decodes it has no password on its command line, and it comes back after the server restarts."""
+    server = RtspServer(audio=True, login=("cam", PASSWORD)).start()
+    states: list[Health] = []
+    source = AudioSource(MicrophoneConfig(id="door", device="camera"), on_health=states.append,
+                         camera_url=with_password(server.url, PASSWORD))
+    try:
+        with capture_logs() as logs:
+            source.start()
+            first = read_chunks(source, 150, 20)  # 1.5 s
+            assert len(first) == 150
+            assert dominant_hz(np.concatenate(first)[-8000:]) == pytest.approx(440, abs=8)
+            cmdlines = ffmpeg_cmdlines(os.getpid())
+            assert len(cmdlines) == 1
+            assert_hidden(cmdlines[0], PASSWORD)
+            server.kill()
+            server.start()
+            again = read_chunks(source, 150, 30)
+            assert len(again) == 150
+        assert any(h.state is SourceState.RECONNECTING for h in states)
+        assert_hidden(repr(logs) + repr(states), PASSWORD)
+    finally:
+        source.stop()
+        server.kill()
+
+
+@pytest.mark.slow
+def test_a_wrong_camera_password_is_reported_without_revealing_it() -> None:
+    """A wrong password: the status says 401 (ffmpeg's own error line, redacted), and neither password shows up
+    in the health reason, the logs or ffmpeg's command line."""
+    server = RtspServer(audio=True, login=("cam", PASSWORD)).start()
+    states: list[Health] = []
+    source = AudioSource(MicrophoneConfig(id="door", device="camera"), on_health=states.append,
+                         camera_url=with_password(server.url, WRONG))
+    cmdlines: list[bytes] = []
+    try:
+        with capture_logs() as logs:
+            source.start()
+            deadline = time.monotonic() + 20
+            while not any("401" in h.reason for h in states) and time.monotonic() < deadline:
+                cmdlines += ffmpeg_cmdlines(os.getpid())
+                time.sleep(0.02)
+        assert any("401" in h.reason for h in states), [h.reason for h in states]
+        assert "rtsp://cam:***@" in states[-1].reason
+        assert cmdlines
+        assert_hidden(b"".join(cmdlines) + (repr(logs) + repr(states)).encode(), PASSWORD, WRONG)
+    finally:
+        source.stop()
+        server.kill()
+
+
+@pytest.mark.slow
+def test_the_daemon_never_shows_a_camera_password(tmp_path: Path, broker: Broker) -> None:
+    """`edged run` with two cameras behind a login, one with the right password and one with a wrong one,
+    each with its microphone on the camera's audio (debug logging, FFmpeg's own errors included): the right
+    one's audio reaches keyword spotting, the wrong one reports 401, and no password appears in any ffmpeg's
+    command line, in the log or on MQTT."""
+    server = RtspServer(audio=True, login=("cam", PASSWORD)).start()
+    (tmp_path / "good.pass").write_text(PASSWORD + "\n")
+    (tmp_path / "bad.pass").write_text(WRONG + "\n")
+    config = tmp_path / "edged.yaml"
+    config.write_text(
+        f"device: {{id: pw}}\nstate_dir: {tmp_path / 'state'}\nlog: {{level: debug, format: json}}\n"
+        f"mqtt: {{port: {broker.port}, stats_interval: 1s}}\nmodels: {{captioner: {{backend: none}}}}\ncameras:\n"
+        f"  door: {{url: '{server.url}', password_file: {tmp_path / 'good.pass'},\n"
+        f"    microphone: {{id: door_mic, device: camera}}}}\n"
+        f"  gate: {{url: '{server.url}', password_file: {tmp_path / 'bad.pass'},\n"
+        f"    microphone: {{id: gate_mic, device: camera}}}}\n")
+    sub = Subscriber(broker.port, ["edged/pw/#"]).start()
+    daemon = DaemonProcess(config)
+    try:
+        sub.wait_topic("edged/pw/door_mic/status", b"online", timeout=30)
+        sub.wait_for(lambda m: any(x.topic == "edged/pw/stats"
+                                   and json.loads(x.payload)["sources"].get("door_mic", {}).get("audio_s", 0) > 1
+                                   for x in m), timeout=30)  # the keyword spotter has heard the camera
+        sub.wait_for(lambda m: any(x.topic == "edged/pw/gate_mic/health" and b"401" in x.payload for x in m), 30)
+        cmdlines = ffmpeg_cmdlines(daemon.proc.pid)
+        assert cmdlines
+        assert_hidden(b"".join(cmdlines), PASSWORD, WRONG)
+    finally:
+        assert daemon.stop() == 0
+        sub.stop()
+        server.kill()
+    assert_hidden(daemon.log_path.read_bytes(), PASSWORD, WRONG)
+    assert_hidden(b"".join(m.payload for m in sub.messages), PASSWORD, WRONG)

@@ -197,3 +197,14 @@ def test_check_config_names_every_unreadable_secret_file(tmp_path: Path) -> None
     (tmp_path / "cam.pass").write_text("b")
     ok = subprocess.run([sys.executable, "-m", "edged", "check-config", str(config)], capture_output=True, text=True)
     assert ok.returncode == 0, ok.stderr
+
+
+def test_nested_microphones_get_distinct_ids_and_a_clash_with_them_is_named() -> None:
+    """Two cameras with a `microphone:` each are valid (`a_mic`, `b_mic`); a top-level microphone that takes
+    the id a nested one will have is an error naming both."""
+    config = parse_config("cameras:\n  a: {url: a.mp4, microphone: {device: camera}}\n"
+                          "  b: {url: b.mp4, microphone: {device: camera}}\n", "two.yaml")
+    assert sorted(m.id for m in config.all_microphones) == ["a_mic", "b_mic"]
+    with pytest.raises(ConfigError, match="microphone 'a_mic' uses the id of microphone 'a_mic'"):
+        parse_config("cameras:\n  a: {url: a.mp4, microphone: {device: camera}}\n"
+                     "microphones:\n  a_mic: {device: speech.wav}\n", "clash.yaml")

@@ -49,18 +49,26 @@ def write_config(path: Path, port: int, cameras: str, extra: str = "") -> Path:
     return path
 
 
+def status_online_after(sub: Subscriber, camera: str, mark: int) -> bool:
+    return any(m.payload == b"online" for m in sub.on(f"edged/f1/{camera}/status")[mark:])
+
+
 @pytest.mark.slow
 def test_one_camera_server_dies_stalls_and_returns_the_other_keeps_flowing(tmp_path: Path, broker: Broker) -> None:
-    """Camera b's RTSP server is killed, restarted, then stalled: camera a keeps being analysed throughout,
-    b's health topic says what happened, and b streams again within 5 s of its server's return."""
+    """Cameras b and c share an RTSP server that is killed, restarted after 5 s, then stalled: camera a keeps
+    being analysed throughout, b's health topic says what happened, and b and c are both `online` again
+    within 5 s of their server's return (the promise: a 5 s outage has taken the back-off to its cap)."""
     server = RtspServer().start()
     config = write_config(tmp_path / "edged.yaml", broker.port,
                           f"  a: {{url: {SAMPLE}, loop: true}}\n"
-                          f"  b: {{url: '{server.url}', read_timeout: 4s, stall_intervals: 5}}\n")
+                          f"  b: {{url: '{server.url}', read_timeout: 4s, stall_intervals: 5}}\n"
+                          f"  c: {{url: '{server.url}'}}\n")
     sub = Subscriber(broker.port, ["edged/f1/#"]).start()
     daemon = DaemonProcess(config)
     try:
-        sub.wait_topic("edged/f1/b/status", b"online", timeout=30)
+        for cam in ("b", "c"):
+            sub.wait_topic(f"edged/f1/{cam}/status", b"online", timeout=30)
+        killed = time.monotonic()
         server.kill()
         sub.wait_for(lambda _m: any(h["state"] == "reconnecting" for h in health_of(sub, "b")), timeout=20)
         reconnecting = next(h for h in health_of(sub, "b") if h["state"] == "reconnecting")
@@ -69,12 +77,15 @@ def test_one_camera_server_dies_stalls_and_returns_the_other_keeps_flowing(tmp_p
         before = frames_analysed(sub, "a")
         time.sleep(3)
         assert frames_analysed(sub, "a") > before + 5  # the healthy camera kept going
-        server.start()
+        time.sleep(max(0.0, killed + 5.0 - time.monotonic()))
+        marks = {cam: len(sub.on(f"edged/f1/{cam}/status")) for cam in ("b", "c")}
+        server.start()  # returns once the server answers on its port
         back = time.monotonic()
-        count = len(sub.on("edged/f1/b/status"))
-        sub.wait_for(lambda _m: len(sub.on("edged/f1/b/status")) > count
-                     and sub.on("edged/f1/b/status")[-1].payload == b"online", timeout=20)
-        assert time.monotonic() - back <= 5.0 + 2.5  # 5 s to reconnect; RTSP server start-up is the rest
+        online: dict[str, float] = {}
+        for cam in ("b", "c"):
+            sub.wait_for(lambda _m, cam=cam: status_online_after(sub, cam, marks[cam]), timeout=20)
+            online[cam] = round(time.monotonic() - back, 2)
+        assert max(online.values()) <= 5.0, online
         server.stall()
         sub.wait_for(lambda _m: any(h["state"] == "stalled" for h in health_of(sub, "b")), timeout=20)
         stalled = next(h for h in health_of(sub, "b") if h["state"] == "stalled")

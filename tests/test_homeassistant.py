@@ -1,19 +1,28 @@
-"""Home Assistant discovery: payloads carry what Home Assistant requires, ids are stable, stale devices go."""
+"""Home Assistant discovery: payloads carry what Home Assistant requires, ids are stable, stale devices go,
+and no entity can hide another (one key and one unique_id each; topics the daemon really uses)."""
 
 from __future__ import annotations
 
 import json
+from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from paho.mqtt.client import topic_matches_sub
 
+from edged import events
+from edged.analysis.kws.spotter import KeywordSpotter
 from edged.config import parse_config
 from edged.config.schema import Config
-from edged.control.features import Feature
+from edged.control.commands import SetFeature, parse
+from edged.control.features import Feature, FeatureRegistry, FeatureStore
 from edged.events import Message
 from edged.outputs.discovery import Discovery
 from edged.outputs.homeassistant import devices, discovery_messages
+from edged.outputs.mqtt.link import Incoming
+from edged.pipeline import Pipeline
 
 # Keys Home Assistant's MQTT platforms require (home-assistant.io docs for each platform, and the
 # device-based discovery section: `o` with a name, every component with `p` and `unique_id`).
@@ -36,6 +45,7 @@ def config(tmp_path: Path, mode: str = "device", name: str = "Porch") -> Config:
 
 FEATURES = [
     Feature("porch", "captions", "switch", "Captions", True, lambda v: None),
+    Feature("porch", "motion", "switch", "Motion detection", True, lambda v: None),
     Feature("porch", "motion_threshold", "number", "Motion threshold", 25.0, lambda v: None, 1, 255, 1),
     Feature("porch_mic", "kws", "switch", "Keyword spotting", True, lambda v: None),
 ]
@@ -66,7 +76,8 @@ def test_camera_device_entities_and_availability(tmp_path: Path) -> None:
     cam = payloads(config(tmp_path))["homeassistant/device/edged_pi_1_porch/config"]
     platforms = {k: c["p"] for k, c in cam["cmps"].items()}
     assert platforms["caption"] == "sensor"
-    assert platforms["motion"] == "binary_sensor"
+    assert platforms["motion_detected"] == "binary_sensor"
+    assert platforms["motion"] == "switch"  # the motion-detection switch keeps its key (and unique_id)
     assert platforms["snapshot"] == "image"
     assert platforms["caption_now"] == "button"
     assert platforms["captions"] == "switch"
@@ -96,10 +107,11 @@ def test_unique_ids_survive_a_display_name_change(tmp_path: Path) -> None:
 def test_component_mode_publishes_one_config_per_entity(tmp_path: Path) -> None:
     """`mode: component` (HA before 2024.12): `<prefix>/<platform>/<node>/<object>/config` per entity."""
     out = payloads(config(tmp_path, mode="component"))
-    topic = "homeassistant/binary_sensor/edged_pi_1_porch/motion/config"
+    topic = "homeassistant/binary_sensor/edged_pi_1_porch/motion_detected/config"
     assert topic in out
     motion = out[topic]
-    assert motion["unique_id"] == "edged_pi_1_porch_motion"
+    assert motion["unique_id"] == "edged_pi_1_porch_motion_detected"
+    assert out["homeassistant/switch/edged_pi_1_porch/motion/config"]["unique_id"] == "edged_pi_1_porch_motion"
     assert motion["device"]["ids"] == ["edged_pi_1_porch"]
     for t, payload in out.items():
         platform = t.split("/")[1]
@@ -127,3 +139,168 @@ def test_discovery_can_be_disabled(tmp_path: Path, mode: str) -> None:
     sent: list[Message] = []
     assert Discovery(cfg, sent.append).publish(FEATURES, KEYWORDS) == 0
     assert sent == []
+
+
+# -- every kind of entity at once, with the features the daemon's own pipeline registers ------------
+
+KEYWORDS_ALL = ["okay_nabu", "hey_jarvis", "alexa"]
+MODES = ["device", "component"]
+# What the README promises per device (by the device's model); each must be announced.
+PROMISED = {
+    "camera": {"sensor", "binary_sensor", "image", "button", "switch", "number"},
+    "microphone": {"event", "switch", "number", "sensor"},
+    "edge AI daemon": {"sensor"},
+}
+
+
+def everything(tmp_path: Path, mode: str) -> tuple[Config, FeatureRegistry, dict[str, list[str]]]:
+    """Two cameras (one with a microphone), a microphone of its own, three keywords, and the runtime
+    features edged's `Pipeline` registers for them (the real code, not a list written here)."""
+    cfg = parse_config(
+        f"device: {{id: pi-1, name: Pi}}\nstate_dir: {tmp_path}\nmqtt: {{discovery: {{mode: {mode}}}}}\n"
+        f"models: {{wakeword: {{keywords: {json.dumps(KEYWORDS_ALL)}}}}}\n"
+        "cameras:\n  porch: {url: a.mp4, microphone: {device: camera}}\n  yard: {url: b.mp4}\n"
+        "microphones:\n  hall: {device: 'hw:1,0'}\n")
+    return (cfg, *pipeline_features(cfg))
+
+
+def pipeline_features(cfg: Config) -> tuple[FeatureRegistry, dict[str, list[str]]]:
+    """The runtime features and keywords the daemon's `Pipeline` registers for `cfg` (nothing started)."""
+    registry = FeatureRegistry(FeatureStore(cfg.state_dir / "features.json"))
+    pipeline = Pipeline(cfg, lambda _e: None, lambda _c: None, registry)
+    keywords = {}
+    for cam in cfg.cameras.values():
+        pipeline._register_camera_features(cam)
+    for mic in cfg.all_microphones:
+        spotter = KeywordSpotter(mic, cfg.models.wakeword, None, lambda _h: None)  # type: ignore[arg-type]
+        pipeline._register_mic_features(mic, spotter)
+        keywords[mic.id] = list(spotter.keywords)
+    return registry, keywords
+
+
+def no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    keys = [k for k, _ in pairs]
+    duplicated = sorted(k for k, n in Counter(keys).items() if n > 1)
+    assert not duplicated, f"a JSON object repeats {duplicated}: Home Assistant keeps only the last"
+    return dict(pairs)
+
+
+def components(cfg: Config, registry: FeatureRegistry, keywords: dict[str, list[str]]) -> Iterator[
+        tuple[str, str, dict[str, Any], dict[str, Any]]]:
+    """(topic, component key, component config, device) for every entity on the wire, in either mode
+    (in device mode with the options the device config shares with its components, as HA reads them)."""
+    for m in discovery_messages(cfg, registry.features(), keywords):
+        payload = json.loads(m.payload, object_pairs_hook=no_duplicate_keys)
+        if "cmps" in payload:
+            shared = {k: v for k, v in payload.items() if k not in ("dev", "o", "cmps")}  # every component's
+            for key, cmp in payload["cmps"].items():
+                yield m.topic, key, {**shared, **cmp}, payload["dev"]
+        else:
+            _prefix, platform, _node, key, _config = m.topic.split("/")
+            assert payload.get("p", platform) == platform
+            yield m.topic, key, {"p": platform, **payload}, payload["device"]
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_every_entity_has_its_own_key_and_unique_id(tmp_path: Path, mode: str) -> None:
+    """Within a device no two entities share a component key (a JSON object would keep only one), no
+    two entities anywhere share a unique_id, every entity edged builds reaches the wire, and every
+    device has the kinds of entity the README promises."""
+    cfg, registry, keywords = everything(tmp_path, mode)
+    built = devices(cfg, registry.features(), keywords)  # refuses duplicate keys itself
+    on_wire = list(components(cfg, registry, keywords))
+    assert len(on_wire) == sum(len(d.entities) for d in built)
+    per_device = Counter((dev["ids"][0], key) for _t, key, _c, dev in on_wire)
+    assert not [k for k, n in per_device.items() if n > 1]
+    unique_ids = Counter(c["unique_id"] for _t, _k, c, _d in on_wire)
+    assert not [u for u, n in unique_ids.items() if n > 1], "a unique_id is used twice"
+    assert all(c["unique_id"] == f"{dev['ids'][0]}_{key}" for _t, key, c, dev in on_wire)
+    for model, domains in PROMISED.items():
+        for dev_id in {dev["ids"][0] for _t, _k, _c, dev in on_wire if dev["mdl"] == model}:
+            shown = {c["p"] for _t, _k, c, dev in on_wire if dev["ids"][0] == dev_id}
+            assert domains <= shown, f"{dev_id} has no {sorted(domains - shown)}"
+    assert len({dev["ids"][0] for _t, _k, _c, dev in on_wire}) == 1 + 2 + 2  # host, cameras, microphones
+    if mode == "component":
+        topics = Counter(t for t, _k, _c, _d in on_wire)
+        assert not [t for t, n in topics.items() if n > 1]
+
+
+def test_both_modes_announce_the_same_entities(tmp_path: Path) -> None:
+    """Switching `mode` moves entities between topics but keeps their platforms and unique_ids."""
+    seen = {mode: sorted((c["p"], c["unique_id"]) for _t, _k, c, _d in components(*everything(tmp_path, mode)))
+            for mode in MODES}
+    assert seen["device"] == seen["component"]
+
+
+def published_topics(cfg: Config, registry: FeatureRegistry) -> dict[str, events.Event]:
+    """The topic of every state edged publishes for this config, with an example of its event."""
+    examples: list[events.Event] = [events.Availability(True),
+                                    events.Stats(0.0, 0.0, {}, {}),
+                                    *(events.FeatureState(f.source, f.name, f.initial) for f in registry.features())]
+    for cam in cfg.cameras:
+        examples += [events.MotionState(cam, True), events.Snapshot(cam, b""), events.SourceStatus(cam, "online"),
+                     events.Caption("e", cam, "t", "c", "motion", 0.0, 0.0, 0.0, "m")]
+    for mic in cfg.all_microphones:
+        examples += [events.KeywordDetected("k", mic.id, "okay_nabu", 1.0, 0.0, 0.0),
+                     events.SourceStatus(mic.id, "online")]
+    return {e.topic(cfg.base_topic): e for e in examples}
+
+
+# Which event feeds which platform's state.
+STATE_EVENTS = {"binary_sensor": events.MotionState, "switch": events.FeatureState, "number": events.FeatureState,
+                "event": events.KeywordDetected, "image": events.Snapshot}
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_every_state_and_command_topic_is_one_edged_uses(tmp_path: Path, mode: str) -> None:
+    """Each entity reads a topic edged publishes, with the event kind its platform expects and that
+    event's payloads; a state topic is shared only by templates picking different fields; each
+    command topic is one edged subscribes to and lands on a registered feature or request."""
+    cfg, registry, keywords = everything(tmp_path, mode)
+    base = cfg.base_topic
+    published = published_topics(cfg, registry)
+    readers: Counter[tuple[str, str]] = Counter()
+    for _t, key, c, _dev in components(cfg, registry, keywords):
+        state = c.get("state_topic") or c.get("image_topic")
+        if state is not None:
+            assert state in published, f"{key}: edged never publishes {state}"
+            event = published[state]
+            assert isinstance(event, STATE_EVENTS.get(c["p"], (events.Caption, events.Stats))), (key, event)
+            readers[state, c.get("value_template", "")] += 1
+        for a in c["availability"]:
+            assert isinstance(published.get(a["topic"]), events.Availability | events.SourceStatus), a
+        if c["p"] == "binary_sensor":
+            assert {c["payload_on"], c["payload_off"]} == {"ON", "OFF"} == {
+                events.MotionState("x", v).to_payload() for v in (True, False)}
+        if "command_topic" in c:
+            check_command(cfg, registry, c, published.get(state or ""))
+    assert not [r for r, n in readers.items() if n > 1], "two entities read the same value of one topic"
+    assert readers, "no state topics at all"
+    assert all(topic_matches_sub(f"{base}/#", topic) for topic, _ in readers)
+
+
+def check_command(cfg: Config, registry: FeatureRegistry, c: dict[str, Any], state: events.Event | None) -> None:
+    """The command topic parses to what edged acts on: a feature's `/set` (whose state is the entity's
+    state topic) or a request edged registered."""
+    base = cfg.base_topic
+    subscriptions = [f"{base}/+/+/set", f"{base}/request/+"]
+    assert any(topic_matches_sub(s, c["command_topic"]) for s in subscriptions), c["command_topic"]
+    payload = c.get("payload_press") or c.get("payload_on") or str(c.get("max", ""))
+    command = parse(Incoming(c["command_topic"], payload.encode()), base, cfg.mqtt.discovery.prefix)
+    if c["p"] == "button":
+        assert command.command == "caption_now", command  # type: ignore[union-attr]
+        return
+    assert isinstance(command, SetFeature), command
+    assert isinstance(state, events.FeatureState), c
+    assert (command.source, command.feature) == (state.source, state.feature)
+    registry.set(command.source, command.feature, command.value)  # raises on an unknown feature or value
+    if c["p"] == "switch":
+        assert (c["state_on"], c["state_off"]) == (events.FeatureState("x", "y", True).to_payload(),
+                                                   events.FeatureState("x", "y", False).to_payload())
+
+
+def test_a_feature_named_like_a_fixed_entity_is_refused(tmp_path: Path) -> None:
+    """A runtime feature whose name is a fixed entity's key cannot silently replace that entity."""
+    clash = [Feature("porch", "caption_now", "switch", "Caption now", True, lambda v: None)]
+    with pytest.raises(ValueError, match="share the key 'caption_now'"):
+        devices(config(tmp_path), clash, KEYWORDS)

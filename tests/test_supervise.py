@@ -8,7 +8,7 @@ import time
 
 from edged.config.schema import BackoffConfig
 from edged.logs import get_logger
-from edged.supervise import Backoff, Health, SourceEnded, SourceState, Supervisor
+from edged.supervise import Backoff, Health, PeerDown, SourceEnded, SourceState, Supervisor
 
 
 def test_backoff_doubles_up_to_the_cap_with_bounded_jitter() -> None:
@@ -128,3 +128,59 @@ def test_stall_is_detected_by_the_watchdog_and_cleared_by_data() -> None:
         time.sleep(0.005)
     assert sup.health().state is SourceState.STREAMING
     assert sup.stop(2)
+
+
+def test_a_down_peer_is_probed_and_reconnected_as_soon_as_it_answers() -> None:
+    """After a `PeerDown` connect failure the back-off (30 s here) is cut short once the cheap probe says the
+    peer answers again; meanwhile the probe runs at most once per probe interval."""
+    up = threading.Event()
+    connects: list[float] = []
+    probes: list[float] = []
+
+    def connect() -> FlakySession:
+        connects.append(time.monotonic())
+        raise PeerDown("connection refused")
+
+    def probe() -> bool:
+        probes.append(time.monotonic())
+        return up.is_set()
+
+    sup = Supervisor("t", connect, BackoffConfig(initial=30.0, max=30.0, jitter=0), lambda h: None, get_logger(),
+                     probe=probe, probe_interval=0.1)
+    sup.start()
+    try:
+        time.sleep(1.0)
+        assert len(connects) == 1
+        assert 3 <= len(probes) <= (probes[-1] - connects[0]) / 0.1 + 1  # probing, never faster than the interval
+        up.set()
+        returned = time.monotonic()
+        deadline = returned + 10
+        while len(connects) < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert len(connects) == 2
+        assert connects[1] - returned < 5.0  # within a probe interval or so: far from the 30 s back-off
+    finally:
+        assert sup.stop(2)
+
+
+def test_a_peer_that_answers_but_refuses_waits_out_its_back_off() -> None:
+    """A failure other than `PeerDown` (the server answers, but e.g. rejects the login) is not probed: the
+    back-off paces the connects, so a bad password never turns into a connect per probe."""
+    connects: list[float] = []
+    probes: list[float] = []
+
+    def connect() -> FlakySession:
+        connects.append(time.monotonic())
+        raise PermissionError("401 Unauthorized")
+
+    def probe() -> bool:
+        probes.append(time.monotonic())
+        return True
+
+    sup = Supervisor("t", connect, BackoffConfig(initial=0.4, max=0.4, jitter=0), lambda h: None, get_logger(),
+                     probe=probe, probe_interval=0.05)
+    sup.start()
+    time.sleep(1.0)
+    assert sup.stop(2)
+    assert probes == []
+    assert 2 <= len(connects) <= 3

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import itertools
+import socket
+import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -104,20 +107,24 @@ def wait_for(states: list[Health], want: SourceState, timeout: float, since: int
 
 @pytest.mark.slow
 def test_rtsp_reconnects_after_the_server_dies_and_returns(rtsp: RtspServer) -> None:
-    """Server killed -> RECONNECTING (with a reason); server back -> STREAMING again, frames flow."""
-    cam = CameraConfig(id="cam", url=rtsp.url, analysis_fps=5, read_timeout=2.0, open_timeout=5.0,
-                       reconnect=BackoffConfig(initial=0.5, max=1.0, jitter=0.1))
+    """Server killed -> RECONNECTING (with a reason); back after 5 s, when the back-off (default 0.5 s doubling
+    to 3 s) has reached its cap -> STREAMING again within 5 s of its return, frames flow."""
+    cam = CameraConfig(id="cam", url=rtsp.url, analysis_fps=5, read_timeout=2.0)
     states: list[Health] = []
     source = VideoSource(cam, on_health=states.append)
     source.start()
     try:
         wait_for(states, SourceState.STREAMING, 20)
         assert collect(source, 1.0)
+        killed = time.monotonic()
         rtsp.kill()
         i = wait_for(states, SourceState.RECONNECTING, 15)
         assert states[i].reason
+        time.sleep(max(0.0, killed + 5.0 - time.monotonic()))
         rtsp.start()
+        back = time.monotonic()
         wait_for(states, SourceState.STREAMING, 25, since=i)
+        assert time.monotonic() - back <= 5.0
         assert collect(source, 1.5)
         assert source.supervisor.health().reconnects >= 1
     finally:
@@ -167,3 +174,47 @@ def test_unreachable_camera_reports_why_and_keeps_retrying() -> None:
         assert source.supervisor.health().reconnects >= 2
     finally:
         assert source.stop()
+
+
+@pytest.fixture
+def silent_server() -> Iterator[tuple[str, list[socket.socket]]]:
+    """A TCP port that accepts connections and never says anything (a camera whose RTSP service hangs)."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    accepted: list[socket.socket] = []
+
+    def accept() -> None:
+        while True:
+            try:
+                accepted.append(listener.accept()[0])
+            except OSError:  # closed at the end of the test
+                return
+
+    threading.Thread(target=accept, daemon=True).start()
+    yield f"rtsp://127.0.0.1:{listener.getsockname()[1]}/live", accepted
+    listener.close()
+    for conn in accepted:
+        conn.close()
+
+
+@pytest.mark.slow
+def test_a_camera_stuck_in_its_open_does_not_hold_up_another(rtsp: RtspServer,
+                                                            silent_server: tuple[str, list[socket.socket]]) -> None:
+    """One camera's open hangs (its server accepts and never answers; open_timeout 30 s): another camera opens
+    and streams meanwhile. (OpenCV used to serialise every FFmpeg open in the process.)"""
+    url, accepted = silent_server
+    stuck_states: list[Health] = []
+    stuck = VideoSource(CameraConfig(id="stuck", url=url, open_timeout=30.0), on_health=stuck_states.append)
+    states: list[Health] = []
+    healthy = VideoSource(CameraConfig(id="ok", url=rtsp.url), on_health=states.append)
+    stuck.start()
+    try:
+        deadline = time.monotonic() + 10
+        while len(accepted) < 2 and time.monotonic() < deadline:  # the TCP probe, then FFmpeg's open
+            time.sleep(0.05)
+        assert len(accepted) >= 2
+        healthy.start()
+        wait_for(states, SourceState.STREAMING, 20)
+        assert stuck_states == []  # still inside its open: it has not even failed yet
+    finally:
+        healthy.stop()
+        stuck.stop(timeout=0.1)  # its thread ends with the open (FFmpeg cannot be interrupted from here)

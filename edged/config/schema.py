@@ -545,11 +545,14 @@ class Config:
         seen: dict[str, str] = {}
         for cam in self.cameras:
             seen[cam] = f"cameras.{cam}"
+        # Nested microphones get their id (`<camera>_mic`) after validation: check the ids they will have.
+        nested = {id(c.microphone): f"{c.id}_mic" for c in self.cameras.values() if c.microphone is not None}
         for mic in self.all_microphones:
-            where = f"microphone {mic.id!r}"
-            if mic.id in seen:
-                yield "microphones", f"{where} uses the id of {seen[mic.id]}; ids must be unique"
-            seen[mic.id] = where
+            mic_id = mic.id or nested.get(id(mic), "")
+            where = f"microphone {mic_id!r}"
+            if mic_id in seen:
+                yield "microphones", f"{where} uses the id of {seen[mic_id]}; ids must be unique"
+            seen[mic_id] = where
             if mic.camera is not None and mic.camera not in self.cameras:
                 known = ", ".join(self.cameras) or "none"
                 yield "microphones", f"{where}: camera {mic.camera!r} is not configured (cameras: {known})"

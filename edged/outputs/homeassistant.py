@@ -5,6 +5,12 @@ Device-based discovery (`<prefix>/device/<id>/config`, Home Assistant >= 2024.12
 `mode: component` publishes the same entities as one config per entity for older versions.
 Unique ids derive from the device id, the source's config key and the entity key, so they survive
 restarts and renamed display names.
+
+An entity's key is its component key in `cmps` and the end of its unique id, so two entities of one
+device must never share one: in a JSON object the second would silently replace the first (the
+`motion` switch once hid the motion binary_sensor that way). Runtime features take their feature's
+name as key (`/set` topics use the same name); the fixed entities' keys are chosen not to clash with
+them, and `DiscoveredDevice` refuses a device whose keys do.
 """
 
 from __future__ import annotations
@@ -42,6 +48,14 @@ class DiscoveredDevice:
     entities: tuple[Entity, ...]
     availability: tuple[str, ...]
 
+    def __post_init__(self) -> None:
+        seen: dict[str, Entity] = {}
+        for e in self.entities:
+            if e.key in seen:  # a programming error: fail where it is made, not in Home Assistant
+                raise ValueError(f"device {self.object_id}: the {e.platform} {e.name!r} and the "
+                                 f"{seen[e.key].platform} {seen[e.key].name!r} share the key {e.key!r}")
+            seen[e.key] = e
+
 
 def uid(config: Config, *parts: str) -> str:
     return "_".join(["edged", config.device.id, *parts]).replace("-", "_")
@@ -52,7 +66,9 @@ def host_device(config: Config) -> DiscoveredDevice:
     base = config.base_topic
     stats = f"{base}/stats"
     entities = (
-        _diag("rss", "Memory", stats, "{{ value_json.system.rss_mb }}", "MB", icon="mdi:memory"),
+        # rss_mb is MiB (kB / 1024); data_size lets Home Assistant convert it.
+        _diag("rss", "Memory", stats, "{{ value_json.system.rss_mb }}", "MiB", device_class="data_size",
+              icon="mdi:memory"),
         _diag("temperature", "SoC temperature", stats, "{{ value_json.system.temperature_c }}", "°C",
               device_class="temperature"),
         _diag("outbox", "Outbox pending", stats, "{{ value_json.system.mqtt.outbox_pending }}", "events",
@@ -72,15 +88,19 @@ def camera_device(config: Config, cam: CameraConfig, features: Sequence[Feature]
         Entity("caption", "sensor", "Caption", {
             "state_topic": f"{base}/caption", "value_template": "{{ value_json.title }}",
             "json_attributes_topic": f"{base}/caption", "icon": "mdi:text-box-outline"}),
-        Entity("motion", "binary_sensor", "Motion", {
+        # Not `motion`: that is the motion-detection switch's key (feature `motion`, `/motion/set`).
+        Entity("motion_detected", "binary_sensor", "Motion", {
             "state_topic": f"{base}/motion", "payload_on": "ON", "payload_off": "OFF", "device_class": "motion"}),
         Entity("snapshot", "image", "Snapshot", {"image_topic": f"{base}/snapshot", "content_type": "image/jpeg"}),
         Entity("caption_now", "button", "Caption now", {
             "command_topic": f"{config.base_topic}/request/caption_now",
             "payload_press": json.dumps({"camera": cam.id}), "icon": "mdi:camera-iris"}),
         _diag("fps", "Analysed frame rate", stats, f"{{{{ {src}.analysed_fps }}}}", "fps"),
-        _diag("frame_age", "Last frame age", stats, f"{{{{ {src}.last_frame_age_s }}}}", "s"),
-        _diag("dropped", "Dropped frames", stats, f"{{{{ {src}.dropped }}}}", "frames", state_class="total"),
+        _diag("frame_age", "Last frame age", stats, f"{{{{ {src}.last_frame_age_s }}}}", "s", device_class="duration"),
+        # Counters since edged started: total_increasing takes the drop to 0 at a restart as a reset
+        # (with `total` the long-term statistics would count it as frames un-dropped).
+        _diag("dropped", "Dropped frames", stats, f"{{{{ {src}.dropped }}}}", "frames",
+              state_class="total_increasing"),
         _diag("caption_latency", "Caption latency", stats, f"{{{{ {src}.caption_latency_ms.p50 | default(0) }}}}",
               "ms", device_class="duration"),
     ]
@@ -101,7 +121,8 @@ def microphone_device(config: Config, mic: MicrophoneConfig, keywords: Sequence[
                                               "icon": "mdi:account-voice"}),
         _diag("audio_lag", "Audio lag", stats, f"{{{{ {src}.lag_ms.current | default(0) }}}}", "ms",
               device_class="duration"),
-        _diag("overruns", "Audio overruns", stats, f"{{{{ {src}.overruns }}}}", "chunks", state_class="total"),
+        _diag("overruns", "Audio overruns", stats, f"{{{{ {src}.overruns }}}}", "chunks",
+              state_class="total_increasing"),
     ]
     entities += [_feature_entity(base, f) for f in features if f.source == mic.id]
     device = {"ids": [uid(config, mic.id)], "name": mic.display_name, "mf": "edged", "mdl": "microphone",

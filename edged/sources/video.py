@@ -9,14 +9,13 @@ replay). Files can be paced at their native rate and looped.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
-import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import cv2
 import numpy as np
@@ -26,16 +25,30 @@ from edged.logs import get_logger
 from edged.metrics import RateMeter
 from edged.queues import BoundedQueue, DropPolicy, QueueClosed
 from edged.sources.frame import Frame
+from edged.sources.reach import connect_error, port_answers
 from edged.sources.urls import redact_url, with_password
-from edged.supervise import Health, SourceEnded, Supervisor
+from edged.supervise import Health, PeerDown, SourceEnded, Supervisor
 
-# OpenCV reads FFmpeg options from the environment at each open; the lock keeps opens from racing.
-_FFMPEG_OPTIONS_ENV = "OPENCV_FFMPEG_CAPTURE_OPTIONS"
-_OPEN_LOCK = threading.Lock()
+# OpenCV's FFmpeg backend reads these from the environment at every open. They are the same for every open
+# in the process, so they are set once, before the first open, and never changed while another thread's
+# open may be reading them (an unset value is ours to set; one given by the user is kept).
+_OPENCV_FFMPEG_ENV = {
+    # RTSP over TCP: UDP loses packets (smeared frames) on a busy Wi-Fi. Files ignore the option.
+    "OPENCV_FFMPEG_CAPTURE_OPTIONS": "rtsp_transport;tcp",
+    # Unless told FFmpeg is thread-safe (read since OpenCV 4.8), OpenCV holds one process-wide lock through
+    # every FFmpeg open: one camera's open (1-6 s for RTSP, up to open_timeout for a peer that never
+    # answers) held up every other camera's reconnect. FFmpeg >= 4 opens streams thread-safely itself.
+    "OPENCV_FFMPEG_IS_THREAD_SAFE": "1",
+}
+_ENV_LOCK = threading.Lock()
 
 
 class StreamError(RuntimeError):
     """A video stream failed to open or read; the message says which and why (never the password)."""
+
+
+class StreamUnreachable(StreamError, PeerDown):
+    """Nothing answers at the stream's host and port (refused, timed out, no route)."""
 
 
 class FrameSelector:
@@ -80,28 +93,25 @@ def open_capture(cam: CameraConfig, url: str) -> cv2.VideoCapture:
             raise StreamError(f"{shown}: no such video device")
         cap = cv2.VideoCapture(device, cv2.CAP_V4L2)
     else:
-        options = "rtsp_transport;tcp" if kind == "rtsp" else ""
-        with _OPEN_LOCK:
-            os.environ[_FFMPEG_OPTIONS_ENV] = options
-            cap = cv2.VideoCapture(url, cv2.CAP_FFMPEG, capture_params(cam))
-            os.environ.pop(_FFMPEG_OPTIONS_ENV, None)
+        _set_ffmpeg_env()
+        cap = cv2.VideoCapture(url, cv2.CAP_FFMPEG, capture_params(cam))
     if not cap.isOpened():
         cap.release()
         raise StreamError(f"{shown}: cannot open ({kind} source)")
     return cap
 
 
+def _set_ffmpeg_env() -> None:
+    with _ENV_LOCK:
+        for key, value in _OPENCV_FFMPEG_ENV.items():
+            os.environ.setdefault(key, value)
+
+
 def probe_tcp(url: str, timeout: float, shown: str) -> None:
     """Connect to the stream's host first, so a status can say "connection refused" or "timed out"."""
-    parts = urlsplit(url)
-    port = parts.port or (322 if parts.scheme.lower() == "rtsps" else 554)
-    try:
-        with socket.create_connection((parts.hostname or "", port), timeout=min(timeout, 5.0)):
-            pass
-    except TimeoutError:
-        raise StreamError(f"{shown}: connection timed out") from None
-    except OSError as exc:
-        raise StreamError(f"{shown}: {exc.strerror or exc}") from None
+    error = connect_error(url, min(timeout, 5.0))
+    if error is not None:
+        raise StreamUnreachable(f"{shown}: {error}")
 
 
 class VideoStats:
@@ -216,8 +226,9 @@ class VideoSource:
         self._seq = 0
         self._generation = 0
         self.file_position = 0.0  # stream time where the next loop of a file starts
+        probe = functools.partial(port_answers, self._url) if source_kind(config.url) == "rtsp" else None
         self.supervisor = Supervisor(f"video-{config.id}", self._connect, config.reconnect, on_health, self.log,
-                                     stall_timeout=config.stall_timeout)
+                                     stall_timeout=config.stall_timeout, probe=probe)
 
     @property
     def url(self) -> str:

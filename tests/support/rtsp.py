@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -13,23 +14,33 @@ SCRIPT = Path(__file__).with_name("rtsp_server.py")
 
 
 class RtspServer:
-    """A live RTSP stream at `url`; `kill()`/`start()` on the same port, `stall()`/`resume()` the data."""
+    """A live RTSP stream at `url`; `kill()`/`start()` on the same port, `stall()`/`resume()` the data.
 
-    def __init__(self, audio: bool = False, port: int | None = None, fps: int = 15) -> None:
+    `login=(user, password)`: the stream needs them (basic auth); `url` then names the user only."""
+
+    def __init__(self, audio: bool = False, port: int | None = None, fps: int = 15,
+                 login: tuple[str, str] | None = None) -> None:
         self.port = port or free_port()
         self.audio = audio
         self.fps = fps
+        self.login = login
         self.proc: subprocess.Popen[str] | None = None
 
     @property
     def url(self) -> str:
-        return f"rtsp://127.0.0.1:{self.port}/live"
+        user = f"{self.login[0]}@" if self.login else ""
+        return f"rtsp://{user}127.0.0.1:{self.port}/live"
 
     def start(self) -> RtspServer:
         cmd = [SYSTEM_PYTHON, str(SCRIPT), "--port", str(self.port), "--fps", str(self.fps)]
+        env = dict(os.environ)
         if self.audio:
             cmd.append("--audio")
-        self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=sys.stderr, text=True)
+        if self.login:
+            cmd += ["--user", self.login[0]]
+            env["RTSP_PASSWORD"] = self.login[1]
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=sys.stderr, text=True,
+                                     env=env)
         assert self.proc.stdout is not None
         line = self.proc.stdout.readline().strip()
         if line != "ready":

@@ -1,13 +1,16 @@
 """A real RTSP server for tests: GStreamer's RTSP server (gst-rtsp-server) on a loopback port.
 
 Run with the system Python, which has PyGObject:  /usr/bin/python3 rtsp_server.py --port 8554
-Serves /live: a moving test pattern in H.264 (and, with --audio, a tone in Opus). Reads commands on
-stdin: `stall` (keep the connection, send nothing), `resume`, `quit`. Prints `ready` when listening.
+Serves /live: a moving test pattern in H.264 (and, with --audio, a tone in Opus). With --user, /live
+asks for HTTP basic authentication: that user and the password in $RTSP_PASSWORD (not in argv, like the
+client under test). Reads commands on stdin: `stall` (keep the connection, send nothing), `resume`,
+`quit`. Prints `ready` when listening.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 import gi
@@ -24,7 +27,7 @@ AUDIO = (" audiotestsrc is-live=true wave=sine freq=440 ! audioconvert ! audiore
 
 
 class Server:
-    def __init__(self, port: int, audio: bool, width: int, height: int, fps: int) -> None:
+    def __init__(self, port: int, audio: bool, width: int, height: int, fps: int, user: str | None) -> None:
         self.valves: list[Gst.Element] = []
         self.server = GstRtspServer.RTSPServer()
         self.server.set_address("127.0.0.1")
@@ -34,9 +37,20 @@ class Server:
         factory.set_launch(f"( {launch} )")
         factory.set_shared(True)
         factory.connect("media-configure", self._on_media)
+        if user:
+            self._require_login(factory, user, os.environ["RTSP_PASSWORD"])
         self.server.get_mount_points().add_factory("/live", factory)
         if self.server.attach(None) == 0:
             raise SystemExit(f"cannot listen on 127.0.0.1:{port}")
+
+    def _require_login(self, factory: GstRtspServer.RTSPMediaFactory, user: str, password: str) -> None:
+        token = GstRtspServer.RTSPToken()
+        token.set_string(GstRtspServer.RTSP_TOKEN_MEDIA_FACTORY_ROLE, "viewer")
+        auth = GstRtspServer.RTSPAuth()
+        auth.add_basic(GstRtspServer.RTSPAuth.make_basic(user, password), token)
+        self.server.set_auth(auth)
+        rights = "viewer, media.factory.access=(boolean)true, media.factory.construct=(boolean)true"
+        factory.add_role_from_structure(Gst.Structure.from_string(rights)[0])
 
     def _on_media(self, _factory: GstRtspServer.RTSPMediaFactory, media: GstRtspServer.RTSPMedia) -> None:
         bin_ = media.get_element()
@@ -60,9 +74,10 @@ def main() -> None:
     ap.add_argument("--width", type=int, default=640)
     ap.add_argument("--height", type=int, default=360)
     ap.add_argument("--fps", type=int, default=15)
+    ap.add_argument("--user", help="require this user, with the password in $RTSP_PASSWORD")
     args = ap.parse_args()
     Gst.init(None)
-    server = Server(args.port, args.audio, args.width, args.height, args.fps)
+    server = Server(args.port, args.audio, args.width, args.height, args.fps, args.user)
     loop = GLib.MainLoop()
 
     def on_stdin(source: object, _condition: object) -> bool:

@@ -6,7 +6,8 @@
   audio), through an `ffmpeg` subprocess that resamples to 16 kHz mono s16le. A subprocess rather
   than PyAV: ffmpeg is already a system dependency for the camera side, it decodes every codec and
   container the board's FFmpeg knows, a crash in a demuxer cannot take the daemon with it, and there
-  is no wheel/ABI coupling to the board's FFmpeg version.
+  is no wheel/ABI coupling to the board's FFmpeg version. A url with a password never goes into
+  ffmpeg's arguments (see `ffmpeg_input`), and its error lines are redacted before edged keeps them.
 - `AlsaReader`: ALSA capture devices by name through PortAudio (`sounddevice`, the `alsa` extra;
   Raspberry Pi OS ships `libportaudio2`). The callback only copies into a bounded queue;
   overflows reported by PortAudio are counted as overruns.
@@ -34,14 +35,25 @@ from edged.queues import BoundedQueue, DropPolicy
 from edged.sources.audio.chunk import SAMPLE_RATE
 from edged.sources.audio.convert import StreamResampler, decode_pcm, to_mono
 from edged.sources.audio.wav import WavError, open_wav
-from edged.sources.urls import redact_url
-from edged.supervise import SourceEnded
+from edged.sources.reach import connect_error
+from edged.sources.urls import redact_text, redact_url, url_secrets
+from edged.supervise import PeerDown, SourceEnded
 
 _BLOCK_SECONDS = 0.05  # how much a reader hands on at a time
+# RTSP input: over TCP, and a dead peer ends ffmpeg after 5 s without data (the supervisor restarts it).
+_RTSP_OPTIONS = (("rtsp_transport", "tcp"), ("timeout", "5000000"))
+# What ffmpeg may use to reach a stream named in a concat list read from a pipe (by default a list may
+# only name local files).
+_OLD_CONCAT = "unknown keyword 'option'"  # ffmpeg < 5.0: its concat lists take no per-input options
+_STREAM_PROTOCOLS = "pipe,rtsp,rtsps,rtp,srtp,tcp,udp,tls,http,https,httpproxy,crypto,data"
 
 
 class AudioError(RuntimeError):
     """An audio input failed; the message names the input (never a password)."""
+
+
+class AudioUnreachable(AudioError, PeerDown):
+    """Nothing answers at a stream's host and port (refused, timed out, no route)."""
 
 
 class AudioReader(Protocol):
@@ -163,13 +175,14 @@ class FfmpegReader(_PipeReader):
         if not self.live and not Path(url).is_file():
             raise AudioError(f"{shown}: file not found")
         self._shown = shown
-        cmd = [exe, "-nostdin", "-hide_banner", "-loglevel", "error"]
-        if url.lower().startswith(("rtsp://", "rtsps://")):
-            cmd += ["-rtsp_transport", "tcp", "-timeout", "5000000"]
-        if loop and not self.live:
-            cmd += ["-stream_loop", "-1"]
-        cmd += ["-i", url, "-vn", "-sn", "-dn", "-ac", "1", "-ar", str(SAMPLE_RATE), "-f", "s16le", "pipe:1"]
-        self._proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
+        self._secrets = url_secrets(url)
+        args, script = ffmpeg_input(url, loop=loop and not self.live, shown=shown)
+        cmd = [exe, "-nostdin", "-hide_banner", "-loglevel", "error", *args,
+               "-vn", "-sn", "-dn", "-ac", "1", "-ar", str(SAMPLE_RATE), "-f", "s16le", "pipe:1"]
+        stdin = subprocess.DEVNULL if script is None else subprocess.PIPE
+        self._proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=stdin)
+        if script is not None:
+            self._send_script(script)
         assert self._proc.stdout is not None
         assert self._proc.stderr is not None
         self._errors: collections.deque[str] = collections.deque(maxlen=5)
@@ -177,17 +190,29 @@ class FfmpegReader(_PipeReader):
         self._stderr_thread.start()
         super().__init__(self._proc.stdout, SAMPLE_RATE, 1, shown)  # type: ignore[arg-type]  # a binary pipe
 
+    def _send_script(self, script: bytes) -> None:
+        assert self._proc.stdin is not None
+        try:  # a few hundred bytes: the pipe takes them whole, ffmpeg reads them at its open
+            self._proc.stdin.write(script)
+        except BrokenPipeError:
+            pass  # ffmpeg already exited: its status and error line are reported at the end of its output
+        finally:
+            self._proc.stdin.close()
+
     def _drain_stderr(self) -> None:
         assert self._proc.stderr is not None
-        for line in iter(self._proc.stderr.readline, b""):
-            self._errors.append(line.decode(errors="replace").strip())
+        for line in iter(self._proc.stderr.readline, b""):  # ffmpeg quotes urls anywhere in a line
+            self._errors.append(redact_text(line.decode(errors="replace").strip(), self._secrets))
 
     def _on_eof(self) -> None:
         code = self._proc.wait(timeout=5)
         self._stderr_thread.join(1)
-        last = redact_url(self._errors[-1]) if self._errors else ""
+        last = self._errors[-1] if self._errors else ""
         if code == 0 and not self.live:
             raise SourceEnded("end of file")
+        if any(_OLD_CONCAT in line for line in self._errors):
+            raise AudioError(f"{self._shown}: this ffmpeg is older than 5.0 and cannot be given a password "
+                             f"privately (edged never puts one on a command line): install ffmpeg 5.0 or later")
         detail = f": {last}" if last else ""
         raise AudioError(f"{self._shown}: ffmpeg exited with status {code}{detail}")
 
@@ -204,6 +229,26 @@ class FfmpegReader(_PipeReader):
         self._stderr_thread.join(1)
         assert self._proc.stderr is not None
         self._proc.stderr.close()
+
+
+def ffmpeg_input(url: str, *, loop: bool, shown: str) -> tuple[list[str], bytes | None]:
+    """ffmpeg's arguments that open `url`, and the script to write to its stdin (None: nothing to write).
+
+    A url with a password never goes into the arguments: any local user can read a process's command
+    line (`ps`, /proc/PID/cmdline). ffmpeg gets it in a one-entry concat list on its stdin instead, with
+    the input's options; only the pipe's two ends (edged and its ffmpeg) ever see it. Options in a
+    concat list need ffmpeg 5.0 (Debian 12, Raspberry Pi OS Bookworm); an older one says so in the status.
+    """
+    options = _RTSP_OPTIONS if url.lower().startswith(("rtsp://", "rtsps://")) else ()
+    if not url_secrets(url):
+        args = [arg for key, value in options for arg in (f"-{key}", value)]
+        return [*args, *(["-stream_loop", "-1"] if loop else []), "-i", url], None
+    if any(ch in url for ch in "\r\n\0"):
+        raise AudioError(f"{shown}: a line break in the url")  # it would end the list's entry early
+    quoted = "'" + url.replace("'", "'\\''") + "'"  # the list's quoting: '\'' is a quote within quotes
+    lines = ["ffconcat version 1.0", f"file {quoted}", *(f"option {key} {value}" for key, value in options)]
+    args = ["-protocol_whitelist", _STREAM_PROTOCOLS, "-f", "concat", "-safe", "0", "-i", "pipe:0"]
+    return args, ("\n".join(lines) + "\n").encode()
 
 
 class AlsaReader:
@@ -271,17 +316,29 @@ def _supported_rate(sd: Any, device: int, channels: int) -> int:
         return int(sd.query_devices(device)["default_samplerate"])
 
 
+def open_stream(url: str, *, loop: bool) -> FfmpegReader:
+    """An ffmpeg reader for a network stream, once its host answers at all (an ffmpeg is not spawned
+    against a dead camera, and the status says why at once)."""
+    shown = redact_url(url)
+    error = connect_error(url, 5.0)
+    if error is not None:
+        raise AudioUnreachable(f"{shown}: {error}")
+    return FfmpegReader(url, loop=loop, shown=shown)
+
+
 def open_reader(mic: MicrophoneConfig, camera_url: str | None) -> AudioReader:
     """Open the reader a microphone's config asks for."""
     kind = microphone_kind(mic.device)
     if kind == "camera":
         if camera_url is None:
             raise AudioError(f"{mic.id}: device 'camera' needs a co-located camera")
-        return FfmpegReader(camera_url, loop=mic.loop, shown=redact_url(camera_url))
+        return open_stream(camera_url, loop=mic.loop)
     if kind == "wav":
         return WavReader(mic.device)
     if kind in ("stdin", "fifo"):
         return PcmReader(mic)
-    if kind in ("stream", "media"):
+    if kind == "stream":
+        return open_stream(mic.device, loop=mic.loop)
+    if kind == "media":
         return FfmpegReader(mic.device, loop=mic.loop, shown=redact_url(mic.device))
     return AlsaReader(mic)

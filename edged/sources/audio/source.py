@@ -7,19 +7,21 @@ is counted as an overrun and logged (rate-limited), as are device overflows.
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
-from edged.config.schema import MicrophoneConfig
+from edged.config.schema import MicrophoneConfig, microphone_kind
 from edged.logs import get_logger
 from edged.metrics import RateMeter
 from edged.queues import BoundedQueue, DropPolicy, QueueClosed
 from edged.sources.audio.chunk import SAMPLE_RATE, AudioChunk
 from edged.sources.audio.convert import to_int16
 from edged.sources.audio.readers import AudioReader, open_reader
+from edged.sources.reach import network_address, port_answers
 from edged.supervise import Health, SourceEnded, Supervisor
 
 _READ_TICK = 0.1  # longest a read waits, so stop() is honoured within a tick
@@ -104,8 +106,10 @@ class AudioSource:
         self._device_overruns_seen = 0
         self._last_overrun_log = 0.0
         self.rate = RateMeter()
+        url = camera_url if microphone_kind(config.device) == "camera" else config.device
+        probe = functools.partial(port_answers, url) if url and network_address(url) else None
         self.supervisor = Supervisor(f"audio-{config.id}", self._connect, config.reconnect, on_health, self.log,
-                                     stall_timeout=max(2.0, 20 * config.chunk_ms / 1000))
+                                     stall_timeout=max(2.0, 20 * config.chunk_ms / 1000), probe=probe)
 
     def start(self) -> None:
         self.log.info("audio_source_starting", chunk_ms=self.config.chunk_ms, queue_depth=self.chunks.maxsize)
