@@ -20,6 +20,7 @@ BENCHMARKS: dict[str, str] = {
     "kws-quality": "kws_quality",
     "motion": "motion",
     "pipeline": "pipeline",
+    "reconnect": "camera_reconnect",
     "soak": "soak_cli",
     "synth": "synth.cli",
 }

@@ -19,7 +19,7 @@ from typing import Literal
 from edged.config.keywords import BUILTIN_KEYWORDS, canonical, looks_like_path
 from edged.config.loader import spec
 from edged.config.secrets import SecretRef, secret_ref
-from edged.sources.urls import has_inline_password
+from edged.config.urls import has_inline_password
 
 ID_PATTERN = r"[A-Za-z0-9_-]+"
 Trigger = Literal["motion", "keyword", "request", "periodic"]

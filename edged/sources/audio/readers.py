@@ -31,12 +31,12 @@ from typing import Any, BinaryIO, Protocol
 import numpy as np
 
 from edged.config.schema import MicrophoneConfig, microphone_kind
+from edged.config.urls import redact_text, redact_url, url_secrets
 from edged.queues import BoundedQueue, DropPolicy
 from edged.sources.audio.chunk import SAMPLE_RATE
 from edged.sources.audio.convert import StreamResampler, decode_pcm, to_mono
 from edged.sources.audio.wav import WavError, open_wav
 from edged.sources.reach import connect_error
-from edged.sources.urls import redact_text, redact_url, url_secrets
 from edged.supervise import PeerDown, SourceEnded
 
 _BLOCK_SECONDS = 0.05  # how much a reader hands on at a time
