@@ -20,10 +20,11 @@ from typing import Any
 import numpy as np
 
 from benchmarks.report import command_line, machine, today, write_section
-from edged.analysis.kws import KeywordEngine, iter_chunks
+from edged.analysis.kws import KeywordEngine
 from edged.config.keywords import BUILTIN_KEYWORDS, MICRO, OPEN
 from edged.config.schema import VadConfig, WakewordConfig
 from edged.sources.audio.chunk import SAMPLE_RATE, AudioChunk
+from edged.sources.audio.files import iter_chunks
 
 GOAL = 1.2  # edged may cost at most this multiple of the floor
 

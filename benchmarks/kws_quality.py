@@ -35,10 +35,11 @@ from benchmarks.kws_evaluation import (
 )
 from benchmarks.report import command_line, machine, today, write_section
 from benchmarks.synth.kws_eval import EvalSpec, Manifest, build, load_manifest
-from edged.analysis.kws import KeywordEngine, read_audio, spot_file
+from edged.analysis.kws import KeywordEngine, spot_file
 from edged.analysis.kws.catalog import resolve
 from edged.config.keywords import BUILTIN_KEYWORDS, MICRO, OPEN
 from edged.config.schema import KwsBackend, VadConfig, WakewordConfig
+from edged.sources.audio.files import read_recording
 
 FA_BUDGET = 2.0  # false accepts per hour of ordinary speech
 REFRACTORY = 2.0
@@ -141,7 +142,7 @@ def score_set(manifest: Manifest, config: WakewordConfig, progress: Any) -> RunR
     hits: list[Hit] = []
     cpu = audio_s = 0.0
     for i, f in enumerate(manifest.files):
-        samples = read_audio(manifest.folder / f.path).samples
+        samples = read_recording(manifest.folder / f.path).samples
         current = {}
         c0 = time.process_time()
         hits += [Hit(f.path, d.keyword, d.stream_time) for d in spot_file(engine, samples)]

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.synth.kws_eval import Manifest, load_manifest
-from edged.analysis.kws import read_audio
+from edged.sources.audio.files import read_recording
 
 FIXTURES = Path(__file__).parent / "fixtures" / "kws"
 
@@ -20,7 +20,7 @@ def fixture_set() -> Manifest:
 
 @functools.cache
 def fixture_audio(name: str) -> np.ndarray:
-    samples = read_audio(FIXTURES / name).samples
+    samples = read_recording(FIXTURES / name).samples
     samples.flags.writeable = False
     return samples
 

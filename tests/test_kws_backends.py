@@ -9,9 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edged.analysis.kws import AudioFormatError, KeywordEngine, UnknownKeywordError, iter_chunks, spot_file
+from edged.analysis.kws import AudioFormatError, KeywordEngine, UnknownKeywordError, spot_file
 from edged.config.schema import KeywordConfig, WakewordConfig
 from edged.sources.audio.chunk import AudioChunk
+from edged.sources.audio.files import iter_chunks
 from tests.kws_support import fixture_audio, spoken
 
 

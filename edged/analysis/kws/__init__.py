@@ -4,7 +4,6 @@
 `KeywordSpotter` run; see docs/keywords.md for backends, custom models and tuning.
 """
 
-from edged.analysis.kws.audiofile import Audio, iter_chunks, read_audio
 from edged.analysis.kws.backend import KeywordBackend
 from edged.analysis.kws.catalog import ModelSpec, available, resolve
 from edged.analysis.kws.engine import BACKENDS, KeywordEngine, plan_keywords, spot_file
@@ -16,7 +15,6 @@ from edged.config.keywords import BUILTIN_KEYWORDS
 __all__ = [
     "BACKENDS",
     "BUILTIN_KEYWORDS",
-    "Audio",
     "AudioFormatError",
     "Detection",
     "KeywordBackend",
@@ -28,9 +26,7 @@ __all__ = [
     "ModelSpec",
     "UnknownKeywordError",
     "available",
-    "iter_chunks",
     "plan_keywords",
-    "read_audio",
     "resolve",
     "spot_file",
 ]
