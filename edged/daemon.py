@@ -38,6 +38,8 @@ from edged.systemd import Notifier
 
 TICK = 0.25  # main-loop granularity (seconds)
 STOP_BUDGET = 5.0  # SIGTERM to exit
+FLUSH_SHARE = 1.5  # of STOP_BUDGET: flushing the MQTT outbox, which stops last
+EXIT_SHARE = 1.0  # of STOP_BUDGET: the main loop's last tick, `offline`, the interpreter's exit
 
 
 class Daemon:
@@ -222,12 +224,13 @@ class Daemon:
 
     def _stop_pipeline(self) -> None:
         if self.pipeline is not None:
-            self.pipeline.stop()
+            # Every thread of the pipeline against one deadline; the rest of the budget flushes the outbox.
+            self.pipeline.stop(timeout=STOP_BUDGET - FLUSH_SHARE - EXIT_SHARE)
             self.pipeline = None
 
     def _stop_publisher(self) -> None:
         if self.publisher is not None:
-            self.publisher.stop(flush_timeout=2.0)
+            self.publisher.stop(flush_timeout=FLUSH_SHARE)
 
     # -- the main loop -------------------------------------------------------------------------------
     def publish(self, event: Event) -> None:

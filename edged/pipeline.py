@@ -2,8 +2,14 @@
 a keyword spotter, one scheduler and one model worker for all of them, and the status each reports.
 
 `Pipeline.start()` records each component as it starts, so a failure half-way through start-up still
-stops what already runs; `stop()` stops them in reverse order. Privacy mode stops one camera (and its
-microphones) completely, releasing the devices, and starts them again when it is switched off.
+stops what already runs. `stop(timeout)` first asks every thread to end (sources, analysers, spotters,
+the scheduler, the running caption), then waits for all of them against one deadline: a source stuck
+in a blocking read costs the deadline once, not a join timeout per source. Threads still running then
+are named in the log and left to the process exit (they are daemon threads).
+
+Privacy mode stops one camera (and its microphones) completely, releasing the devices, and starts them
+again when it is switched off. Before anything stops, the camera's privacy gate closes and its queued
+and running captions are cancelled, so nothing captured before the switch is published after it.
 """
 
 from __future__ import annotations
@@ -32,6 +38,12 @@ from edged.sources.video import VideoSource
 from edged.supervise import Health, SourceState
 
 Publish = Callable[[Event], None]
+STOP_TIMEOUT = 3.0  # `Pipeline.stop()`: for every thread together
+PRIVACY_STOP_TIMEOUT = 3.0  # a camera and its microphones going private, together
+
+
+def _left(deadline: float) -> float:
+    return max(0.0, deadline - time.monotonic())
 
 
 def health_events(source: str, kind: str, health: Health) -> list[Event]:
@@ -92,6 +104,11 @@ class CameraPipeline:
             self._publish(event)
 
     def _on_frame(self, frame: AnalysedFrame) -> None:
+        with self._events.gate.passing(self.config.id, frame.ts) as allowed:
+            if allowed:  # not a frame from before privacy went on (the analyser may still be finishing one)
+                self._report_motion(frame)
+
+    def _report_motion(self, frame: AnalysedFrame) -> None:
         result = self.analysis.last_motion
         if result is None:
             return
@@ -119,10 +136,19 @@ class CameraPipeline:
         self.analyser.start()
         self.source.start()
 
-    def stop(self) -> None:
-        self.source.stop()
-        self.analyser.stop()
+    def signal_stop(self) -> None:
+        """Ask the capture and analysis threads to end, without waiting (`join` waits)."""
+        self.source.supervisor.stopping.set()  # the capture loop ends after its current read
+        self.source.frames.close()  # and is released from a full lossless queue
+        self.analyser.stop(timeout=0.0)
+
+    def join(self, deadline: float) -> list[str]:
+        """Wait for this camera's threads until `deadline` (monotonic); the names of those still running."""
+        late = [] if self.source.stop(_left(deadline)) else [self.source.supervisor.name]
+        if not self.analyser.stop(_left(deadline)):
+            late.append(f"analyse-{self.config.id}")
         self._events.motion_ended(self.config.id)
+        return late
 
     def alive(self) -> bool:
         return self.analyser.alive
@@ -149,9 +175,17 @@ class MicrophonePipeline:
         self.spotter.start()
         self.source.start()
 
-    def stop(self) -> None:
-        self.source.stop()
-        self.spotter.stop()
+    def signal_stop(self) -> None:
+        """Ask the reader thread to end, without waiting; the spotter ends on the closed chunk queue."""
+        self.source.supervisor.stopping.set()
+        self.source.chunks.close()
+
+    def join(self, deadline: float) -> list[str]:
+        """Wait for this microphone's threads until `deadline` (monotonic); the names of those still running."""
+        late = [] if self.source.stop(_left(deadline)) else [self.source.supervisor.name]
+        if not self.spotter.stop(_left(deadline)):
+            late.append(f"kws-{self.config.id}")
+        return late
 
     def alive(self) -> bool:
         return self.spotter.running
@@ -202,22 +236,37 @@ class Pipeline:
             self.stop()
             raise
 
-    def stop(self) -> None:
-        """Stop microphones, then cameras, then the scheduler and the model (the reverse of start)."""
+    def stop(self, timeout: float = STOP_TIMEOUT) -> list[str]:
+        """Stop everything within `timeout` seconds in total (see the module doc); returns the names of the
+        threads still running then (also logged). Open events are ended last."""
+        deadline = time.monotonic() + timeout
         with self._lock:
-            for mic in reversed(list(self.microphones.values())):
-                mic.stop()
-            for cam in reversed(list(self.cameras.values())):
-                cam.stop()
+            pipes: list[CameraPipeline | MicrophonePipeline] = [*reversed(self.microphones.values()),
+                                                                 *reversed(self.cameras.values())]
             self.microphones.clear()
             self.cameras.clear()
-        self.scheduler.stop()
+            self.scheduler.request_stop()  # the model stops at its next token while the sources stop
+            late = self._stop_pipes(pipes, deadline)
+        if not self.scheduler.join(_left(deadline)):
+            late.append("scheduler")
         if self.worker is not None:
-            self.worker.stop()
+            self.worker.stop(_left(deadline))
+            if self.worker.alive:
+                late.append("inference")
         self.events.close_all()
         if self._features is not None:
             for source in [*self.config.cameras, *(m.id for m in self.config.all_microphones)]:
                 self._features.remove_source(source)
+        if late:
+            self.log.warning("pipeline_threads_not_stopped", threads=late, timeout_s=timeout)
+        return late
+
+    @staticmethod
+    def _stop_pipes(pipes: list[CameraPipeline | MicrophonePipeline], deadline: float) -> list[str]:
+        """Signal every pipe, then wait for all of them until one deadline; the threads still running."""
+        for pipe in pipes:
+            pipe.signal_stop()
+        return [name for pipe in pipes for name in pipe.join(deadline)]
 
     def _start_camera(self, cam: CameraConfig) -> None:
         if not cam.enabled:
@@ -255,10 +304,17 @@ class Pipeline:
     # -- what sources tell the pipeline ---------------------------------------------------------------
     def _on_keyword(self, hit: KeywordDetected) -> None:
         """A keyword: publish it, open an event on the co-located camera, and ask that camera what it sees."""
-        self._publish(hit)
         camera = hit.camera
-        if camera is None or camera not in self.histories or camera in self._privacy:
+        if camera is None:
+            self._publish(hit)
             return
+        with self.events.gate.passing(camera) as allowed:
+            if allowed:  # not heard just before the camera (and so its microphone) went private
+                self._publish(hit)
+                if camera in self.histories:
+                    self._ask_camera(camera, hit)
+
+    def _ask_camera(self, camera: str, hit: KeywordDetected) -> None:
         cam = self.config.cameras[camera]
         heard_at = time.monotonic()
         event_id = self.events.open(camera, "keyword", self.histories[camera].latest(), heard_at, keyword=hit.keyword)
@@ -286,9 +342,8 @@ class Pipeline:
                          functools.partial(self._privacy_switch, cam.id), icon="mdi:eye-off"))
         if cam.id in self.histories:
             self.scheduler.set_captions(cam.id, settings.captions)
-        if on:
-            self._privacy.add(cam.id)
-            self._report(cam.id, "camera", SourceState.PRIVACY, "privacy mode: nothing is captured")
+        if on:  # configured on (a restored value was applied above already)
+            self.set_privacy(cam.id, True)
 
     def _camera_setter(self, camera: str, key: str) -> Callable[[bool | float], None]:
         return functools.partial(self._set_camera, camera, key)
@@ -350,27 +405,32 @@ class Pipeline:
             mics = [m for m in self.config.all_microphones if m.camera == camera]
             if on:
                 self._privacy.add(camera)
-                for mic in mics:
-                    self._stop_one(self.microphones.pop(mic.id, None))
-                    self._report(mic.id, "microphone", SourceState.PRIVACY, "privacy mode: nothing is captured")
-                self._stop_one(self.cameras.pop(camera, None))
-                if camera in self.histories:
-                    self.histories[camera].clear()  # no frame from before privacy may be captioned after it
-                self._report(camera, "camera", SourceState.PRIVACY, "privacy mode: nothing is captured")
+                self.scheduler.set_privacy(camera, True)  # gate closed, its captions cancelled: before anything stops
+                self._stop_private(camera, mics)
             else:
                 self._privacy.discard(camera)
+                self.scheduler.set_privacy(camera, False)
                 self._start_camera(self.config.cameras[camera])
                 for mic in mics:
                     self._start_microphone(mic)
             self.log.info("privacy_changed", camera=camera, privacy=on)
 
+    def _stop_private(self, camera: str, mics: list[MicrophoneConfig]) -> None:
+        """Stop the camera and its microphones together (devices released) and forget its frames."""
+        pipes = [p for p in [*(self.microphones.pop(m.id, None) for m in mics), self.cameras.pop(camera, None)]
+                 if p is not None]
+        late = self._stop_pipes(pipes, time.monotonic() + PRIVACY_STOP_TIMEOUT)
+        if late:
+            self.log.warning("privacy_threads_not_stopped", camera=camera, threads=late,
+                             timeout_s=PRIVACY_STOP_TIMEOUT)
+        if camera in self.histories:
+            self.histories[camera].clear()  # no frame from before privacy stays in memory
+        for mic in mics:
+            self._report(mic.id, "microphone", SourceState.PRIVACY, "privacy mode: nothing is captured")
+        self._report(camera, "camera", SourceState.PRIVACY, "privacy mode: nothing is captured")
+
     def in_privacy(self, camera: str) -> bool:
         return camera in self._privacy
-
-    @staticmethod
-    def _stop_one(pipe: CameraPipeline | MicrophonePipeline | None) -> None:
-        if pipe is not None:
-            pipe.stop()
 
     # -- watchdog and stats ----------------------------------------------------------------------------
     def _pipes(self) -> list[CameraPipeline | MicrophonePipeline]:
@@ -395,6 +455,6 @@ class Pipeline:
             out: dict[str, dict[str, Any]] = {cid: {**cam.stats(), **self.scheduler.camera_stats(cid)}
                                               for cid, cam in self.cameras.items()}
             out.update({mid: mic.stats() for mid, mic in self.microphones.items()})
-        for cam in self._privacy:
-            out[cam] = {"kind": "camera", "state": SourceState.PRIVACY.value}
+            for cam in self._privacy:  # under the lock: set_privacy changes the set
+                out[cam] = {"kind": "camera", "state": SourceState.PRIVACY.value}
         return out

@@ -202,3 +202,80 @@ def test_requests_get_answers_and_bad_input_gets_errors(daemon: DaemonProcess, b
         assert daemon.proc.poll() is None
     finally:
         sub.stop()
+
+
+@pytest.mark.slow
+def test_sigterm_with_four_cameras_and_stalled_streams_exits_within_the_budget_and_flushes(
+        tmp_path: Path, broker: Broker) -> None:
+    """4 cameras with their microphones: two play the porch sample (keywords and motion: durable events),
+    two are RTSP streams whose server stalls before SIGTERM, so their capture threads sit in a blocking
+    read that no stop can interrupt. The broker is frozen (SIGSTOP) so the durable events the daemon
+    commits meanwhile wait in its outbox; SIGTERM comes once one is committed, the broker thaws 1 s
+    later. The daemon must exit 0 within STOP_BUDGET (every thread is asked to stop at once, then all
+    are waited for against one deadline), name the threads that did not stop in time, and deliver the
+    events committed just before SIGTERM."""
+    from edged.daemon import STOP_BUDGET
+    from tests.support.rtsp import RtspServer
+
+    sample = Path(__file__).resolve().parents[1] / "samples" / "porch.mp4"
+    server = RtspServer(audio=True).start()
+    played = "".join(f"  {c}: {{url: {sample}, loop: true, microphone: {{id: {c}_mic, device: camera, loop: true}}}}\n"
+                     for c in ("a", "b"))
+    stream = f"url: '{server.url}', read_timeout: 20s"
+    streamed = "".join(f"  {c}: {{{stream}, microphone: {{id: {c}_mic, device: camera}}}}\n" for c in ("c", "d"))
+    config = tmp_path / "edged.yaml"
+    config.write_text(f"device: {{id: d1}}\nstate_dir: {tmp_path / 'state'}\nlog: {{level: info, format: json}}\n"
+                      f"mqtt: {{port: {broker.port}, stats_interval: 1s}}\nmodels: {{captioner: {{backend: none}}}}\n"
+                      f"cameras:\n{played}{streamed}")
+    sub = Subscriber(broker.port, ["edged/d1/#"]).start()
+    daemon = DaemonProcess(config)
+    frozen = False
+    try:
+        for source in ("a", "b", "c", "d", "a_mic", "b_mic", "c_mic", "d_mic"):
+            sub.wait_topic(f"edged/d1/{source}/status", b"online", timeout=60)
+        sub.wait_topic("edged/d1/events", timeout=60)  # durable events flow
+        server.stall()
+        assert broker.proc is not None
+        broker.proc.send_signal(signal.SIGSTOP)
+        frozen = True
+        pending = wait_for_outbox_rows(tmp_path / "state" / "outbox.db", timeout=60)
+        started = time.monotonic()
+        daemon.proc.send_signal(signal.SIGTERM)
+        time.sleep(1.0)
+        broker.proc.send_signal(signal.SIGCONT)
+        frozen = False
+        assert daemon.proc.wait(30) == 0
+        elapsed = time.monotonic() - started
+        want = {json.loads(p)["id"] for p in pending}
+        sub.wait_for(lambda m: want <= {json.loads(x.payload).get("id") for x in m if x.topic == "edged/d1/events"},
+                     timeout=10)
+    finally:
+        if frozen and broker.proc is not None:
+            broker.proc.send_signal(signal.SIGCONT)
+        daemon.stop()
+        sub.stop()
+        server.kill()
+    print(f"stop with 4 cameras + 4 microphones (2 streams stalled): {elapsed:.2f} s")
+    assert elapsed < STOP_BUDGET
+    lines = daemon.lines()
+    stopped = next(line for line in lines if line["event"] == "mqtt_stopped")
+    assert stopped["flushed"] is True
+    late = next(line for line in lines if line["event"] == "pipeline_threads_not_stopped")
+    assert {"video-c", "video-d"} <= set(late["threads"])  # type: ignore[arg-type]
+
+
+def wait_for_outbox_rows(db: Path, timeout: float) -> list[bytes]:
+    """Event payloads committed to the daemon's outbox and not yet acknowledged by the broker."""
+    import sqlite3
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        conn = sqlite3.connect(db, timeout=1.0)
+        try:
+            rows = [r[0] for r in conn.execute("SELECT payload FROM outbox WHERE topic LIKE '%/events'")]
+        finally:
+            conn.close()
+        if rows:
+            return rows
+        time.sleep(0.05)
+    raise AssertionError(f"no event was committed to {db} within {timeout} s")

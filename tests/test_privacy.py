@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import subprocess
+import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -12,9 +14,13 @@ import psutil
 
 from edged.analysis.frame_analysis import FrameAnalysis
 from edged.config import parse_config
+from edged.events import CameraEvent, Caption, Event, Snapshot
+from edged.inference.protocol import CaptionResult
+from edged.pipeline import Pipeline
 from edged.sources.frame import Frame
 from tests.support.broker import Broker
 from tests.support.daemon import DaemonProcess
+from tests.support.model_server import HeldStream
 from tests.support.mqtt import Subscriber
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -133,3 +139,144 @@ def test_no_listening_sockets(tmp_path: Path, broker: Broker) -> None:
         assert any(c.raddr and c.raddr[1] == broker.port for c in sockets)
     finally:
         assert daemon.stop() == 0
+
+
+def test_privacy_on_cancels_the_running_caption_and_the_queued_question(tmp_path: Path, broker: Broker) -> None:
+    """A `caption_now` is mid-caption and an `ask` waits behind it when privacy goes on: the running caption
+    is cancelled between tokens (the model server sees the client hang up), both requesters get an error
+    saying privacy cancelled their request, and nothing captured before the switch is published after it:
+    no caption of an earlier frame, no snapshot.
+
+    The model is edged's real `remote` backend talking to a test server (tests/support/model_server.py)
+    that holds its answer after the first token until the test has switched privacy on: the real tiny
+    model finishes in milliseconds, so it could not be caught mid-caption on cue."""
+    with HeldStream().serving() as model:
+        config = tmp_path / "edged.yaml"
+        remote = f"{{backend: remote, remote: {{url: '{model.url}', model: held, retries: 0}}}}"
+        config.write_text(f"device: {{id: p1}}\nstate_dir: {tmp_path / 'state'}\nlog: {{format: json}}\n"
+                          f"mqtt: {{port: {broker.port}, stats_interval: 1s}}\nmodels: {{captioner: {remote}}}\n"
+                          f"cameras:\n  porch: {{url: {SAMPLE}, loop: true, captions: {{on: [request]}}}}\n")
+        sub = Subscriber(broker.port, ["edged/p1/#"]).start()
+        daemon = DaemonProcess(config)
+        try:
+            sub.wait_for(lambda _m: (frames_of(sub, "porch") or 0) > 0, timeout=30)
+            sub.publish("edged/p1/request/caption_now", json.dumps({"camera": "porch", "transaction": "cap"}))
+            assert model.started.wait(30), "the caption never reached the model"
+            sub.publish("edged/p1/request/ask", json.dumps({"camera": "porch", "question": "Anyone there?",
+                                                            "transaction": "ask"}))
+            switched = time.time()
+            sub.publish("edged/p1/porch/privacy/set", "ON")
+            on = sub.wait_topic("edged/p1/porch/privacy/state", b"ON")
+            model.release()  # the model would now write the rest of its caption
+            answers = {json.loads(m.payload)["transaction"]: json.loads(m.payload) for m in sub.wait_for(
+                lambda m: len([x for x in m if x.topic.startswith("edged/p1/response/")]) >= 2, timeout=20)
+                if m.topic.startswith("edged/p1/response/")}
+            deadline = time.monotonic() + 10
+            while not model.hung_up and model.completed == 0 and time.monotonic() < deadline:
+                time.sleep(0.05)
+            time.sleep(1.0)  # anything still on its way would have arrived by now
+        finally:
+            assert daemon.stop() == 0
+            sub.stop()
+    for transaction in ("cap", "ask"):
+        assert answers[transaction]["status"] == "error", answers[transaction]
+        assert "privacy" in answers[transaction]["error"], answers[transaction]
+    assert model.completed == 0 and model.hung_up, "the running caption was not cancelled"
+    captions = [json.loads(m.payload) for m in sub.on("edged/p1/porch/caption")]
+    assert [c for c in captions if c["published_ts"] >= switched and c["frame_ts"] < switched] == []
+    after = sub.messages[sub.messages.index(on) + 1:]
+    assert [m for m in after if m.topic == "edged/p1/porch/snapshot"] == []
+
+
+class HeldTokens:
+    """The real tiny GLM-Edge-V model, held after the first token of its first caption.
+
+    `caption()` runs the real model with an `on_token` callback (the Captioner protocol's streaming hook,
+    which the model calls between tokens, just before it checks `cancel`). For the first token of the
+    first caption the callback sets `mid_caption` and waits for `release`: the test can switch privacy
+    on while the model is provably mid-caption. The model itself, its cancel check and its result are
+    untouched; the real model is otherwise far too fast to catch mid-run."""
+
+    def __init__(self) -> None:
+        from tests.glm_fixture import captioner
+
+        self.model = captioner()
+        self.name = self.model.name
+        self.mid_caption = threading.Event()
+        self.release = threading.Event()
+        self.results: list[CaptionResult] = []
+
+    def caption(self, image: np.ndarray, prompt: str, *, max_new_tokens: int | None = None,
+                deadline: float | None = None, cancel: threading.Event | None = None,
+                on_token: Callable[[str], None] | None = None) -> CaptionResult:
+        def hold(piece: str) -> None:
+            if not self.mid_caption.is_set():
+                self.mid_caption.set()
+                self.release.wait(60)
+            if on_token is not None:
+                on_token(piece)
+
+        result = self.model.caption(image, prompt, max_new_tokens=max_new_tokens, deadline=deadline, cancel=cancel,
+                                    on_token=hold)
+        self.results.append(result)
+        return result
+
+    def close(self) -> None:
+        self.model.close()
+
+
+def test_privacy_on_cancels_the_real_model_mid_caption_and_publishes_nothing_from_before() -> None:
+    """The real pipeline: the porch sample with its microphone; "okay nabu" at 2.5 s opens a keyword event
+    and starts a caption on the real tiny model (held mid-caption, see `HeldTokens`). Privacy ON: the model
+    run ends "cancelled" between tokens, and from the switch on nothing is published from before it: no
+    caption, no snapshot, no `update` of the event (its `end` may follow). After privacy OFF, a caption
+    describes a frame captured after the camera came back."""
+    config = parse_config(f"cameras:\n  porch: {{url: {SAMPLE}, loop: true, captions: {{on: [keyword]}},\n"
+                          "    microphone: {device: camera, loop: true}}\n")
+    model = HeldTokens()
+    published: list[Event] = []
+    lock = threading.Lock()
+
+    def publish(event: Event) -> None:
+        with lock:
+            published.append(event)
+
+    pipeline = Pipeline(config, publish, lambda _cam: None, captioner=model)
+    pipeline.start()
+    try:
+        assert model.mid_caption.wait(60), "no keyword caption started"
+        with lock:
+            mark = len(published)
+        pipeline.set_privacy("porch", True)
+        model.release.set()
+        wait_until(lambda: len(model.results) == 1)
+        time.sleep(0.5)  # the scheduler sees the ended job within a tick; give it several
+        with lock:
+            before, after = published[:mark], published[mark:]
+        keyword_event = next(e for e in before if isinstance(e, CameraEvent) and e.trigger == "keyword")
+        assert model.results[0].finish_reason == "cancelled"
+        assert [e for e in after if isinstance(e, Caption | Snapshot)] == []
+        assert [e for e in after if isinstance(e, CameraEvent) and e.type in ("new", "update")] == []
+        assert [e.type for e in after if isinstance(e, CameraEvent) and e.id == keyword_event.id] in ([], ["end"])
+
+        back = time.time()
+        pipeline.set_privacy("porch", False)
+        wait_until(lambda: pipeline.histories["porch"].latest() is not None)
+        answers: list[tuple[CaptionResult | None, str | None]] = []
+        pipeline.scheduler.trigger(pipeline.scheduler.make_trigger("request", "porch",
+                                                                   on_done=lambda _t, r, e: answers.append((r, e))))
+        wait_until(lambda: bool(answers))
+        assert answers[0][1] is None, answers[0]
+        with lock:
+            captions = [e for e in published[mark:] if isinstance(e, Caption)]
+        assert captions and all(c.frame_ts >= back for c in captions)
+    finally:
+        pipeline.stop()
+        model.close()
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.02)

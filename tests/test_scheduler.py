@@ -8,8 +8,10 @@ as the real one does.
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
+import traceback
 from collections.abc import Callable
 from typing import Any
 
@@ -20,9 +22,9 @@ from edged.analysis.frame_analysis import FrameAnalysis
 from edged.analysis.history import AnalysedFrame, FrameHistory
 from edged.analysis.scene import FrameQuality, scene_signature
 from edged.config import parse_config
-from edged.events import CameraEvent, Caption, CaptionUnchanged, Event
+from edged.events import CameraEvent, Caption, CaptionUnchanged, Event, Snapshot
 from edged.inference.protocol import CaptionResult
-from edged.inference.worker import InferenceWorker
+from edged.inference.worker import InferenceWorker, Job
 from edged.scheduling.lifecycle import EventTracker
 from edged.scheduling.scheduler import Scheduler
 from edged.scheduling.triggers import Trigger
@@ -253,3 +255,131 @@ def test_without_a_model_requests_are_told_how_to_get_one(rigs: Any) -> None:
     rig.wait(lambda: bool(errors) and any(e.type == "end" for e in rig.of(CameraEvent)))
     assert errors[0] is not None
     assert "edged models pull glm-edge-v-2b" in errors[0]
+
+
+
+def test_stats_read_from_another_thread_while_triggers_pour_in(rigs: Any) -> None:
+    """`stats()` and `camera_stats()` are read by the daemon's main loop (stats topic, `health` request)
+    while the scheduler thread admits triggers, runs jobs and records latencies. Every read must succeed
+    and add up however the threads interleave. Each round, 120 cameras get their first trigger at once
+    (a camera's first trigger is where its bookkeeping appears) while a second thread reads the stats in
+    a tight loop. The interpreter's thread switch interval is made tiny for the test, so the threads
+    interleave every few bytecodes instead of every 5 ms: a read that iterates shared state unguarded
+    fails within a few rounds instead of once in a blue moon."""
+    cams = [f"c{i}" for i in range(120)]
+    model = ScriptedCaptioner(["a quiet street"], tokens=1, token_s=0.0)
+    failures: list[BaseException] = []
+    reads = 0
+    switch = sys.getswitchinterval()
+
+    def read(rig: Rig, done: threading.Event) -> None:
+        nonlocal reads
+        while not done.is_set():
+            try:
+                stats = rig.scheduler.stats()
+                rig.scheduler.camera_stats(cams[reads % len(cams)])
+            except BaseException as exc:  # the failure under test: kept for the main thread to report
+                failures.append(exc)
+                return
+            assert stats["pending"] >= 0
+            reads += 1
+
+    def admitted(rig: Rig) -> bool:
+        s = rig.scheduler.stats()
+        return bool(s["pending"] + s["captions"] + int(s["running"]) == len(cams))
+
+    for _ in range(8):
+        rig = rigs(model, cameras=",".join(cams), extra=", captions: {on: [request]}")
+        done = threading.Event()
+        reader = threading.Thread(target=read, args=(rig, done), name="stats-reader")
+        sys.setswitchinterval(1e-6)
+        try:
+            reader.start()
+            for cam in cams:
+                rig.scheduler.trigger(rig.scheduler.make_trigger("request", cam))
+            rig.wait(lambda rig=rig: bool(failures) or admitted(rig), timeout=60)
+        finally:
+            done.set()
+            reader.join(10)
+            sys.setswitchinterval(switch)
+            rig.stop()
+        assert not failures, "stats() failed while the scheduler ran: " + "".join(
+            traceback.format_exception(failures[0]))
+        final = rig.scheduler.stats()
+        assert final["by_trigger"] in ({}, {"request": final["captions"]})
+    assert reads > 0
+
+
+def test_a_job_that_ends_at_once_leaves_the_worker_free() -> None:
+    """A job can finish before `submit()` returns (a model that fails at once, a tiny scripted one): the
+    worker must still take the next job. The switch interval is made tiny so the worker thread often runs
+    the whole job between the submitting thread's statements (see the stats test above)."""
+    worker = InferenceWorker(ScriptedCaptioner(["x"], tokens=0, token_s=0.0))
+    worker.start()
+    switch = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        for _ in range(10000):
+            job = Job(scene(0), "describe", None)
+            worker.submit(job).result(timeout=5)  # the worker frees itself before it resolves the future
+    finally:
+        sys.setswitchinterval(switch)
+        worker.stop()
+    assert worker.completed == 10000
+
+
+class LastTokenCaptioner(ScriptedCaptioner):
+    """Writes its caption once `release` is set and does not stop when cancelled: as if the model had
+    already decoded its last token (or a remote server had already sent it) when privacy went on. Then
+    only the privacy check at publication stands between that caption and the broker."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__([text])
+        self.started = threading.Event()
+        self.release = threading.Event()
+
+    def caption(self, image: np.ndarray, prompt: str, *, max_new_tokens: int | None = None,
+                deadline: float | None = None, cancel: threading.Event | None = None,
+                on_token: Callable[[str], None] | None = None) -> CaptionResult:
+        self.calls += 1
+        self.started.set()
+        assert self.release.wait(30)
+        return CaptionResult(self.texts[0], (1, 2, 3), self.name, "stop")
+
+
+def test_privacy_on_withholds_a_caption_that_finishes_anyway_and_refuses_new_work(rigs: Any) -> None:
+    """Privacy ON while a keyword caption runs, with a periodic one queued: the caption that still comes
+    back is not published (no caption, snapshot or `update`; the event gets its `end`), the queued one is
+    dropped, a request made meanwhile is answered "privacy", and no periodic caption is even started.
+    After privacy OFF, captions resume on frames captured from then on."""
+    model = LastTokenCaptioner("A man at the door.")
+    rig = rigs(model, extra=", captions: {interval: {min: 1s, max: 1s}}")
+    event_id = rig.events.open("porch", "keyword", rig.histories["porch"].latest(), time.monotonic())
+    rig.scheduler.trigger(rig.scheduler.make_trigger("keyword", "porch", event_id=event_id))
+    assert model.started.wait(10)
+    rig.scheduler.trigger(rig.scheduler.make_trigger("periodic", "porch"))
+    rig.wait(lambda: rig.scheduler.stats()["pending"] == 1)
+    mark = len(rig.published)
+    rig.scheduler.set_privacy("porch", True)
+    errors: list[str | None] = []
+    rig.scheduler.trigger(rig.scheduler.make_trigger("request", "porch", on_done=lambda t, r, e: errors.append(e)))
+    model.release.set()
+    rig.wait(lambda: bool(errors) and rig.scheduler.stats()["privacy_cancelled"] == 3 and not rig.scheduler.stats()[
+        "running"])
+    time.sleep(1.5)  # a periodic trigger would have come due
+    assert errors == ["cancelled: camera 'porch' went into privacy mode"]
+    after = rig.published[mark:]
+    assert [e for e in after if isinstance(e, Caption | Snapshot | CaptionUnchanged)] == []
+    assert [(e.type, e.id) for e in after if isinstance(e, CameraEvent)] == [("end", event_id)]
+    assert model.calls == 1
+
+    rig.scheduler.set_privacy("porch", False)
+    answers: list[CaptionResult | None] = []
+    rig.scheduler.trigger(rig.scheduler.make_trigger("request", "porch", on_done=lambda t, r, e: answers.append(r)))
+    rig.wait(lambda: bool(answers))
+    assert answers == [None]  # the only frame is from before privacy: nothing to caption yet
+    back = frame("porch", 2, scene(3))
+    rig.histories["porch"].add(back)
+    rig.scheduler.trigger(rig.scheduler.make_trigger("request", "porch", on_done=lambda t, r, e: answers.append(r)))
+    rig.wait(lambda: len(rig.of(Caption)) == 1)
+    assert rig.of(Caption)[0].frame_ts == back.wall_ts

@@ -67,9 +67,12 @@ class InferenceWorker:
         return self._busy.is_set()
 
     def submit(self, job: Job) -> Future[CaptionResult]:
-        if self._busy.is_set() or not self._jobs.put(job):
+        if self._busy.is_set():
             raise WorkerBusy("the model is already running a job")
-        self._busy.set()
+        self._busy.set()  # before the put: the worker may run the whole job before this thread runs again
+        if not self._jobs.put(job):
+            self._busy.clear()
+            raise WorkerBusy("the model is already running a job")
         return job.future
 
     def _run(self) -> None:

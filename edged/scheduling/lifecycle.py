@@ -1,6 +1,9 @@
 """Two-phase events: `new` (with a snapshot) the moment something happens, `update` when the caption
 arrives, `end` when it is over. Latency hiding: automations fire on `new` within milliseconds; the
 seconds-long caption follows on the same id.
+
+Snapshots and `new` events carry what a camera captured, so they pass the camera's privacy gate
+(`edged.scheduling.privacy`); an `end` carries nothing captured and is always sent.
 """
 
 from __future__ import annotations
@@ -13,38 +16,49 @@ from edged.analysis.history import AnalysedFrame, encode_jpeg
 from edged.config.schema import SnapshotConfig
 from edged.events import CameraEvent, Event, Snapshot
 from edged.metrics import Percentiles
+from edged.scheduling.privacy import PrivacyGate
 from edged.scheduling.triggers import new_id
 
 
 class EventTracker:
     """Opens, updates and closes camera events; remembers what is open per camera."""
 
-    def __init__(self, publish: Callable[[Event], None], snapshots: Mapping[str, SnapshotConfig]) -> None:
+    def __init__(self, publish: Callable[[Event], None], snapshots: Mapping[str, SnapshotConfig],
+                 gate: PrivacyGate | None = None) -> None:
         self._publish = publish
         self._snapshots = snapshots
+        self.gate = gate if gate is not None else PrivacyGate()
         self._lock = threading.Lock()
         self._open: dict[str, tuple[str, str, float]] = {}  # event id -> (camera, trigger, start wall ts)
         self._motion: dict[str, str] = {}  # camera -> its open motion event
         self.new_latency_ms = Percentiles()  # trigger -> `new` published
 
-    def snapshot(self, camera: str, frame: AnalysedFrame) -> None:
+    def snapshot(self, camera: str, frame: AnalysedFrame) -> bool:
+        """Publish `frame` as the camera's snapshot, unless privacy went on after it was captured."""
         cfg = self._snapshots.get(camera, SnapshotConfig())
-        self._publish(Snapshot(camera, encode_jpeg(frame.image, cfg.height, cfg.quality)))
+        with self.gate.passing(camera, frame.ts) as allowed:
+            if allowed:
+                self._publish(Snapshot(camera, encode_jpeg(frame.image, cfg.height, cfg.quality)))
+        return allowed
 
     def open(self, camera: str, trigger: str, frame: AnalysedFrame | None, trigger_ts: float, *,
              motion_area: float = 0.0, keyword: str | None = None) -> str:
-        """Publish `new` (and the frame as snapshot); returns the event id."""
+        """Publish `new` (and the frame as snapshot); returns the event id. A camera in privacy mode (or a
+        frame from before it) publishes nothing, and the id returned is of no open event."""
         event_id = new_id("ev")
         wall = time.time()
-        if frame is not None:
-            self.snapshot(camera, frame)
-        self._publish(CameraEvent("new", event_id, camera, trigger, wall, wall, motion_area=motion_area,  # type: ignore[arg-type]
-                                  keyword=keyword, has_snapshot=frame is not None))
+        with self.gate.passing(camera, None if frame is None else frame.ts) as allowed:
+            if not allowed:
+                return event_id
+            if frame is not None:
+                self.snapshot(camera, frame)
+            self._publish(CameraEvent("new", event_id, camera, trigger, wall, wall, motion_area=motion_area,  # type: ignore[arg-type]
+                                      keyword=keyword, has_snapshot=frame is not None))
+            with self._lock:  # behind the gate too: whatever a privacy switch cancels next finds the event open
+                self._open[event_id] = (camera, trigger, wall)
+                if trigger == "motion":
+                    self._motion[camera] = event_id
         self.new_latency_ms.add((time.monotonic() - trigger_ts) * 1000)
-        with self._lock:
-            self._open[event_id] = (camera, trigger, wall)
-            if trigger == "motion":
-                self._motion[camera] = event_id
         return event_id
 
     def motion_started(self, camera: str, frame: AnalysedFrame, area: float) -> str:
@@ -58,6 +72,7 @@ class EventTracker:
 
     def update(self, event_id: str, *, title: str, caption: str, labels: tuple[str, ...],
                rules: tuple[str, ...], has_snapshot: bool) -> None:
+        """Publish `update` with the caption (the caller holds the camera's gate: a caption is captured data)."""
         with self._lock:
             known = self._open.get(event_id)
         if known is None:

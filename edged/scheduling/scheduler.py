@@ -6,13 +6,19 @@ their deadline, picks the next job (priority, then fairness across cameras), cho
 skips unchanged scenes, preempts a lower-priority caption between tokens, and publishes captions
 as state and as `update`s of their events. Decisions are the pure functions of `policy`; this class
 is the thread, the queues and the bookkeeping around them.
+
+Other threads read the bookkeeping (stats for the stats topic and the `health` request) and change it
+(privacy cancels a camera's work): the pending triggers, the running job and the counters are only
+touched under `_lock`, held for a few statements and never while publishing or waiting. Privacy ON
+(`set_privacy`) closes the camera's gate, refuses and cancels its work, and whatever still finishes is
+checked at the gate again, while holding it, right before it would be published.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
-from collections import defaultdict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -50,6 +56,12 @@ class CameraState:
     last_frame: AnalysedFrame | None = None
     unchanged_since: float | None = None
 
+    def forget(self) -> None:
+        """Privacy ON: nothing seen before may shape what is published after (no scene or text heartbeat
+        against a frame or caption from before)."""
+        self.last_frame, self.last_text, self.last_id, self.unchanged_since = None, "", None, None
+        self.active_since_caption = False
+
 
 @dataclass
 class Running:
@@ -69,7 +81,8 @@ class Counters:
     unchanged_text: int = 0
     failed: int = 0
     no_frame: int = 0
-    by_trigger: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    privacy_cancelled: int = 0
+    by_trigger: dict[str, int] = field(default_factory=dict)
 
 
 class Scheduler:
@@ -88,13 +101,14 @@ class Scheduler:
         now = clock()
         self.cameras = {cid: self._camera_state(config.cameras[cid], h, now) for cid, h in histories.items()}
         self._inbox: BoundedQueue[Trigger] = BoundedQueue("triggers", 1000, DropPolicy.DROP_NEWEST)
-        self._pending: dict[str, list[Trigger]] = defaultdict(list)
+        self._lock = threading.Lock()  # guards what other threads read or change: see the module doc
+        self._pending: dict[str, list[Trigger]] = {cid: [] for cid in self.cameras}
         self._last_served: dict[str, float] = {}
         self._running: Running | None = None
         self._expected_s = 0.0  # moving average of caption time: what "would miss its deadline" is judged by
         self.counters = Counters()
-        self.latency_ms: dict[str, Percentiles] = defaultdict(Percentiles)  # per trigger kind: trigger -> caption
-        self.camera_latency_ms: dict[str, Percentiles] = defaultdict(Percentiles)
+        self.latency_ms: dict[str, Percentiles] = {}  # per trigger kind: trigger -> caption
+        self.camera_latency_ms = {cid: Percentiles() for cid in self.cameras}
         self._labels = label_table(config.labels)
         self._rules = [Rule(r.name, r.cameras, r.labels, r.pattern, r.on) for r in config.rules]
         self._stop = threading.Event()
@@ -109,16 +123,33 @@ class Scheduler:
     def start(self) -> None:
         self._thread.start()
 
-    def stop(self, timeout: float = 3.0) -> None:
+    def stop(self, timeout: float = 3.0) -> bool:
+        """`request_stop()` then `join(timeout)`."""
+        self.request_stop()
+        return self.join(timeout)
+
+    def request_stop(self) -> None:
+        """Ask the thread to end and cancel the running caption (the model stops at its next token); no wait."""
         self._stop.set()
         self._inbox.close()
-        running = self._running
+        with self._lock:
+            running = self._running
         if running is not None:
             running.job.cancel.set()
+
+    def join(self, timeout: float) -> bool:
+        """Wait up to `timeout` s for the thread; answer whoever still waits. True when the thread ended."""
         self._thread.join(timeout)
-        for triggers in self._pending.values():
-            for t in triggers:
-                t.finish(None, "edged is stopping")
+        with self._lock:
+            waiting = [t for triggers in self._pending.values() for t in triggers]
+            for triggers in self._pending.values():
+                triggers.clear()
+            running = self._running
+        if running is not None:  # a job the thread left when it stopped: its caller still gets an answer
+            waiting.append(running.trigger)
+        for t in waiting:
+            t.finish(None, "edged is stopping")
+        return not self._thread.is_alive()
 
     @property
     def alive(self) -> bool:
@@ -135,7 +166,8 @@ class Scheduler:
         except QueueClosed:
             accepted = False
         if not accepted:
-            self.counters.coalesced += 1
+            with self._lock:
+                self.counters.coalesced += 1
             trigger.finish(None, "the scheduler is overloaded; try again")
 
     def make_trigger(self, kind: str, camera: str, **fields: Any) -> Trigger:
@@ -152,6 +184,27 @@ class Scheduler:
 
     def set_captions(self, camera: str, on: bool) -> None:
         self.cameras[camera].captions_on = on
+
+    def set_privacy(self, camera: str, on: bool) -> None:
+        """Privacy ON (any thread): close the camera's gate (nothing it captured before is published from now
+        on), cancel its running caption between tokens and answer its queued ones with an error; new ones
+        are refused. OFF: captions resume on what the camera captures next."""
+        if not on:
+            self.events.gate.open(camera)
+            return
+        self.events.gate.close(camera)
+        with self._lock:
+            cancelled = self._pending.get(camera, [])
+            if camera in self._pending:
+                self._pending[camera] = []
+            running = self._running
+            state = self.cameras.get(camera)
+            if state is not None:
+                state.forget()
+        if running is not None and running.trigger.camera == camera:
+            running.job.cancel.set()  # the scheduler thread answers it when the model has stopped
+        for trigger in cancelled:
+            self._cancel_for_privacy(trigger)
 
     # -- the loop -----------------------------------------------------------------------------------
     def _run(self) -> None:
@@ -187,10 +240,16 @@ class Scheduler:
         if not state.captions_on and not trigger.answers:
             self._close_event(trigger)
             return
-        pending, displaced = admit(self._pending[trigger.camera], trigger)
-        self._pending[trigger.camera] = pending
+        with self._lock:
+            private = self.events.gate.is_closed(trigger.camera)  # checked with the lock set_privacy takes
+            if not private:
+                pending, displaced = admit(self._pending[trigger.camera], trigger)
+                self._pending[trigger.camera] = pending
+                self.counters.coalesced += len(displaced)
+        if private:
+            self._cancel_for_privacy(trigger)
+            return
         for old in displaced:
-            self.counters.coalesced += 1
             self._close_event(old)
             old.finish(None, "superseded by a newer request for the same camera")
 
@@ -204,6 +263,8 @@ class Scheduler:
         for cid, state in self.cameras.items():
             if not state.captions_on or "periodic" not in state.config.captions.on or now < state.next_periodic:
                 continue
+            if self.events.gate.is_closed(cid):
+                continue
             state.next_periodic = now + state.interval.current
             self._admit(self.make_trigger("periodic", cid))
 
@@ -212,10 +273,12 @@ class Scheduler:
         running = self._running
         assert running is not None
         if running.job.future.done():
-            self._running = None
+            with self._lock:
+                self._running = None
             self._finished(running, now)
             return
-        waiting = [t for ts in self._pending.values() for t in ts]
+        with self._lock:
+            waiting = [t for ts in self._pending.values() for t in ts]
         better = should_preempt(running.trigger, waiting)
         if better is not None and not running.job.cancel.is_set():
             self.log.info("caption_preempted", camera=running.trigger.camera, running=running.trigger.kind,
@@ -227,46 +290,72 @@ class Scheduler:
         try:
             result = running.job.future.result()
         except Exception as exc:
-            self.counters.failed += 1
+            with self._lock:
+                self.counters.failed += 1
             self._close_event(trigger)
             trigger.finish(None, f"the model failed: {exc}")
             return
         if result.finish_reason == "cancelled":
-            self.counters.preempted += 1
-            if not self._stop.is_set() and now < trigger.deadline:
-                self._admit(trigger)  # back in line, unless something newer took its place
-            else:
-                trigger.finish(None, "edged is stopping")
+            self._cancelled(running, now)
             return
-        self._expected_s = 0.7 * self._expected_s + 0.3 * (now - running.started) if self._expected_s else (
-            now - running.started)
+        with self._lock:
+            took = now - running.started
+            self._expected_s = 0.7 * self._expected_s + 0.3 * took if self._expected_s else took
         if result.finish_reason == "deadline":
             self._stale(trigger, "the caption did not finish before its deadline")
             return
         self._publish_caption(trigger, running.frame, result)
 
+    def _cancelled(self, running: Running, now: float) -> None:
+        """A cancelled job: privacy, stopping, or preempted (then back in line while it can still make it)."""
+        trigger = running.trigger
+        if not self.events.gate.allows(trigger.camera, running.frame.ts):
+            self._cancel_for_privacy(trigger)
+            return
+        if self._stop.is_set():
+            trigger.finish(None, "edged is stopping")
+            return
+        with self._lock:
+            self.counters.preempted += 1
+        if now < trigger.deadline:
+            self._admit(trigger)  # back in line, unless something newer took its place
+        else:
+            self._stale(trigger, "it was preempted and then missed its deadline")
+
     # -- dispatch -----------------------------------------------------------------------------------
     def _dispatch(self, now: float) -> None:
         while True:
-            decision = choose_next(self._pending, now, self._expected_s, self._last_served)
+            with self._lock:
+                decision = choose_next(self._pending, now, self._expected_s, self._last_served)
+                for t in [*decision.stale, *([decision.run] if decision.run is not None else [])]:
+                    self._remove(t)
             for t in decision.stale:
-                self._remove(t)
                 self._stale(t, "it would miss its deadline")
             trigger = decision.run
             if trigger is None:
                 return
-            self._remove(trigger)
-            if self._start(trigger, now):
-                return
+            try:
+                if self._start(trigger, now):
+                    return
+            except Exception as exc:  # whoever waits on it gets an answer, and the next trigger its turn
+                self.log.exception("caption_start_failed", camera=trigger.camera, trigger=trigger.kind,
+                                   error=str(exc))
+                with self._lock:
+                    self.counters.failed += 1
+                self._close_event(trigger)
+                trigger.finish(None, f"the caption could not start: {exc}")
 
     def _start(self, trigger: Trigger, now: float) -> bool:
         """Start the job for `trigger`; False when it needed no model run (no frame, unchanged scene)."""
         assert self.worker is not None
         state = self.cameras[trigger.camera]
-        candidates = state.history.since(trigger.ts - 0.5)
-        frame = choose_frame(candidates, prefer_motion=trigger.kind == "motion") or state.history.latest()
+        if self.events.gate.is_closed(trigger.camera):
+            self._cancel_for_privacy(trigger)
+            return False
+        frame = self._frame_for(trigger, state)
         if frame is None:
-            self.counters.no_frame += 1
+            with self._lock:
+                self.counters.no_frame += 1
             self.log.warning("caption_without_frame", camera=trigger.camera, trigger=trigger.kind)
             self._close_event(trigger)
             trigger.finish(None, f"camera {trigger.camera!r} has no frame yet")
@@ -276,16 +365,30 @@ class Scheduler:
             return False
         job = Job(frame.image, self._prompt(trigger, state.config), trigger.deadline,
                   self.config.models.captioner.max_new_tokens)
-        job.future = self.worker.submit(job)
-        self._running = Running(trigger, job, frame, now)
-        self._last_served[trigger.camera] = now
+        with self._lock:  # set_privacy either sees this job running (and cancels it) or is seen here
+            private = self.events.gate.is_closed(trigger.camera)
+            if not private:
+                job.future = self.worker.submit(job)
+                self._running = Running(trigger, job, frame, now)
+                self._last_served[trigger.camera] = now
+        if private:
+            self._cancel_for_privacy(trigger)
+            return False
         return True
 
+    def _frame_for(self, trigger: Trigger, state: CameraState) -> AnalysedFrame | None:
+        """The frame to caption: the best since the trigger, else the latest; never one from before privacy."""
+        gate = self.events.gate
+        candidates = [f for f in state.history.since(trigger.ts - 0.5) if gate.allows(trigger.camera, f.ts)]
+        latest = state.history.latest()
+        fallback = latest if latest is not None and gate.allows(trigger.camera, latest.ts) else None
+        return choose_frame(candidates, prefer_motion=trigger.kind == "motion") or fallback
+
     def _scene_unchanged(self, state: CameraState, frame: AnalysedFrame) -> bool:
-        if self._scene_distance is None or state.last_frame is None or state.active_since_caption:
+        last = state.last_frame  # read once: privacy may forget it meanwhile
+        if self._scene_distance is None or last is None or state.active_since_caption:
             return False
-        distance = self._scene_distance(state.last_frame, frame)
-        return distance < state.config.captions.scene_change
+        return self._scene_distance(last, frame) < state.config.captions.scene_change
 
     def _prompt(self, trigger: Trigger, cam: CameraConfig) -> str:
         default = cam.captions.prompt or self.config.models.captioner.prompt
@@ -296,16 +399,25 @@ class Scheduler:
         return " ".join([*parts, base])
 
     def _remove(self, trigger: Trigger) -> None:
+        """Take `trigger` out of the pending ones (call under the lock)."""
         pending = self._pending.get(trigger.camera, [])
         if trigger in pending:
             pending.remove(trigger)
 
     # -- outcomes -----------------------------------------------------------------------------------
     def _stale(self, trigger: Trigger, why: str) -> None:
-        self.counters.stale += 1
+        with self._lock:
+            self.counters.stale += 1
         self.log.info("caption_dropped_stale", camera=trigger.camera, trigger=trigger.kind, reason=why)
         self._close_event(trigger)
         trigger.finish(None, f"dropped: {why}")
+
+    def _cancel_for_privacy(self, trigger: Trigger) -> None:
+        with self._lock:
+            self.counters.privacy_cancelled += 1
+        self.log.info("caption_cancelled_privacy", camera=trigger.camera, trigger=trigger.kind)
+        self._close_event(trigger)  # an `end` carries nothing captured
+        trigger.finish(None, f"cancelled: camera {trigger.camera!r} went into privacy mode")
 
     def _close_event(self, trigger: Trigger) -> None:
         if trigger.event_id is not None and trigger.kind != "motion":  # motion events end when motion ends
@@ -315,17 +427,27 @@ class Scheduler:
         now_wall = time.time()
         if state.unchanged_since is None:
             state.unchanged_since = now_wall
+        with self._lock:
+            if reason == "scene":
+                self.counters.unchanged_scene += 1
+            else:
+                self.counters.unchanged_text += 1
         if reason == "scene":
-            self.counters.unchanged_scene += 1
             state.interval = state.interval.after(busy=False)
             state.next_periodic = self._clock() + state.interval.current
-        else:
-            self.counters.unchanged_text += 1
         if state.last_id is not None:
             self._publish(CaptionUnchanged(state.config.id, state.last_id, state.unchanged_since, now_wall,
                                            reason))  # type: ignore[arg-type]
 
     def _publish_caption(self, trigger: Trigger, frame: AnalysedFrame, result: CaptionResult) -> None:
+        """Publish (and answer) the caption, holding the camera's gate: privacy cannot go on half-way."""
+        with self.events.gate.passing(trigger.camera, frame.ts) as allowed:
+            if allowed:
+                self._publish_allowed_caption(trigger, frame, result)
+            else:  # finished just as privacy went on: it describes a frame from before
+                self._cancel_for_privacy(trigger)
+
+    def _publish_allowed_caption(self, trigger: Trigger, frame: AnalysedFrame, result: CaptionResult) -> None:
         state = self.cameras[trigger.camera]
         text = result.text.strip()
         labels = labels_of(text, self._labels)
@@ -334,9 +456,11 @@ class Scheduler:
         caption = Caption(trigger.event_id or f"cap-{frame.camera}-{frame.seq}", trigger.camera, title_of(text), text,
                           trigger.kind, frame.wall_ts, time.time(), latency, result.model, labels,
                           trigger.question, len(result.tokens))
-        self.counters.captions += 1
-        self.counters.by_trigger[trigger.kind] += 1
-        self.latency_ms[trigger.kind].add(latency)
+        with self._lock:
+            self.counters.captions += 1
+            self.counters.by_trigger[trigger.kind] = self.counters.by_trigger.get(trigger.kind, 0) + 1
+            by_kind = self.latency_ms.setdefault(trigger.kind, Percentiles())
+        by_kind.add(latency)
         self.camera_latency_ms[trigger.camera].add(latency)
         trigger.finish(result)
         if trigger.kind == "ask":
@@ -363,15 +487,20 @@ class Scheduler:
         self._publish(caption)
 
     def stats(self) -> dict[str, Any]:
-        c = self.counters
+        """The scheduler's figures (any thread): one consistent copy taken under the lock, summarised after."""
+        with self._lock:
+            c = dataclasses.replace(self.counters, by_trigger=dict(self.counters.by_trigger))
+            pending = sum(len(v) for v in self._pending.values())
+            running = self._running is not None
+            expected_s = self._expected_s
+            latency = dict(self.latency_ms)
         return {
-            "model": self.model_name, "captions": c.captions, "by_trigger": dict(c.by_trigger),
+            "model": self.model_name, "captions": c.captions, "by_trigger": c.by_trigger,
             "stale_dropped": c.stale, "coalesced": c.coalesced, "preemptions": c.preempted,
             "unchanged_scene": c.unchanged_scene, "unchanged_text": c.unchanged_text, "failed": c.failed,
-            "no_frame": c.no_frame,
-            "pending": sum(len(v) for v in self._pending.values()), "running": self._running is not None,
-            "expected_caption_s": round(self._expected_s, 2),
-            "latency_ms": {k: v.summary() for k, v in self.latency_ms.items()},
+            "no_frame": c.no_frame, "privacy_cancelled": c.privacy_cancelled,
+            "pending": pending, "running": running, "expected_caption_s": round(expected_s, 2),
+            "latency_ms": {k: v.summary() for k, v in latency.items()},
             "event_new_latency_ms": self.events.new_latency_ms.summary(),
         }
 

@@ -47,7 +47,7 @@ class Trigger:
     transaction: object = None
     on_done: Done | None = None
     wall_ts: float = field(default_factory=time.time)
-    _answered: threading.Event = field(default_factory=threading.Event, repr=False)
+    _answered: threading.Lock = field(default_factory=threading.Lock, repr=False)  # taken by the one answer
 
     @property
     def priority(self) -> int:
@@ -60,8 +60,7 @@ class Trigger:
 
     def finish(self, result: CaptionResult | None, error: str | None = None) -> None:
         """Answer the waiting caller exactly once (later calls do nothing)."""
-        if self.on_done is not None and not self._answered.is_set():
-            self._answered.set()
+        if self.on_done is not None and self._answered.acquire(blocking=False):  # atomic: two threads may try
             self.on_done(self, result, error)
 
 
