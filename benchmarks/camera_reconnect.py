@@ -1,4 +1,4 @@
-"""How fast do cameras come back after their RTSP server dies and returns?
+"""Camera reconnect: time from an RTSP server's return to each camera's status online (goal <= 5 s).
 
 Runs the real pieces on loopback: Mosquitto, GStreamer's RTSP server (tests/support/rtsp_server.py) and
 `edged run` with N cameras on that one server (default settings for reconnects and timeouts), and with
@@ -7,7 +7,7 @@ Runs the real pieces on loopback: Mosquitto, GStreamer's RTSP server (tests/supp
 answers on its port) to the source's retained `<base>/<source>/status` turning `online`. The promise
 for cameras is <= 5 s.
 
-    PYTHONPATH=. .venv/bin/python benchmarks/camera_reconnect.py --runs 5 [--out results.json]
+    .venv/bin/python -m benchmarks reconnect --runs 5 [--out results.json]
 
 Not a test: it prints one line per run and a summary, and can write every figure as JSON.
 """
@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -91,8 +90,7 @@ def summarise(times: list[float]) -> dict[str, float]:
             "max_s": max(times), "over_5s": sum(t > 5.0 for t in times)}
 
 
-def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def add_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--cameras", type=int, default=2)
     ap.add_argument("--outage", type=float, default=5.0, help="seconds from the kill to the restart")
@@ -100,7 +98,9 @@ def main() -> int:
     ap.add_argument("--microphones", action="store_true",
                     help="stream audio too and give each camera a microphone on it (timed like the cameras)")
     ap.add_argument("--out", type=Path, help="write all figures here as JSON")
-    args = ap.parse_args()
+
+
+def run(args: argparse.Namespace) -> int:
     cams = [f"cam{i}" for i in range(args.cameras)]
     sources = cams + [f"{cam}_mic" for cam in cams] * args.microphones
     runs: list[dict[str, object]] = []
@@ -131,7 +131,3 @@ def main() -> int:
     if args.out:
         args.out.write_text(json.dumps({"runs": runs, "summary": summary}, indent=1))
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

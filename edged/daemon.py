@@ -20,20 +20,18 @@ from typing import Any
 from edged import __version__
 from edged.config import CaptionerConfig, Config, ConfigError, SecretError, load_config
 from edged.config.dump import to_plain
-from edged.control.commands import Command, CommandError, Request, parse
-from edged.control.executor import CommandExecutor, Responder
+from edged.control.commands import Command, parse
+from edged.control.executor import CommandExecutor
 from edged.control.features import FeatureRegistry, FeatureStore
-from edged.events import Event, Message, Stats
-from edged.inference.protocol import Captioner, CaptionResult
+from edged.control.requests import CameraRequests
+from edged.events import Event, HealthReport, Incoming, Message, Stats
+from edged.inference.protocol import Captioner
 from edged.inference.registry import try_load_captioner
 from edged.logs import get_logger
 from edged.outputs.discovery import Discovery
-from edged.outputs.mqtt.link import Incoming
 from edged.outputs.mqtt.publisher import MqttPublisher
 from edged.pipeline import Pipeline
 from edged.queues import BoundedQueue, DropPolicy
-from edged.scheduling.captions import title_of
-from edged.scheduling.triggers import Trigger
 from edged.system_stats import system_stats
 from edged.systemd import Notifier
 
@@ -131,10 +129,9 @@ class Daemon:
     def _make_executor(self, publisher: MqttPublisher) -> CommandExecutor:
         executor = CommandExecutor(self.config.base_topic, self.features, self.publish, publisher.respond,
                                    on_ha_online=self._on_home_assistant_online)
-        executor.register("health", lambda _r, _resp: self.health())
+        executor.register("health", lambda _r, _resp: self.health().to_payload())
         executor.register("config", lambda _r, _resp: to_plain(self.config))
-        executor.register("caption_now", self._caption_now)
-        executor.register("ask", self._ask)
+        CameraRequests(lambda: self.config.cameras, lambda: self.pipeline).register(executor)
         return executor
 
     def _on_home_assistant_online(self) -> None:
@@ -151,53 +148,6 @@ class Daemon:
         keywords = self.pipeline.keyword_names() if self.pipeline is not None else {}
         self.discovery.publish(self.features.features(), keywords)
         self._reassert_at = time.monotonic() + 1.0  # a state sent right after its config can be missed
-
-    def _caption_now(self, request: Request, responder: Responder) -> Any:
-        """`{"camera": "porch"}` -> the caption on the response topic when the model has written it."""
-        camera = self._camera_arg(request)
-        self._submit(request, responder, "request", camera)
-        return None
-
-    def _ask(self, request: Request, responder: Responder) -> Any:
-        """`{"camera": "porch", "question": "Is the garage door open?"}` -> the answer on the response topic."""
-        camera = self._camera_arg(request)
-        question = request.args.get("question")
-        if not isinstance(question, str) or not question.strip():
-            raise CommandError("ask needs a non-empty \"question\" (text)")
-        if len(question) > 1000:
-            raise CommandError(f"question is {len(question)} characters; the limit is 1000")
-        self._submit(request, responder, "ask", camera, question=question.strip())
-        return None
-
-    def _camera_arg(self, request: Request) -> str:
-        camera = request.args.get("camera")
-        cameras = ", ".join(self.config.cameras) or "none"
-        if not isinstance(camera, str) or camera not in self.config.cameras:
-            raise CommandError(f"unknown camera {camera!r} (cameras: {cameras})")
-        if not self.config.cameras[camera].enabled:
-            raise CommandError(f"camera {camera!r} is disabled in the config")
-        if self.pipeline is not None and self.pipeline.in_privacy(camera):
-            raise CommandError(f"camera {camera!r} is in privacy mode")
-        return camera
-
-    def _submit(self, request: Request, responder: Responder, kind: str, camera: str, question: str = "") -> None:
-        if self.pipeline is None:
-            raise CommandError("edged is restarting; try again")
-        scheduler = self.pipeline.scheduler
-
-        def done(trigger: Trigger, result: CaptionResult | None, error: str | None) -> None:
-            if result is None:
-                responder.error(error or "no caption")
-                return
-            text = result.text.strip()
-            data = {"camera": camera, "title": title_of(text), "caption": text, "model": result.model,
-                    "latency_ms": round((time.monotonic() - trigger.ts) * 1000, 1), "tokens": list(result.tokens)}
-            if kind == "ask":
-                data = {**data, "question": question, "answer": text}
-            responder.ok(data)
-
-        scheduler.trigger(scheduler.make_trigger(kind, camera, question=question, transaction=request.transaction,
-                                                 on_done=done))
 
     def _start_pipeline(self, config: Config) -> None:
         self._load_captioner(config)
@@ -360,13 +310,11 @@ class Daemon:
         self.log.info("config_rolled_back", cameras=len(config.cameras), microphones=len(config.all_microphones))
 
     # -- reports ---------------------------------------------------------------------------------------
-    def health(self) -> dict[str, Any]:
-        pipeline = self.pipeline
-        sources = {} if pipeline is None else pipeline.stats()
-        return {"version": __version__, "device": self.config.device.id, "healthy": self.healthy(),
-                "uptime_s": round(time.monotonic() - self._started, 1),
-                "sources": {k: {"state": v.get("state")} for k, v in sources.items()},
-                "mqtt": None if self.publisher is None else self.publisher.stats()}
+    def health(self) -> HealthReport:
+        sources = {} if self.pipeline is None else self.pipeline.stats()
+        return HealthReport(__version__, self.config.device.id, self.healthy(), time.monotonic() - self._started,
+                            {k: v.get("state") for k, v in sources.items()},
+                            None if self.publisher is None else self.publisher.stats())
 
     def stats(self) -> Stats:
         sources = {} if self.pipeline is None else self.pipeline.stats()

@@ -14,16 +14,44 @@ class defined here, so a new event cannot ship without an example.
 
 from __future__ import annotations
 
+import enum
 import json
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal, TypeVar
 
 E = TypeVar("E", bound="Event")
 
-Trigger = Literal["motion", "keyword", "periodic", "request", "ask", "rule"]
 SourceStatusValue = Literal["online", "offline", "disabled"]
 TITLE_LIMIT = 255  # Home Assistant's state length limit
+
+
+class TriggerKind(str, enum.Enum):
+    """Why a camera gets looked at: the one list of trigger kinds that the config, the scheduler and the
+    published events share. `priority`: a higher one runs first and preempts a lower one between tokens."""
+
+    ASK = "ask"  # a question about a camera (MQTT `ask`): answered to the caller
+    REQUEST = "request"  # a caption asked for (MQTT `caption_now`, the Home Assistant button): answered
+    KEYWORD = "keyword"  # a keyword heard by the camera's microphone
+    MOTION = "motion"  # motion started
+    PERIODIC = "periodic"  # the adaptive periodic caption
+
+    def __str__(self) -> str:  # the value, as in payloads and logs (not `TriggerKind.ASK`)
+        return self.value
+
+    @property
+    def priority(self) -> int:
+        return _PRIORITY[self]
+
+    @property
+    def answered(self) -> bool:
+        """Someone waits for this trigger's result on a response topic."""
+        return self in (TriggerKind.ASK, TriggerKind.REQUEST)
+
+
+_PRIORITY = {TriggerKind.ASK: 4, TriggerKind.REQUEST: 4, TriggerKind.KEYWORD: 3, TriggerKind.MOTION: 2,
+             TriggerKind.PERIODIC: 1}
 
 
 class PayloadError(ValueError):
@@ -40,6 +68,16 @@ class Message:
     retain: bool = False
     durable: bool = False
     correlation: bytes | None = None  # MQTT 5 correlation data (command responses)
+
+
+@dataclass(frozen=True)
+class Incoming:
+    """An MQTT message received on a subscribed topic, with its MQTT 5 request/response properties."""
+
+    topic: str
+    payload: bytes
+    response_topic: str | None = None
+    correlation: bytes | None = None
 
 
 class Event:
@@ -230,7 +268,7 @@ class CameraEvent(Event):
     type: Literal["new", "update", "end"]
     id: str
     camera: str
-    trigger: Trigger
+    trigger: TriggerKind
     start_ts: float
     ts: float = field(default_factory=time.time)
     end_ts: float | None = None
@@ -247,7 +285,7 @@ class CameraEvent(Event):
         return f"{base}/events"
 
     def to_payload(self) -> dict[str, Any]:
-        return {"type": self.type, "id": self.id, "camera": self.camera, "trigger": self.trigger,
+        return {"type": self.type, "id": self.id, "camera": self.camera, "trigger": self.trigger.value,
                 "start_ts": self.start_ts, "ts": self.ts, "end_ts": self.end_ts, "title": self.title,
                 "caption": self.caption, "labels": list(self.labels), "motion_area": round(self.motion_area, 4),
                 "keyword": self.keyword, "has_snapshot": self.has_snapshot, "rules": list(self.rules)}
@@ -257,7 +295,8 @@ class CameraEvent(Event):
         if topic != f"{base}/events":
             raise PayloadError(f"{topic}: not {base}/events")
         d = _json(topic, payload)
-        return cls(d["type"], d["id"], d["camera"], d["trigger"], float(d["start_ts"]), float(d["ts"]),
+        return cls(d["type"], d["id"], d["camera"], TriggerKind(d["trigger"]), float(d["start_ts"]),
+                   float(d["ts"]),
                    d.get("end_ts"), d.get("title", ""), d.get("caption", ""), tuple(d.get("labels", ())),
                    float(d.get("motion_area", 0.0)), d.get("keyword"), bool(d.get("has_snapshot", False)),
                    tuple(d.get("rules", ())))
@@ -271,7 +310,7 @@ class Caption(Event):
     camera: str
     title: str
     caption: str
-    trigger: Trigger
+    trigger: TriggerKind
     frame_ts: float
     published_ts: float
     latency_ms: float
@@ -291,14 +330,14 @@ class Caption(Event):
 
     def to_payload(self) -> dict[str, Any]:
         return {"id": self.id, "camera": self.camera, "title": self.title, "caption": self.caption,
-                "labels": list(self.labels), "trigger": self.trigger, "frame_ts": self.frame_ts,
+                "labels": list(self.labels), "trigger": self.trigger.value, "frame_ts": self.frame_ts,
                 "published_ts": self.published_ts, "latency_ms": round(self.latency_ms, 1), "model": self.model,
                 "question": self.question, "tokens": self.tokens}
 
     @classmethod
     def from_message(cls, base: str, topic: str, payload: bytes) -> Caption:
         d = _json(topic, payload)
-        return cls(d["id"], _suffix(base, topic, "caption"), d["title"], d["caption"], d["trigger"],
+        return cls(d["id"], _suffix(base, topic, "caption"), d["title"], d["caption"], TriggerKind(d["trigger"]),
                    float(d["frame_ts"]), float(d["published_ts"]), float(d["latency_ms"]), d["model"],
                    tuple(d.get("labels", ())), d.get("question", ""), int(d.get("tokens", 0)))
 
@@ -412,6 +451,44 @@ class CommandResponse(Event):
             raise PayloadError(f"{topic}: not {prefix}<command>")
         d = _json(topic, payload)
         return cls(topic[len(prefix):], d["status"], d.get("data"), d.get("error"), d.get("transaction"))
+
+
+@dataclass(frozen=True)
+class CaptionAnswer:
+    """The `data` of a `caption_now` or `ask` response: the caption (or the answer to the question)."""
+
+    camera: str
+    title: str
+    caption: str
+    model: str
+    latency_ms: float
+    tokens: tuple[int, ...]
+    question: str | None = None  # an `ask`: the question, and the caption is its answer
+
+    def to_payload(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"camera": self.camera, "title": self.title, "caption": self.caption,
+                                "model": self.model, "latency_ms": round(self.latency_ms, 1),
+                                "tokens": list(self.tokens)}
+        if self.question is not None:
+            data.update(question=self.question, answer=self.caption)
+        return data
+
+
+@dataclass(frozen=True)
+class HealthReport:
+    """The `data` of a `health` response: is edged well, and each source's state."""
+
+    version: str
+    device: str
+    healthy: bool
+    uptime_s: float
+    sources: Mapping[str, str | None]  # source id -> state
+    mqtt: Mapping[str, Any] | None
+
+    def to_payload(self) -> dict[str, Any]:
+        return {"version": self.version, "device": self.device, "healthy": self.healthy,
+                "uptime_s": round(self.uptime_s, 1), "sources": {k: {"state": v} for k, v in self.sources.items()},
+                "mqtt": None if self.mqtt is None else dict(self.mqtt)}
 
 
 @dataclass(frozen=True, eq=False)

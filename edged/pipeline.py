@@ -27,7 +27,7 @@ from edged.analysis.history import AnalysedFrame, FrameHistory
 from edged.analysis.kws.spotter import KeywordSpotter
 from edged.config.schema import CameraConfig, Config, MicrophoneConfig
 from edged.control.features import Feature, FeatureRegistry
-from edged.events import Event, KeywordDetected, MotionState, SourceHealth, SourceStatus
+from edged.events import Event, KeywordDetected, MotionState, SourceHealth, SourceStatus, TriggerKind
 from edged.inference.protocol import Captioner
 from edged.inference.worker import InferenceWorker
 from edged.logs import get_logger
@@ -121,9 +121,8 @@ class CameraPipeline:
             self._events.motion_ended(self.config.id)
             return
         event_id = self._events.motion_started(self.config.id, frame, result.area)
-        if "motion" in self.config.captions.on:
-            self._scheduler.trigger(self._scheduler.make_trigger("motion", self.config.id, ts=frame.ts,
-                                                                 event_id=event_id))
+        self._scheduler.trigger(self._scheduler.make_trigger(TriggerKind.MOTION, self.config.id, ts=frame.ts,
+                                                             event_id=event_id))
 
     def apply(self, settings: CameraSettings) -> None:
         """The runtime motion switches and numbers (safe from any thread)."""
@@ -315,77 +314,84 @@ class Pipeline:
                     self._ask_camera(camera, hit)
 
     def _ask_camera(self, camera: str, hit: KeywordDetected) -> None:
-        cam = self.config.cameras[camera]
         heard_at = time.monotonic()
-        event_id = self.events.open(camera, "keyword", self.histories[camera].latest(), heard_at, keyword=hit.keyword)
-        if "keyword" in cam.captions.on:
-            self.scheduler.trigger(self.scheduler.make_trigger("keyword", camera, ts=heard_at, event_id=event_id,
-                                                               keyword=hit.keyword))
-        else:
-            self.events.close(event_id)
+        event_id = self.events.open(camera, TriggerKind.KEYWORD, self.histories[camera].latest(), heard_at,
+                                    keyword=hit.keyword)
+        # The scheduler closes the event again when this camera takes no keyword captions (captions.on).
+        self.scheduler.trigger(self.scheduler.make_trigger(TriggerKind.KEYWORD, camera, ts=heard_at,
+                                                           event_id=event_id, keyword=hit.keyword))
 
     # -- runtime features -----------------------------------------------------------------------------
     def _register_camera_features(self, cam: CameraConfig) -> None:
         if self._features is None:
             return
-        settings = self.camera_settings[cam.id]
-        add = self._features.add
-        add(Feature(cam.id, "captions", "switch", "Captions", cam.captions.enabled,
-                    self._camera_setter(cam.id, "captions"), icon="mdi:text-box-outline"))
-        add(Feature(cam.id, "motion", "switch", "Motion detection", cam.motion.enabled,
-                    self._camera_setter(cam.id, "motion"), icon="mdi:motion-sensor"))
-        add(Feature(cam.id, "motion_threshold", "number", "Motion threshold", float(cam.motion.threshold),
-                    self._camera_setter(cam.id, "threshold"), 1, 255, 1))
-        add(Feature(cam.id, "motion_contour_area", "number", "Motion minimum area", float(cam.motion.contour_area),
-                    self._camera_setter(cam.id, "contour_area"), 1, 1000, 1, "px"))
-        on = add(Feature(cam.id, "privacy", "switch", "Privacy", cam.privacy,
-                         functools.partial(self._privacy_switch, cam.id), icon="mdi:eye-off"))
-        if cam.id in self.histories:
-            self.scheduler.set_captions(cam.id, settings.captions)
+        add, cid = self._features.add, cam.id
+        add(Feature(cid, "captions", "switch", cam.captions.enabled, functools.partial(self._set_captions, cid)))
+        add(Feature(cid, "motion", "switch", cam.motion.enabled, functools.partial(self._set_motion, cid)))
+        add(Feature(cid, "motion_threshold", "number", float(cam.motion.threshold),
+                    functools.partial(self._set_threshold, cid), 1, 255, 1))
+        add(Feature(cid, "motion_contour_area", "number", float(cam.motion.contour_area),
+                    functools.partial(self._set_contour_area, cid), 1, 1000, 1))
+        on = add(Feature(cid, "privacy", "switch", cam.privacy, functools.partial(self._privacy_switch, cid)))
+        if cid in self.histories:
+            self.scheduler.set_captions(cid, self.camera_settings[cid].captions)
         if on:  # configured on (a restored value was applied above already)
-            self.set_privacy(cam.id, True)
-
-    def _camera_setter(self, camera: str, key: str) -> Callable[[bool | float], None]:
-        return functools.partial(self._set_camera, camera, key)
+            self.set_privacy(cid, True)
 
     def _privacy_switch(self, camera: str, value: bool | float) -> None:
         self.set_privacy(camera, bool(value))
 
-    def _set_camera(self, camera: str, key: str, value: bool | float) -> None:
-        settings = self.camera_settings[camera]
-        setattr(settings, key, bool(value) if key in ("captions", "motion") else int(value))
-        if key == "captions" and camera in self.histories:
-            self.scheduler.set_captions(camera, settings.captions)
+    def _set_captions(self, camera: str, value: bool | float) -> None:
+        self.camera_settings[camera].captions = bool(value)
+        if camera in self.histories:
+            self.scheduler.set_captions(camera, bool(value))
+
+    def _set_motion(self, camera: str, value: bool | float) -> None:
+        self.camera_settings[camera].motion = bool(value)
+        self._apply_camera(camera)
+
+    def _set_threshold(self, camera: str, value: bool | float) -> None:
+        self.camera_settings[camera].threshold = int(value)
+        self._apply_camera(camera)
+
+    def _set_contour_area(self, camera: str, value: bool | float) -> None:
+        self.camera_settings[camera].contour_area = int(value)
+        self._apply_camera(camera)
+
+    def _apply_camera(self, camera: str) -> None:
         pipe = self.cameras.get(camera)
         if pipe is not None:
-            pipe.apply(settings)
+            pipe.apply(self.camera_settings[camera])
 
     def _register_mic_features(self, mic: MicrophoneConfig, spotter: KeywordSpotter) -> None:
         assert self._features is not None
         settings = self.mic_settings[mic.id]
         add = self._features.add
-        add(Feature(mic.id, "kws", "switch", "Keyword spotting", mic.keywords,
-                    functools.partial(self._set_mic, mic.id, "kws", ""), icon="mdi:account-voice"))
+        add(Feature(mic.id, "kws", "switch", mic.keywords, functools.partial(self._set_kws, mic.id)))
         for keyword in spotter.keywords:
             cutoff = spotter.settings(keyword).cutoff
             settings.cutoffs.setdefault(keyword, cutoff)
-            add(Feature(mic.id, f"kw_{keyword}", "switch", f"Keyword {keyword}", True,
-                        functools.partial(self._set_mic, mic.id, "keyword", keyword)))
-            add(Feature(mic.id, f"cutoff_{keyword}", "number", f"Cutoff {keyword}", round(cutoff, 3),
-                        functools.partial(self._set_mic, mic.id, "cutoff", keyword), 0.01, 0.99, 0.01))
+            add(Feature(mic.id, f"kw_{keyword}", "switch", True, functools.partial(self._set_keyword, mic.id, keyword)))
+            add(Feature(mic.id, f"cutoff_{keyword}", "number", round(cutoff, 3),
+                        functools.partial(self._set_cutoff, mic.id, keyword), 0.01, 0.99, 0.01))
 
-    def _set_mic(self, mic: str, what: str, keyword: str, value: bool | float) -> None:
-        """Runtime setting of a microphone: `kws` (all keywords), a `keyword` on/off, or its `cutoff`."""
-        settings = self.mic_settings[mic]
-        if what == "kws":
-            settings.kws = bool(value)
-        elif what == "keyword":
-            settings.keywords[keyword] = bool(value)
-        else:
-            settings.cutoffs[keyword] = float(value)
+    def _set_kws(self, mic: str, value: bool | float) -> None:
+        """Keyword spotting on this microphone, all keywords at once."""
+        self.mic_settings[mic].kws = bool(value)
+        self._apply_mic(mic)
+
+    def _set_keyword(self, mic: str, keyword: str, value: bool | float) -> None:
+        self.mic_settings[mic].keywords[keyword] = bool(value)
+        self._apply_mic(mic)
+
+    def _set_cutoff(self, mic: str, keyword: str, value: bool | float) -> None:
+        self.mic_settings[mic].cutoffs[keyword] = float(value)
+        self._apply_mic(mic)
+
+    def _apply_mic(self, mic: str) -> None:
         pipe = self.microphones.get(mic)
         if pipe is not None:
-            settings.apply(pipe.spotter)
+            self.mic_settings[mic].apply(pipe.spotter)
 
     def keyword_names(self) -> dict[str, list[str]]:
         """The keywords each microphone spots (for Home Assistant's event entity)."""

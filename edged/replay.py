@@ -2,7 +2,7 @@
 
 The media go through the daemon's own sources, analysis, keyword spotting, scheduler and model at
 their recorded pace (so every latency is the one a live camera would see); only the MQTT broker is
-replaced by a recorder. Used by `edged replay` and `edged bench pipeline`.
+replaced by a recorder. Used by `edged replay` and `python -m benchmarks pipeline`.
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
@@ -120,7 +119,3 @@ def summarise(pipeline: Pipeline, recorder: Recorder, wall_s: float, media_s: fl
         "heartbeats": len(recorder.of(CaptionUnchanged)),
         "sources": pipeline.stats(),
     }
-
-
-def default_video(root: Path) -> Path:
-    return root / "samples" / "porch.mp4"

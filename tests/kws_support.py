@@ -7,8 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
-from edged.analysis.kws import read_audio
-from edged.synth.kws_eval import Manifest, load_manifest
+from benchmarks.synth.kws_eval import Manifest, load_manifest
+from edged.sources.audio.files import read_recording
 
 FIXTURES = Path(__file__).parent / "fixtures" / "kws"
 
@@ -20,7 +20,7 @@ def fixture_set() -> Manifest:
 
 @functools.cache
 def fixture_audio(name: str) -> np.ndarray:
-    samples = read_audio(FIXTURES / name).samples
+    samples = read_recording(FIXTURES / name).samples
     samples.flags.writeable = False
     return samples
 
@@ -28,7 +28,7 @@ def fixture_audio(name: str) -> np.ndarray:
 @functools.cache
 def spoken(text: str, engine: str = "espeak-ng", voice: str = "en-us", pad: float = 0.8) -> np.ndarray:
     """`text` spoken by a real TTS engine with `pad` seconds of silence either side (16 kHz int16)."""
-    from edged.synth.speech import speak
+    from benchmarks.synth.speech import speak
 
     silence = np.zeros(round(pad * 16000), dtype=np.int16)
     out = np.concatenate((silence, speak(text, engine, voice), silence))

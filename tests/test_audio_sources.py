@@ -18,12 +18,12 @@ import pytest
 from structlog.testing import capture_logs
 
 from edged.config.schema import BackoffConfig, MicrophoneConfig
+from edged.config.urls import redact_text, with_password
 from edged.queues import QueueClosed
 from edged.sources.audio.chunk import SAMPLE_RATE
 from edged.sources.audio.convert import StreamResampler, decode_pcm
 from edged.sources.audio.readers import AudioError, WavReader
 from edged.sources.audio.source import AudioSource, Chunker
-from edged.sources.urls import redact_text, with_password
 from edged.supervise import Health, SourceState
 from tests.support.broker import Broker
 from tests.support.daemon import DaemonProcess

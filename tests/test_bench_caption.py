@@ -1,4 +1,4 @@
-"""`edged bench caption` end to end on the tiny bundle (figures are not checked: speed is the bench's job)."""
+"""`python -m benchmarks caption` end to end on the tiny bundle (figures are not checked: speed is the bench's job)."""
 
 from __future__ import annotations
 
@@ -15,8 +15,7 @@ def test_bench_runs_each_variant_in_a_child_and_writes_a_report(tmp_path: Path) 
     cmd = [
         sys.executable,
         "-m",
-        "edged",
-        "bench",
+        "benchmarks",
         "caption",
         "--bundle",
         str(BUNDLE),
@@ -47,7 +46,7 @@ def test_bench_runs_each_variant_in_a_child_and_writes_a_report(tmp_path: Path) 
 def test_bench_without_bundle_says_how_to_make_one(tmp_path: Path) -> None:
     """A missing bundle is exit 2 with the export and quantize commands."""
     proc = subprocess.run(
-        [sys.executable, "-m", "edged", "bench", "caption", "--bundle", str(tmp_path / "x")],
+        [sys.executable, "-m", "benchmarks", "caption", "--bundle", str(tmp_path / "x")],
         capture_output=True,
         text=True,
         check=False,

@@ -1,4 +1,4 @@
-"""The small tools: `edged watch` (a live view of what edged publishes) and `edged synth sample`."""
+"""The small tools: `edged watch` (a live view of what edged publishes) and `python -m benchmarks synth sample`."""
 
 from __future__ import annotations
 
@@ -51,8 +51,8 @@ def test_watch_shows_what_is_on_the_broker(tmp_path: Path, broker: Broker) -> No
 
 @pytest.mark.slow
 def test_the_sample_regenerates_exactly(tmp_path: Path) -> None:
-    """`edged synth sample` rebuilds the bundled sample: same ground truth as the committed one."""
-    out = subprocess.run([sys.executable, "-m", "edged", "synth", "sample", "--out", str(tmp_path)],
+    """`python -m benchmarks synth sample` rebuilds the bundled sample: same ground truth as the committed one."""
+    out = subprocess.run([sys.executable, "-m", "benchmarks", "synth", "sample", "--out", str(tmp_path)],
                          capture_output=True, text=True, timeout=300, check=False)
     assert out.returncode == 0, out.stderr
     made = json.loads((tmp_path / "porch.json").read_text())

@@ -24,8 +24,7 @@ from edged.control.commands import (
 )
 from edged.control.executor import CommandExecutor
 from edged.control.features import Feature, FeatureRegistry, FeatureStore
-from edged.events import Event, FeatureState
-from edged.outputs.mqtt.link import Incoming
+from edged.events import Event, FeatureState, Incoming
 
 BASE = "edged/fz"
 
@@ -36,9 +35,9 @@ class Harness:
     def __init__(self, tmp: Path) -> None:
         self.applied: list[tuple[str, Any]] = []
         self.registry = FeatureRegistry(FeatureStore(tmp / "features.json"))
-        self.registry.add(Feature("porch", "privacy", "switch", "Privacy", False,
+        self.registry.add(Feature("porch", "privacy", "switch", False,
                                   lambda v: self.applied.append(("privacy", v))))
-        self.registry.add(Feature("porch", "motion_threshold", "number", "Threshold", 25.0,
+        self.registry.add(Feature("porch", "motion_threshold", "number", 25.0,
                                   lambda v: self.applied.append(("motion_threshold", v)), 1, 255))
         self.responses: list[tuple[str, dict[str, Any]]] = []
         self.published: list[Event] = []
@@ -204,11 +203,11 @@ def test_set_values_persist_across_restarts_unless_the_config_changed(tmp_path: 
     h.send(f"{BASE}/porch/motion_threshold/set", b"40")
     again = FeatureRegistry(FeatureStore(tmp_path / "features.json"))
     applied: list[Any] = []
-    value = again.add(Feature("porch", "motion_threshold", "number", "T", 25.0, applied.append, 1, 255))
+    value = again.add(Feature("porch", "motion_threshold", "number", 25.0, applied.append, 1, 255))
     assert value == 40.0
     assert applied == [40.0]
     edited = FeatureRegistry(FeatureStore(tmp_path / "features.json"))
-    assert edited.add(Feature("porch", "motion_threshold", "number", "T", 30.0, applied.append, 1, 255)) == 30.0
+    assert edited.add(Feature("porch", "motion_threshold", "number", 30.0, applied.append, 1, 255)) == 30.0
 
 
 def test_a_feature_that_fails_to_apply_is_answered_and_changes_nothing(tmp_path: Path) -> None:
@@ -219,7 +218,7 @@ def test_a_feature_that_fails_to_apply_is_answered_and_changes_nothing(tmp_path:
     def broken(_value: Any) -> None:
         raise RuntimeError("camera restart failed")
 
-    h.registry.add(Feature("porch", "captions", "switch", "Captions", True, broken))
+    h.registry.add(Feature("porch", "captions", "switch", True, broken))
     h.send(f"{BASE}/porch/captions/set", b"OFF")
     h.send(f"{BASE}/porch/privacy/set", b"ON")
     (_topic, response), = h.responses

@@ -18,7 +18,7 @@ import pytest
 
 from edged.config import parse_config
 from edged.config.schema import BackoffConfig, CameraConfig
-from edged.events import CameraEvent, Message
+from edged.events import CameraEvent, Message, TriggerKind
 from edged.outputs.mqtt.outbox import Outbox
 from edged.outputs.mqtt.publisher import MqttPublisher
 from edged.queues import QueueClosed
@@ -178,7 +178,7 @@ def test_scheduling_ignores_wall_clock_jumps(monkeypatch: pytest.MonkeyPatch) ->
     real = time.time
     monkeypatch.setattr(time, "time", lambda: real() + 10 * 86400)
     now = time.monotonic()
-    trigger = Trigger("motion", "porch", now, now + 20)
+    trigger = Trigger(TriggerKind.MOTION, "porch", now, now + 20)
     assert choose_next({"porch": [trigger]}, time.monotonic(), 1.0, {}).run is trigger
 
 

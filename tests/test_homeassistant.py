@@ -44,10 +44,10 @@ def config(tmp_path: Path, mode: str = "device", name: str = "Porch") -> Config:
 
 
 FEATURES = [
-    Feature("porch", "captions", "switch", "Captions", True, lambda v: None),
-    Feature("porch", "motion", "switch", "Motion detection", True, lambda v: None),
-    Feature("porch", "motion_threshold", "number", "Motion threshold", 25.0, lambda v: None, 1, 255, 1),
-    Feature("porch_mic", "kws", "switch", "Keyword spotting", True, lambda v: None),
+    Feature("porch", "captions", "switch", True, lambda v: None),
+    Feature("porch", "motion", "switch", True, lambda v: None),
+    Feature("porch", "motion_threshold", "number", 25.0, lambda v: None, 1, 255, 1),
+    Feature("porch_mic", "kws", "switch", True, lambda v: None),
 ]
 KEYWORDS = {"porch_mic": ["okay_nabu", "hey_jarvis"]}
 
@@ -301,6 +301,6 @@ def check_command(cfg: Config, registry: FeatureRegistry, c: dict[str, Any], sta
 
 def test_a_feature_named_like_a_fixed_entity_is_refused(tmp_path: Path) -> None:
     """A runtime feature whose name is a fixed entity's key cannot silently replace that entity."""
-    clash = [Feature("porch", "caption_now", "switch", "Caption now", True, lambda v: None)]
+    clash = [Feature("porch", "caption_now", "switch", True, lambda v: None)]
     with pytest.raises(ValueError, match="share the key 'caption_now'"):
         devices(config(tmp_path), clash, KEYWORDS)

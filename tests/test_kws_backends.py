@@ -9,9 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edged.analysis.kws import AudioFormatError, KeywordEngine, UnknownKeywordError, iter_chunks, spot_file
+from edged.analysis.kws import AudioFormatError, KeywordEngine, UnknownKeywordError, spot_file
 from edged.config.schema import KeywordConfig, WakewordConfig
 from edged.sources.audio.chunk import AudioChunk
+from edged.sources.audio.files import iter_chunks
 from tests.kws_support import fixture_audio, spoken
 
 
@@ -218,7 +219,7 @@ def test_openwakeword_onnx_classifier_runs_on_onnxruntime(tmp_path: Path) -> Non
 def test_recorded_scores_replay_to_the_engines_detections() -> None:
     """The evaluation's offline replay (one backend, or both on one keyword) reproduces what the
     engine fired, so threshold sweeps measure the daemon's behaviour."""
-    from edged.analysis.kws.evaluation import Series, fire_times, fire_times_union
+    from benchmarks.kws_evaluation import Series, fire_times, fire_times_union
 
     audio = fixture_audio("positive_hey_jarvis.flac")
     config = WakewordConfig(keywords=("hey_jarvis", KeywordConfig("hey_jarvis", backend="openwakeword")))

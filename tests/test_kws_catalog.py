@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 
 from edged.analysis.kws import KeywordEngine, ModelError, UnknownKeywordError, available, resolve
-from edged.analysis.kws.catalog import MICRO, OPEN, package_dir
+from edged.analysis.kws.catalog import package_dir
 from edged.config import ConfigError, parse_config
+from edged.config.keywords import MICRO, OPEN
 from edged.config.schema import KeywordConfig, WakewordConfig
 
 MICRO_MODELS = package_dir("pymicro_wakeword") / "models"  # type: ignore[operator]

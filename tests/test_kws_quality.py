@@ -1,7 +1,7 @@
 """Recall and false-accept floors on the committed fixture set, with the real shipped models.
 
 The floors sit a little under what the models score on these files today (see
-tests/fixtures/kws/README.md); the full evaluation is `edged bench kws-quality` (docs/benchmarks.md).
+tests/fixtures/kws/README.md); the full evaluation is `python -m benchmarks kws-quality` (docs/benchmarks.md).
 """
 
 from __future__ import annotations
@@ -10,9 +10,9 @@ import functools
 
 import pytest
 
+from benchmarks.kws_evaluation import Hit, match
 from edged.analysis.kws import KeywordEngine, spot_file
-from edged.analysis.kws.catalog import BUILTIN_KEYWORDS
-from edged.analysis.kws.evaluation import Hit, match
+from edged.config.keywords import BUILTIN_KEYWORDS
 from edged.config.schema import WakewordConfig
 from tests.kws_support import fixture_audio, fixture_set
 

@@ -23,11 +23,12 @@ import psutil
 import pytest
 from onnx import TensorProto, helper
 
-from edged.analysis.kws import KeywordSpotter, iter_chunks
+from edged.analysis.kws import KeywordSpotter
 from edged.config.schema import MicrophoneConfig, WakewordConfig
 from edged.events import KeywordDetected
 from edged.queues import BoundedQueue, DropPolicy, QueueClosed
 from edged.sources.audio.chunk import AudioChunk
+from edged.sources.audio.files import iter_chunks
 from tests.kws_support import fixture_audio
 
 N = 384  # one MatMul is ~0.1 GFLOP

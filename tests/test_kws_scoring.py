@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from edged.analysis.kws.evaluation import (
+from benchmarks.kws_evaluation import (
     Hit,
     Occurrence,
     Series,

@@ -9,11 +9,12 @@ import numpy as np
 import pytest
 from structlog.testing import capture_logs
 
-from edged.analysis.kws import KeywordSpotter, iter_chunks
+from edged.analysis.kws import KeywordSpotter
 from edged.config.schema import MicrophoneConfig, WakewordConfig
 from edged.events import KeywordDetected
 from edged.queues import BoundedQueue, DropPolicy
 from edged.sources.audio.chunk import AudioChunk
+from edged.sources.audio.files import iter_chunks
 from tests.kws_support import fixture_audio
 
 MIC = MicrophoneConfig(id="kitchen", device="hw:1,0", camera="porch")

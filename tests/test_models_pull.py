@@ -15,6 +15,7 @@ pytest.importorskip("onnx_ir", reason="pull quantizes: needs the export extra")
 
 from edged.cli import main
 from edged.export.pull import SUMS, PullError, PullOptions, check_sums, pull
+from edged.inference.downloads import DownloadError
 from edged.inference.manifest import load_manifest, sha256_file, verify
 from tests.fake_hub import HubRepo, serve_hub
 from tests.glm_fixture import SNAPSHOT
@@ -111,7 +112,8 @@ def test_hub_file_that_fails_its_sha256_stops_the_pull(hub_repo: HubRepo, tmp_pa
     """Weights whose bytes differ from the hub's LFS sha256 are named, and nothing is exported."""
     hub_repo.corrupt.add("model.safetensors")
     out = tmp_path / "out"
-    with serve_hub(hub_repo) as url, pytest.raises(PullError, match=r"model.safetensors is corrupt \(sha256 differs"):
+    corrupt = r"model.safetensors is corrupt \(sha256 differs"
+    with serve_hub(hub_repo) as url, pytest.raises(DownloadError, match=corrupt):
         pull(PullOptions(model="glm-edge-v-2b", out=out, endpoint=url, cache_dir=tmp_path / "cache"))
     assert not out.exists()
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from edged.bench.frigate_motion import FrigateMotionBaseline
+from benchmarks.frigate_motion import FrigateMotionBaseline
 
 H, W = 180, 320
 

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from edged.bench.motion_eval import iou
+from benchmarks.motion_eval import iou
+from benchmarks.synth.motion_clips import load_ground_truth
 from edged.cli import main
-from edged.synth.motion_clips import load_ground_truth
 
 FIXTURE = Path(__file__).parent / "fixtures" / "motion" / "mixed.mp4"
 

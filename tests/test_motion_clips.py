@@ -6,12 +6,12 @@ from pathlib import Path
 
 import pytest
 
+from benchmarks.motion_eval import score_intervals
+from benchmarks.synth.motion_clips import load_ground_truth, motion_truth, write_clip
 from edged.analysis.motion import MotionDetector
 from edged.analysis.motion.intervals import Interval, motion_intervals
-from edged.bench.motion_eval import score_intervals
 from edged.config.schema import MotionConfig
 from edged.sources.video import read_file_frames
-from edged.synth.motion_clips import load_ground_truth, motion_truth, write_clip
 
 FIXTURE = Path(__file__).parent / "fixtures" / "motion" / "mixed.mp4"
 FPS = 5.0

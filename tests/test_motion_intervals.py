@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from edged.analysis.motion.intervals import IntervalBuilder, motion_intervals
-from edged.bench.motion_eval import (
+from benchmarks.motion_eval import (
     Scores,
     false_motion_seconds,
     iou,
@@ -13,6 +12,7 @@ from edged.bench.motion_eval import (
     score_intervals,
     scored_intervals,
 )
+from edged.analysis.motion.intervals import IntervalBuilder, motion_intervals
 
 P = 0.2  # frame period at 5 fps
 

@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from edged.daemon import Daemon
-from edged.events import Message
-from edged.outputs.mqtt.link import MAX_QUEUED, Incoming
+from edged.events import Incoming, Message
+from edged.outputs.mqtt.link import MAX_QUEUED
 from edged.outputs.mqtt.publisher import MqttPublisher
 from tests.support.broker import Broker
 from tests.support.mqtt import Subscriber

@@ -8,8 +8,7 @@ from pathlib import Path
 
 from edged.config import parse_config
 from edged.config.schema import Config
-from edged.events import Availability, CameraEvent, MotionState, SourceStatus, Stats
-from edged.outputs.mqtt.link import Incoming
+from edged.events import Availability, CameraEvent, Incoming, MotionState, SourceStatus, Stats
 from edged.outputs.mqtt.publisher import MqttPublisher
 from tests.support.broker import Broker
 from tests.support.mqtt import Subscriber

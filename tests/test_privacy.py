@@ -14,7 +14,7 @@ import psutil
 
 from edged.analysis.frame_analysis import FrameAnalysis
 from edged.config import parse_config
-from edged.events import CameraEvent, Caption, Event, Snapshot
+from edged.events import CameraEvent, Caption, Event, Snapshot, TriggerKind
 from edged.inference.protocol import CaptionResult
 from edged.pipeline import Pipeline
 from edged.sources.frame import Frame
@@ -263,7 +263,7 @@ def test_privacy_on_cancels_the_real_model_mid_caption_and_publishes_nothing_fro
         pipeline.set_privacy("porch", False)
         wait_until(lambda: pipeline.histories["porch"].latest() is not None)
         answers: list[tuple[CaptionResult | None, str | None]] = []
-        pipeline.scheduler.trigger(pipeline.scheduler.make_trigger("request", "porch",
+        pipeline.scheduler.trigger(pipeline.scheduler.make_trigger(TriggerKind.REQUEST, "porch",
                                                                    on_done=lambda _t, r, e: answers.append((r, e))))
         wait_until(lambda: bool(answers))
         assert answers[0][1] is None, answers[0]

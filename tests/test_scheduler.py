@@ -22,7 +22,7 @@ from edged.analysis.frame_analysis import FrameAnalysis
 from edged.analysis.history import AnalysedFrame, FrameHistory
 from edged.analysis.scene import FrameQuality, scene_signature
 from edged.config import parse_config
-from edged.events import CameraEvent, Caption, CaptionUnchanged, Event, Snapshot
+from edged.events import CameraEvent, Caption, CaptionUnchanged, Event, Snapshot, TriggerKind
 from edged.inference.protocol import CaptionResult
 from edged.inference.worker import InferenceWorker, Job
 from edged.scheduling.lifecycle import EventTracker
@@ -128,7 +128,8 @@ def test_motion_event_gets_its_caption_as_an_update(rigs: Any) -> None:
     """new (immediately) -> caption -> update on the same id, with labels from the text."""
     rig = rigs(ScriptedCaptioner(["A man carries a parcel to the door."]))
     event_id = rig.events.motion_started("porch", rig.histories["porch"].latest(), 0.2)
-    rig.scheduler.trigger(rig.scheduler.make_trigger("motion", "porch", ts=time.monotonic() - 0.1, event_id=event_id))
+    rig.scheduler.trigger(rig.scheduler.make_trigger(TriggerKind.MOTION, "porch",
+                                                     ts=time.monotonic() - 0.1, event_id=event_id))
     rig.wait(lambda: bool(rig.of(Caption)))
     caption = rig.of(Caption)[0]
     assert (caption.id, caption.trigger, caption.labels) == (event_id, "motion", ("person", "package"))
@@ -141,9 +142,9 @@ def test_a_keyword_preempts_a_running_periodic_caption(rigs: Any) -> None:
     """Higher priority cancels the running job between tokens; the keyword is captioned first."""
     model = ScriptedCaptioner(["quiet garden", "someone at the door", "quiet garden"], tokens=100, token_s=0.01)
     rig = rigs(model)
-    rig.scheduler.trigger(rig.scheduler.make_trigger("periodic", "porch"))
+    rig.scheduler.trigger(rig.scheduler.make_trigger(TriggerKind.PERIODIC, "porch"))
     rig.wait(lambda: model.calls == 1)
-    rig.scheduler.trigger(rig.scheduler.make_trigger("keyword", "porch", keyword="okay_nabu"))
+    rig.scheduler.trigger(rig.scheduler.make_trigger(TriggerKind.KEYWORD, "porch", keyword="okay_nabu"))
     rig.wait(lambda: len(rig.of(Caption)) >= 1, timeout=20)
     first = rig.of(Caption)[0]
     assert first.trigger == "keyword"
@@ -155,10 +156,10 @@ def test_a_caption_that_would_miss_its_deadline_is_dropped_as_stale(rigs: Any) -
     """Once captions are known to take ~0.5 s, a trigger with 0.2 s left is dropped, not run."""
     model = ScriptedCaptioner(["a car"], tokens=5, token_s=0.1)
     rig = rigs(model)
-    rig.scheduler.trigger(rig.scheduler.make_trigger("request", "porch"))
+    rig.scheduler.trigger(rig.scheduler.make_trigger(TriggerKind.REQUEST, "porch"))
     rig.wait(lambda: len(rig.of(Caption)) == 1)
     answers: list[str | None] = []
-    late = Trigger("request", "porch", time.monotonic(), time.monotonic() + 0.2,
+    late = Trigger(TriggerKind.REQUEST, "porch", time.monotonic(), time.monotonic() + 0.2,
                    on_done=lambda t, r, e: answers.append(e))
     rig.scheduler.trigger(late)
     rig.wait(lambda: bool(answers))
@@ -172,13 +173,13 @@ def test_latest_wins_while_the_model_is_busy(rigs: Any) -> None:
     """Motion triggers that pile up behind a running caption collapse to the newest one."""
     model = ScriptedCaptioner(["one", "two", "three"], tokens=20, token_s=0.02)
     rig = rigs(model)
-    rig.scheduler.trigger(rig.scheduler.make_trigger("keyword", "porch"))
+    rig.scheduler.trigger(rig.scheduler.make_trigger(TriggerKind.KEYWORD, "porch"))
     rig.wait(lambda: model.calls == 1)
     ids = []
     for _ in range(5):
-        event_id = rig.events.open("porch", "motion", None, time.monotonic())
+        event_id = rig.events.open("porch", TriggerKind.MOTION, None, time.monotonic())
         ids.append(event_id)
-        rig.scheduler.trigger(rig.scheduler.make_trigger("motion", "porch", event_id=event_id))
+        rig.scheduler.trigger(rig.scheduler.make_trigger(TriggerKind.MOTION, "porch", event_id=event_id))
     rig.wait(lambda: len(rig.of(Caption)) == 2)
     time.sleep(0.3)
     assert model.calls == 2
@@ -192,7 +193,7 @@ def test_cameras_take_turns(rigs: Any) -> None:
     rig = rigs(model, cameras="a,b")
     for _ in range(3):
         for cam in ("a", "b"):
-            rig.scheduler.trigger(rig.scheduler.make_trigger("request", cam))
+            rig.scheduler.trigger(rig.scheduler.make_trigger(TriggerKind.REQUEST, cam))
         done = len(rig.of(Caption))
         rig.wait(lambda done=done: len(rig.of(Caption)) >= done + 2)
     cams = [c.camera for c in rig.of(Caption)]
@@ -204,15 +205,15 @@ def test_an_unchanged_scene_is_not_captioned_again(rigs: Any) -> None:
     """A periodic trigger on the same scene sends a heartbeat, not a model run; a changed scene is captioned."""
     model = ScriptedCaptioner(["an empty porch", "a cat on the porch"])
     rig = rigs(model)
-    rig.scheduler.trigger(rig.scheduler.make_trigger("periodic", "porch"))
+    rig.scheduler.trigger(rig.scheduler.make_trigger(TriggerKind.PERIODIC, "porch"))
     rig.wait(lambda: len(rig.of(Caption)) == 1)
     rig.histories["porch"].add(frame("porch", 2, scene(0).copy()))
-    rig.scheduler.trigger(rig.scheduler.make_trigger("periodic", "porch"))
+    rig.scheduler.trigger(rig.scheduler.make_trigger(TriggerKind.PERIODIC, "porch"))
     rig.wait(lambda: bool(rig.of(CaptionUnchanged)))
     assert model.calls == 1
     assert rig.of(CaptionUnchanged)[0].reason == "scene"
     rig.histories["porch"].add(frame("porch", 3, scene(99)))
-    rig.scheduler.trigger(rig.scheduler.make_trigger("periodic", "porch"))
+    rig.scheduler.trigger(rig.scheduler.make_trigger(TriggerKind.PERIODIC, "porch"))
     rig.wait(lambda: len(rig.of(Caption)) == 2)
     assert model.calls == 2
 
@@ -221,10 +222,10 @@ def test_the_same_words_again_are_a_heartbeat(rigs: Any) -> None:
     """A periodic caption that says what the last one said is not republished."""
     model = ScriptedCaptioner(["A car is parked in the driveway.", "The image shows a car parked in the driveway."])
     rig = rigs(model)
-    rig.scheduler.trigger(rig.scheduler.make_trigger("periodic", "porch"))
+    rig.scheduler.trigger(rig.scheduler.make_trigger(TriggerKind.PERIODIC, "porch"))
     rig.wait(lambda: len(rig.of(Caption)) == 1)
     rig.histories["porch"].add(frame("porch", 2, scene(5)))
-    rig.scheduler.trigger(rig.scheduler.make_trigger("periodic", "porch"))
+    rig.scheduler.trigger(rig.scheduler.make_trigger(TriggerKind.PERIODIC, "porch"))
     rig.wait(lambda: bool(rig.of(CaptionUnchanged)))
     assert rig.of(CaptionUnchanged)[0].reason == "text"
     assert len(rig.of(Caption)) == 1
@@ -236,7 +237,7 @@ def test_ask_answers_the_caller_only(rigs: Any) -> None:
     model = ScriptedCaptioner(["Yes, the garage door is open."])
     rig = rigs(model)
     answers: list[CaptionResult | None] = []
-    rig.scheduler.trigger(rig.scheduler.make_trigger("ask", "porch", question="Is the garage door open?",
+    rig.scheduler.trigger(rig.scheduler.make_trigger(TriggerKind.ASK, "porch", question="Is the garage door open?",
                                                      on_done=lambda t, r, e: answers.append(r)))
     rig.wait(lambda: bool(answers))
     assert answers[0] is not None
@@ -249,9 +250,10 @@ def test_without_a_model_requests_are_told_how_to_get_one(rigs: Any) -> None:
     """No captioner: events still open and close; a request is answered with the command that fixes it."""
     rig = rigs(None)
     errors: list[str | None] = []
-    rig.scheduler.trigger(rig.scheduler.make_trigger("request", "porch", on_done=lambda t, r, e: errors.append(e)))
-    event_id = rig.events.open("porch", "keyword", None, time.monotonic(), keyword="okay_nabu")
-    rig.scheduler.trigger(rig.scheduler.make_trigger("keyword", "porch", event_id=event_id))
+    rig.scheduler.trigger(rig.scheduler.make_trigger(TriggerKind.REQUEST, "porch",
+                                                     on_done=lambda t, r, e: errors.append(e)))
+    event_id = rig.events.open("porch", TriggerKind.KEYWORD, None, time.monotonic(), keyword="okay_nabu")
+    rig.scheduler.trigger(rig.scheduler.make_trigger(TriggerKind.KEYWORD, "porch", event_id=event_id))
     rig.wait(lambda: bool(errors) and any(e.type == "end" for e in rig.of(CameraEvent)))
     assert errors[0] is not None
     assert "edged models pull glm-edge-v-2b" in errors[0]
@@ -296,7 +298,7 @@ def test_stats_read_from_another_thread_while_triggers_pour_in(rigs: Any) -> Non
         try:
             reader.start()
             for cam in cams:
-                rig.scheduler.trigger(rig.scheduler.make_trigger("request", cam))
+                rig.scheduler.trigger(rig.scheduler.make_trigger(TriggerKind.REQUEST, cam))
             rig.wait(lambda rig=rig: bool(failures) or admitted(rig), timeout=60)
         finally:
             done.set()
@@ -354,15 +356,16 @@ def test_privacy_on_withholds_a_caption_that_finishes_anyway_and_refuses_new_wor
     After privacy OFF, captions resume on frames captured from then on."""
     model = LastTokenCaptioner("A man at the door.")
     rig = rigs(model, extra=", captions: {interval: {min: 1s, max: 1s}}")
-    event_id = rig.events.open("porch", "keyword", rig.histories["porch"].latest(), time.monotonic())
-    rig.scheduler.trigger(rig.scheduler.make_trigger("keyword", "porch", event_id=event_id))
+    event_id = rig.events.open("porch", TriggerKind.KEYWORD, rig.histories["porch"].latest(), time.monotonic())
+    rig.scheduler.trigger(rig.scheduler.make_trigger(TriggerKind.KEYWORD, "porch", event_id=event_id))
     assert model.started.wait(10)
-    rig.scheduler.trigger(rig.scheduler.make_trigger("periodic", "porch"))
+    rig.scheduler.trigger(rig.scheduler.make_trigger(TriggerKind.PERIODIC, "porch"))
     rig.wait(lambda: rig.scheduler.stats()["pending"] == 1)
     mark = len(rig.published)
     rig.scheduler.set_privacy("porch", True)
     errors: list[str | None] = []
-    rig.scheduler.trigger(rig.scheduler.make_trigger("request", "porch", on_done=lambda t, r, e: errors.append(e)))
+    rig.scheduler.trigger(rig.scheduler.make_trigger(TriggerKind.REQUEST, "porch",
+                                                     on_done=lambda t, r, e: errors.append(e)))
     model.release.set()
     rig.wait(lambda: bool(errors) and rig.scheduler.stats()["privacy_cancelled"] == 3 and not rig.scheduler.stats()[
         "running"])
@@ -375,11 +378,30 @@ def test_privacy_on_withholds_a_caption_that_finishes_anyway_and_refuses_new_wor
 
     rig.scheduler.set_privacy("porch", False)
     answers: list[CaptionResult | None] = []
-    rig.scheduler.trigger(rig.scheduler.make_trigger("request", "porch", on_done=lambda t, r, e: answers.append(r)))
+    rig.scheduler.trigger(rig.scheduler.make_trigger(TriggerKind.REQUEST, "porch",
+                                                     on_done=lambda t, r, e: answers.append(r)))
     rig.wait(lambda: bool(answers))
     assert answers == [None]  # the only frame is from before privacy: nothing to caption yet
     back = frame("porch", 2, scene(3))
     rig.histories["porch"].add(back)
-    rig.scheduler.trigger(rig.scheduler.make_trigger("request", "porch", on_done=lambda t, r, e: answers.append(r)))
+    rig.scheduler.trigger(rig.scheduler.make_trigger(TriggerKind.REQUEST, "porch",
+                                                     on_done=lambda t, r, e: answers.append(r)))
     rig.wait(lambda: len(rig.of(Caption)) == 1)
     assert rig.of(Caption)[0].frame_ts == back.wall_ts
+
+
+def test_captions_on_is_the_one_gate_for_every_trigger_kind(rigs: Any) -> None:
+    """`captions.on: [motion]`: a caption_now is answered with why it is refused, a keyword event is closed
+    without a caption, and motion is captioned (the scheduler checks every kind in one place)."""
+    rig = rigs(ScriptedCaptioner(["A cat on the mat."]), extra=", captions: {on: [motion]}")
+    errors: list[str | None] = []
+    rig.scheduler.trigger(rig.scheduler.make_trigger(TriggerKind.REQUEST, "porch",
+                                                     on_done=lambda t, r, e: errors.append(e)))
+    heard = rig.events.open("porch", TriggerKind.KEYWORD, None, time.monotonic(), keyword="okay_nabu")
+    rig.scheduler.trigger(rig.scheduler.make_trigger(TriggerKind.KEYWORD, "porch", event_id=heard))
+    moved = rig.events.motion_started("porch", rig.histories["porch"].latest(), 0.2)
+    rig.scheduler.trigger(rig.scheduler.make_trigger(TriggerKind.MOTION, "porch", event_id=moved))
+    rig.wait(lambda: bool(rig.of(Caption)) and bool(errors))
+    assert errors == ["camera 'porch' takes no request captions (captions.on: motion)"]
+    assert [(c.id, c.trigger) for c in rig.of(Caption)] == [(moved, TriggerKind.MOTION)]
+    assert [e.type for e in rig.of(CameraEvent) if e.id == heard] == ["new", "end"]

@@ -7,6 +7,7 @@ import pytest
 
 from edged.analysis.history import AnalysedFrame
 from edged.analysis.scene import FrameQuality
+from edged.events import TriggerKind
 from edged.scheduling.captions import DEFAULT_LABELS, Rule, labels_of, matching_rules, similarity, title_of
 from edged.scheduling.frame_choice import choose_frame
 from edged.scheduling.policy import ASK_QUEUE, AdaptiveInterval, admit, choose_next, should_preempt
@@ -14,7 +15,7 @@ from edged.scheduling.triggers import Trigger
 
 
 def t(kind: str, camera: str = "a", ts: float = 0.0, deadline: float = 100.0, question: str = "") -> Trigger:
-    return Trigger(kind, camera, ts, deadline, question=question)  # type: ignore[arg-type]
+    return Trigger(TriggerKind(kind), camera, ts, deadline, question=question)
 
 
 def test_latest_wins_for_the_same_priority() -> None:

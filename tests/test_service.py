@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -60,3 +62,33 @@ def test_install_service_dry_run_prints_every_step() -> None:
     assert Path(exe.group(1)).name == "edged"
     assert "systemctl daemon-reload" in text
     assert "systemctl enable --now edged.service" in text
+
+
+@pytest.mark.slow
+def test_the_wheel_is_the_daemon_and_installs_its_service(tmp_path: Path) -> None:
+    """The wheel that goes onto a board holds edged and its unit (package data), none of the workshop
+    (benchmarks, synthetic media, soak); `edged install-service --dry-run` works from it, outside any
+    checkout."""
+    source = tmp_path / "src"  # a copy: setuptools leaves build/ in the tree it builds
+    for name in ("edged", "benchmarks", "tests"):
+        shutil.copytree(ROOT / name, source / name, ignore=shutil.ignore_patterns("__pycache__", "fixtures"))
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(ROOT / name, source / name)
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w",
+                    str(tmp_path / "dist"), str(source)], check=True, capture_output=True, text=True, timeout=300)
+    (wheel,) = (tmp_path / "dist").glob("edged-*.whl")
+    with zipfile.ZipFile(wheel) as zf:
+        names = zf.namelist()
+    assert "edged/data/edged.service" in names
+    assert not [n for n in names if n.startswith(("benchmarks/", "tests/", "edged/bench/", "edged/synth/"))]
+    assert "edged/soak.py" not in names
+    site = tmp_path / "site"
+    subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(site), str(wheel)],
+                   check=True, capture_output=True, text=True, timeout=300)
+    out = subprocess.run([sys.executable, "-m", "edged", "install-service", "--dry-run"], cwd=tmp_path,
+                         env={**os.environ, "PYTHONPATH": str(site)}, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert "Type=notify" in out.stdout
+    probe = subprocess.run([sys.executable, "-c", "import edged; print(edged.__file__)"], cwd=tmp_path,
+                           env={**os.environ, "PYTHONPATH": str(site)}, capture_output=True, text=True, check=True)
+    assert probe.stdout.strip().startswith(str(site))  # the wheel's copy ran, not the checkout

@@ -1,4 +1,4 @@
-"""`edged soak` (short): a real daemon under fast-looping sources, watched for growth."""
+"""`python -m benchmarks soak` (short): a real daemon under fast-looping sources, watched for growth."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ def test_short_soak_reports_flat_threads_descriptors_and_outbox(tmp_path: Path) 
     """40 s of the sample pipeline faster than real time: figures for all four series and a PNG; threads and
     file descriptors stay flat after warm-up (memory is judged over the recorded 30-minute run)."""
     png = tmp_path / "soak.png"
-    out = subprocess.run([sys.executable, "-m", "edged", "soak", "--minutes", "0.67", "--interval", "2", "--json",
+    out = subprocess.run([sys.executable, "-m", "benchmarks", "soak", "--minutes", "0.67", "--interval", "2", "--json",
                           "--png", str(png)], capture_output=True, text=True, timeout=180, check=False)
     summary = json.loads(out.stdout.strip().splitlines()[-1])
     assert summary["samples"] >= 15

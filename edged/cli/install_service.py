@@ -6,6 +6,7 @@ Every step is a shell command or a file write; `--dry-run` prints them all and c
 from __future__ import annotations
 
 import argparse
+import importlib.resources
 import os
 import shlex
 import shutil
@@ -14,7 +15,6 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-UNIT_SOURCE = Path(__file__).resolve().parents[2] / "systemd" / "edged.service"
 UNIT_TARGET = Path("/etc/systemd/system/edged.service")
 DEFAULT_EXE = "/opt/edged/.venv/bin/edged"
 CONFIG_DIR = Path("/etc/edged")
@@ -41,7 +41,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 def unit_text(exe: str) -> str:
     """The shipped unit, pointing at this installation's `edged`."""
-    text = UNIT_SOURCE.read_text(encoding="utf-8").replace(DEFAULT_EXE, exe)
+    unit = importlib.resources.files("edged").joinpath("data/edged.service")  # package data: works from a wheel
+    text = unit.read_text(encoding="utf-8").replace(DEFAULT_EXE, exe)
     if exe.startswith(("/home/", "/root/")):  # ProtectHome=yes would hide the program itself
         text = text.replace("ProtectHome=yes", "ProtectHome=read-only")
     return text

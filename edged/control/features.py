@@ -29,14 +29,11 @@ class Feature:
     source: str
     name: str
     kind: Literal["switch", "number"]
-    title: str
     initial: Value  # the config's value
     apply: Callable[[Value], None]
     minimum: float = 0.0
     maximum: float = 1.0
-    step: float = 1.0
-    unit: str = ""
-    icon: str = ""
+    step: float = 1.0  # numbers move in these steps (how Home Assistant presents it lives with discovery)
 
     @property
     def key(self) -> str:

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from edged.export.bundle import ExportOptions, export
 from edged.export.quantize import QuantizeOptions, quantize_bundle
+from edged.inference.downloads import DownloadError, hub_snapshot
 from edged.inference.manifest import Manifest, manifest_to_dict, sha256_file
 
 # Known model names -> hub repositories.
@@ -33,7 +34,7 @@ PATTERNS = [
 SUMS = "SHA256SUMS"
 
 
-class PullError(RuntimeError):
+class PullError(DownloadError):
     """The snapshot could not be fetched or failed its checks."""
 
 
@@ -66,36 +67,6 @@ def check_sums(snapshot: Path) -> int:
             raise PullError(f"{path} is corrupt (sha256 differs from {sums})")
         count += 1
     return count
-
-
-def download(repo: str, revision: str | None, cache_dir: Path | None, endpoint: str | None = None) -> Path:
-    """Fetch the snapshot from the hub (resumes partial downloads) and check LFS hashes."""
-    try:
-        from huggingface_hub import HfApi, snapshot_download
-        from huggingface_hub.errors import HfHubHTTPError
-    except ImportError:
-        raise PullError("pulling from the hub needs huggingface_hub: pip install 'edged[pull]'") from None
-    where = endpoint or "the hub"
-    try:
-        path = Path(
-            snapshot_download(
-                repo,
-                revision=revision,
-                allow_patterns=PATTERNS,
-                cache_dir=str(cache_dir) if cache_dir else None,
-                endpoint=endpoint,
-            )
-        )
-        info = HfApi(endpoint=endpoint).model_info(repo, revision=path.name, files_metadata=True)
-    except (OSError, HfHubHTTPError) as exc:
-        reason = " ".join(str(exc).split())[:300]
-        raise PullError(f"cannot fetch {repo} from {where}: {reason} (offline? --source takes a local copy)") from None
-    for sibling in info.siblings or []:
-        lfs = getattr(sibling, "lfs", None)
-        local = path / sibling.rfilename
-        if lfs is not None and local.is_file() and sha256_file(local) != lfs.sha256:
-            raise PullError(f"{local} is corrupt (sha256 differs from {where}); delete it and pull again")
-    return path
 
 
 def prune(directory: Path, m: Manifest, keep: str) -> None:
@@ -133,7 +104,7 @@ def pull(opts: PullOptions) -> Manifest:
             raise PullError(f"{opts.source} holds no snapshot of {repo} (no config.json)")
         check_sums(snapshot)
     else:
-        snapshot = download(repo, opts.revision, opts.cache_dir, opts.endpoint)
+        snapshot = hub_snapshot(repo, opts.revision, opts.cache_dir, opts.endpoint, PATTERNS)
     out = Path(opts.out)
     if out.exists():
         shutil.rmtree(out)

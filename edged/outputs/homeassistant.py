@@ -137,16 +137,45 @@ def _diag(key: str, name: str, topic: str, template: str, unit: str, **extra: st
                                         "state_class": extra.pop("state_class", "measurement"), **extra})
 
 
+@dataclass(frozen=True)
+class Look:
+    """How a runtime feature shows in Home Assistant."""
+
+    name: str
+    icon: str = ""
+    unit: str = ""
+
+
+FEATURE_LOOKS: dict[str, Look] = {
+    "captions": Look("Captions", "mdi:text-box-outline"),
+    "motion": Look("Motion detection", "mdi:motion-sensor"),
+    "motion_threshold": Look("Motion threshold"),
+    "motion_contour_area": Look("Motion minimum area", unit="px"),
+    "privacy": Look("Privacy", "mdi:eye-off"),
+    "kws": Look("Keyword spotting", "mdi:account-voice"),
+}
+
+
+def feature_look(name: str) -> Look:
+    """The look of a feature; a keyword's switch and cutoff (`kw_<keyword>`, `cutoff_<keyword>`) are named
+    after their keyword."""
+    for prefix, title in (("kw_", "Keyword"), ("cutoff_", "Cutoff")):
+        if name.startswith(prefix):
+            return Look(f"{title} {name[len(prefix):]}")
+    return FEATURE_LOOKS.get(name, Look(name.replace("_", " ").capitalize()))
+
+
 def _feature_entity(base: str, f: Feature) -> Entity:
+    look = feature_look(f.name)
     topics = {"command_topic": f"{base}/{f.name}/set", "state_topic": f"{base}/{f.name}/state"}
-    extra: dict[str, Any] = {"icon": f.icon} if f.icon else {}
+    extra: dict[str, Any] = {"icon": look.icon} if look.icon else {}
     if f.kind == "switch":
-        return Entity(f.name, "switch", f.title, {**topics, "payload_on": "ON", "payload_off": "OFF",
-                                                  "state_on": "ON", "state_off": "OFF", **extra})
+        return Entity(f.name, "switch", look.name, {**topics, "payload_on": "ON", "payload_off": "OFF",
+                                                    "state_on": "ON", "state_off": "OFF", **extra})
     number = {"min": f.minimum, "max": f.maximum, "step": f.step, "mode": "box", "entity_category": "config"}
-    if f.unit:
-        number["unit_of_measurement"] = f.unit
-    return Entity(f.name, "number", f.title, {**topics, **number, **extra})
+    if look.unit:
+        number["unit_of_measurement"] = look.unit
+    return Entity(f.name, "number", look.name, {**topics, **number, **extra})
 
 
 def devices(config: Config, features: Sequence[Feature],

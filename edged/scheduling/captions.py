@@ -7,7 +7,7 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from edged.events import TITLE_LIMIT
+from edged.events import TITLE_LIMIT, TriggerKind
 
 # Words that map to each label; the config's `labels:` extends or replaces these lists.
 DEFAULT_LABELS: dict[str, tuple[str, ...]] = {
@@ -100,9 +100,9 @@ class Rule:
     cameras: tuple[str, ...] = ()  # empty: every camera
     labels: tuple[str, ...] = ()  # any of these
     pattern: re.Pattern[str] | None = None
-    triggers: tuple[str, ...] = ()
+    triggers: tuple[TriggerKind, ...] = ()  # empty: every kind
 
-    def matches(self, camera: str, trigger: str, text: str, labels: Sequence[str]) -> bool:
+    def matches(self, camera: str, trigger: TriggerKind, text: str, labels: Sequence[str]) -> bool:
         if self.cameras and camera not in self.cameras:
             return False
         if self.triggers and trigger not in self.triggers:
@@ -112,5 +112,6 @@ class Rule:
         return not (self.pattern is not None and not self.pattern.search(text))
 
 
-def matching_rules(rules: Sequence[Rule], camera: str, trigger: str, text: str, labels: Sequence[str]) -> list[str]:
+def matching_rules(rules: Sequence[Rule], camera: str, trigger: TriggerKind, text: str,
+                   labels: Sequence[str]) -> list[str]:
     return [r.name for r in rules if r.matches(camera, trigger, text, labels)]

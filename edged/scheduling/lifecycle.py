@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping
 
 from edged.analysis.history import AnalysedFrame, encode_jpeg
 from edged.config.schema import SnapshotConfig
-from edged.events import CameraEvent, Event, Snapshot
+from edged.events import CameraEvent, Event, Snapshot, TriggerKind
 from edged.metrics import Percentiles
 from edged.scheduling.privacy import PrivacyGate
 from edged.scheduling.triggers import new_id
@@ -29,7 +29,7 @@ class EventTracker:
         self._snapshots = snapshots
         self.gate = gate if gate is not None else PrivacyGate()
         self._lock = threading.Lock()
-        self._open: dict[str, tuple[str, str, float]] = {}  # event id -> (camera, trigger, start wall ts)
+        self._open: dict[str, tuple[str, TriggerKind, float]] = {}  # event id -> (camera, trigger, start wall ts)
         self._motion: dict[str, str] = {}  # camera -> its open motion event
         self.new_latency_ms = Percentiles()  # trigger -> `new` published
 
@@ -41,7 +41,7 @@ class EventTracker:
                 self._publish(Snapshot(camera, encode_jpeg(frame.image, cfg.height, cfg.quality)))
         return allowed
 
-    def open(self, camera: str, trigger: str, frame: AnalysedFrame | None, trigger_ts: float, *,
+    def open(self, camera: str, trigger: TriggerKind, frame: AnalysedFrame | None, trigger_ts: float, *,
              motion_area: float = 0.0, keyword: str | None = None) -> str:
         """Publish `new` (and the frame as snapshot); returns the event id. A camera in privacy mode (or a
         frame from before it) publishes nothing, and the id returned is of no open event."""
@@ -52,17 +52,17 @@ class EventTracker:
                 return event_id
             if frame is not None:
                 self.snapshot(camera, frame)
-            self._publish(CameraEvent("new", event_id, camera, trigger, wall, wall, motion_area=motion_area,  # type: ignore[arg-type]
+            self._publish(CameraEvent("new", event_id, camera, trigger, wall, wall, motion_area=motion_area,
                                       keyword=keyword, has_snapshot=frame is not None))
             with self._lock:  # behind the gate too: whatever a privacy switch cancels next finds the event open
                 self._open[event_id] = (camera, trigger, wall)
-                if trigger == "motion":
+                if trigger is TriggerKind.MOTION:
                     self._motion[camera] = event_id
         self.new_latency_ms.add((time.monotonic() - trigger_ts) * 1000)
         return event_id
 
     def motion_started(self, camera: str, frame: AnalysedFrame, area: float) -> str:
-        return self.open(camera, "motion", frame, frame.ts, motion_area=area)
+        return self.open(camera, TriggerKind.MOTION, frame, frame.ts, motion_area=area)
 
     def motion_ended(self, camera: str) -> None:
         with self._lock:
@@ -78,7 +78,7 @@ class EventTracker:
         if known is None:
             return
         camera, trigger, start = known
-        self._publish(CameraEvent("update", event_id, camera, trigger, start, time.time(), None, title,  # type: ignore[arg-type]
+        self._publish(CameraEvent("update", event_id, camera, trigger, start, time.time(), None, title,
                                   caption, labels, has_snapshot=has_snapshot, rules=rules))
 
     def close(self, event_id: str) -> None:
@@ -89,7 +89,7 @@ class EventTracker:
             return
         camera, trigger, start = known
         now = time.time()
-        self._publish(CameraEvent("end", event_id, camera, trigger, start, now, now))  # type: ignore[arg-type]
+        self._publish(CameraEvent("end", event_id, camera, trigger, start, now, now))
 
     def close_all(self) -> None:
         with self._lock:

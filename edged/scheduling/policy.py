@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
+from edged.events import TriggerKind
 from edged.scheduling.triggers import Trigger
 
 ASK_QUEUE = 4  # questions kept per camera; a fifth waiting one is refused
@@ -27,19 +28,19 @@ def admit(pending: Sequence[Trigger], new: Trigger) -> tuple[list[Trigger], list
     would describe an older moment); a pending one of higher priority stays and `new` is dropped.
     Questions are different: each asks something else, so up to ASK_QUEUE of them queue in order.
     """
-    if new.kind == "ask":
-        asks = [t for t in pending if t.kind == "ask"]
-        others = [t for t in pending if t.kind != "ask"]
+    if new.kind is TriggerKind.ASK:
+        asks = [t for t in pending if t.kind is TriggerKind.ASK]
+        others = [t for t in pending if t.kind is not TriggerKind.ASK]
         if len(asks) >= ASK_QUEUE:
             return list(pending), [new]
         return [*others, *asks, new], []
     keep, dropped = [], []
     for old in pending:
-        if old.kind == "ask" or old.priority > new.priority:
+        if old.kind is TriggerKind.ASK or old.priority > new.priority:
             keep.append(old)
         else:
             dropped.append(old)
-    if any(t.kind != "ask" and t.priority > new.priority for t in keep):
+    if any(t.kind is not TriggerKind.ASK and t.priority > new.priority for t in keep):
         return keep, [*dropped, new]
     return [*keep, new], dropped
 

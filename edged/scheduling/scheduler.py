@@ -25,7 +25,7 @@ from typing import Any
 
 from edged.analysis.history import AnalysedFrame, FrameHistory
 from edged.config.schema import CameraConfig, Config
-from edged.events import Caption, CaptionUnchanged, Event
+from edged.events import Caption, CaptionUnchanged, Event, TriggerKind
 from edged.inference.protocol import CaptionResult
 from edged.inference.worker import InferenceWorker, Job
 from edged.logs import get_logger
@@ -35,7 +35,7 @@ from edged.scheduling.captions import Rule, label_table, labels_of, matching_rul
 from edged.scheduling.frame_choice import choose_frame
 from edged.scheduling.lifecycle import EventTracker
 from edged.scheduling.policy import AdaptiveInterval, admit, choose_next, should_preempt
-from edged.scheduling.triggers import Trigger, deadline_for
+from edged.scheduling.triggers import Done, Trigger
 
 TICK = 0.05
 SceneDistance = Callable[[AnalysedFrame, AnalysedFrame], float]
@@ -170,11 +170,14 @@ class Scheduler:
                 self.counters.coalesced += 1
             trigger.finish(None, "the scheduler is overloaded; try again")
 
-    def make_trigger(self, kind: str, camera: str, **fields: Any) -> Trigger:
-        cam = self.cameras[camera].config
+    def make_trigger(self, kind: TriggerKind, camera: str, *, ts: float | None = None, event_id: str | None = None,
+                     question: str = "", keyword: str | None = None, transaction: object = None,
+                     on_done: Done | None = None) -> Trigger:
+        """A trigger of `kind` for `camera`, stamped now (or at `ts`), with the camera's deadline for its kind."""
         now = self._clock()
-        return Trigger(kind, camera, fields.pop("ts", now), deadline_for(kind, cam.captions.deadlines, now),  # type: ignore[arg-type]
-                       **fields)
+        deadline = now + self.cameras[camera].config.captions.deadlines.seconds(kind)
+        return Trigger(kind, camera, now if ts is None else ts, deadline, event_id, question, keyword, transaction,
+                       on_done)
 
     def note_activity(self, camera: str) -> None:
         """The analyser saw motion: the periodic interval should speed up after the next caption."""
@@ -237,6 +240,11 @@ class Scheduler:
         if self.worker is None:
             self._no_model(trigger)
             return
+        if trigger.kind not in state.config.captions.on:
+            trigger.finish(None, f"camera {trigger.camera!r} takes no {trigger.kind} captions "
+                                 f"(captions.on: {', '.join(state.config.captions.on) or 'none'})")
+            self._close_event(trigger)
+            return
         if not state.captions_on and not trigger.answers:
             self._close_event(trigger)
             return
@@ -261,12 +269,13 @@ class Scheduler:
         if self.worker is None:
             return
         for cid, state in self.cameras.items():
-            if not state.captions_on or "periodic" not in state.config.captions.on or now < state.next_periodic:
+            periodic = state.captions_on and TriggerKind.PERIODIC in state.config.captions.on
+            if not periodic or now < state.next_periodic:
                 continue
             if self.events.gate.is_closed(cid):
                 continue
             state.next_periodic = now + state.interval.current
-            self._admit(self.make_trigger("periodic", cid))
+            self._admit(self.make_trigger(TriggerKind.PERIODIC, cid))
 
     # -- running job --------------------------------------------------------------------------------
     def _check_running(self, now: float) -> None:
@@ -360,7 +369,7 @@ class Scheduler:
             self._close_event(trigger)
             trigger.finish(None, f"camera {trigger.camera!r} has no frame yet")
             return False
-        if trigger.kind == "periodic" and self._scene_unchanged(state, frame):
+        if trigger.kind is TriggerKind.PERIODIC and self._scene_unchanged(state, frame):
             self._heartbeat(state, "scene")
             return False
         job = Job(frame.image, self._prompt(trigger, state.config), trigger.deadline,
@@ -382,7 +391,7 @@ class Scheduler:
         candidates = [f for f in state.history.since(trigger.ts - 0.5) if gate.allows(trigger.camera, f.ts)]
         latest = state.history.latest()
         fallback = latest if latest is not None and gate.allows(trigger.camera, latest.ts) else None
-        return choose_frame(candidates, prefer_motion=trigger.kind == "motion") or fallback
+        return choose_frame(candidates, prefer_motion=trigger.kind is TriggerKind.MOTION) or fallback
 
     def _scene_unchanged(self, state: CameraState, frame: AnalysedFrame) -> bool:
         last = state.last_frame  # read once: privacy may forget it meanwhile
@@ -392,9 +401,9 @@ class Scheduler:
 
     def _prompt(self, trigger: Trigger, cam: CameraConfig) -> str:
         default = cam.captions.prompt or self.config.models.captioner.prompt
-        base = trigger.question if trigger.kind == "ask" else default
+        base = trigger.question if trigger.kind is TriggerKind.ASK else default
         parts = [cam.captions.context] if cam.captions.context else []
-        if trigger.kind == "keyword" and trigger.keyword:
+        if trigger.kind is TriggerKind.KEYWORD and trigger.keyword:
             parts.append(f"Someone nearby just said \"{trigger.keyword.replace('_', ' ')}\".")
         return " ".join([*parts, base])
 
@@ -420,7 +429,7 @@ class Scheduler:
         trigger.finish(None, f"cancelled: camera {trigger.camera!r} went into privacy mode")
 
     def _close_event(self, trigger: Trigger) -> None:
-        if trigger.event_id is not None and trigger.kind != "motion":  # motion events end when motion ends
+        if trigger.event_id is not None and trigger.kind is not TriggerKind.MOTION:  # those end when motion does
             self.events.close(trigger.event_id)
 
     def _heartbeat(self, state: CameraState, reason: str) -> None:
@@ -463,7 +472,7 @@ class Scheduler:
         by_kind.add(latency)
         self.camera_latency_ms[trigger.camera].add(latency)
         trigger.finish(result)
-        if trigger.kind == "ask":
+        if trigger.kind is TriggerKind.ASK:
             return  # an answer goes to the asker only; it is not the camera's caption
         self._update_state(state, trigger, frame, caption, rules)
 
@@ -471,7 +480,8 @@ class Scheduler:
                       rules: tuple[str, ...]) -> None:
         duplicate = state.last_text and similarity(caption.caption, state.last_text) >= (
             state.config.captions.text_similarity)
-        state.interval = state.interval.after(busy=state.active_since_caption or trigger.kind != "periodic")
+        busy = state.active_since_caption or trigger.kind is not TriggerKind.PERIODIC
+        state.interval = state.interval.after(busy=busy)
         state.next_periodic = self._clock() + state.interval.current
         state.active_since_caption = False
         state.last_frame = frame
@@ -479,7 +489,7 @@ class Scheduler:
             self.events.update(trigger.event_id, title=caption.title, caption=caption.caption, labels=caption.labels,
                                rules=rules, has_snapshot=True)
             self._close_event(trigger)
-        if duplicate and trigger.kind == "periodic":
+        if duplicate and trigger.kind is TriggerKind.PERIODIC:
             self._heartbeat(state, "text")
             return
         state.last_text, state.last_id, state.unchanged_since = caption.caption, caption.id, None

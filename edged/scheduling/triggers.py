@@ -7,15 +7,9 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Literal
 
-from edged.config.schema import DeadlinesConfig
+from edged.events import TriggerKind
 from edged.inference.protocol import CaptionResult
-
-TriggerKind = Literal["ask", "request", "keyword", "motion", "periodic"]
-
-# Higher runs first; a higher one preempts a running lower one between tokens.
-PRIORITY: dict[TriggerKind, int] = {"ask": 4, "request": 4, "keyword": 3, "motion": 2, "periodic": 1}
 
 _ids = itertools.count(1)
 
@@ -51,7 +45,7 @@ class Trigger:
 
     @property
     def priority(self) -> int:
-        return PRIORITY[self.kind]
+        return self.kind.priority
 
     @property
     def answers(self) -> bool:
@@ -62,9 +56,3 @@ class Trigger:
         """Answer the waiting caller exactly once (later calls do nothing)."""
         if self.on_done is not None and self._answered.acquire(blocking=False):  # atomic: two threads may try
             self.on_done(self, result, error)
-
-
-def deadline_for(kind: TriggerKind, deadlines: DeadlinesConfig, now: float) -> float:
-    seconds = {"ask": deadlines.request, "request": deadlines.request, "keyword": deadlines.keyword,
-               "motion": deadlines.motion, "periodic": deadlines.periodic}[kind]
-    return now + seconds

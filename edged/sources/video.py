@@ -21,12 +21,12 @@ import cv2
 import numpy as np
 
 from edged.config.schema import CameraConfig, source_kind
+from edged.config.urls import redact_url, with_password
 from edged.logs import get_logger
 from edged.metrics import RateMeter
 from edged.queues import BoundedQueue, DropPolicy, QueueClosed
 from edged.sources.frame import Frame
 from edged.sources.reach import connect_error, port_answers
-from edged.sources.urls import redact_url, with_password
 from edged.supervise import Health, PeerDown, SourceEnded, Supervisor
 
 # OpenCV's FFmpeg backend reads these from the environment at every open. They are the same for every open

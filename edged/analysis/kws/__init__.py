@@ -4,18 +4,17 @@
 `KeywordSpotter` run; see docs/keywords.md for backends, custom models and tuning.
 """
 
-from edged.analysis.kws.audiofile import Audio, iter_chunks, read_audio
 from edged.analysis.kws.backend import KeywordBackend
-from edged.analysis.kws.catalog import BUILTIN_KEYWORDS, ModelSpec, available, resolve
+from edged.analysis.kws.catalog import ModelSpec, available, resolve
 from edged.analysis.kws.engine import BACKENDS, KeywordEngine, plan_keywords, spot_file
 from edged.analysis.kws.errors import AudioFormatError, KwsError, ModelError, UnknownKeywordError
 from edged.analysis.kws.scoring import Detection, KeywordSettings
 from edged.analysis.kws.spotter import KeywordSpotter
+from edged.config.keywords import BUILTIN_KEYWORDS
 
 __all__ = [
     "BACKENDS",
     "BUILTIN_KEYWORDS",
-    "Audio",
     "AudioFormatError",
     "Detection",
     "KeywordBackend",
@@ -27,9 +26,7 @@ __all__ = [
     "ModelSpec",
     "UnknownKeywordError",
     "available",
-    "iter_chunks",
     "plan_keywords",
-    "read_audio",
     "resolve",
     "spot_file",
 ]

@@ -10,32 +10,25 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from edged.analysis.kws.errors import ModelError, UnknownKeywordError
-
-MICRO = "micro-wakeword"
-OPEN = "openwakeword"
-BACKEND_NAMES = (MICRO, OPEN)
-
-# Names each backend has without any file from the user (the packages' own models).
-BUILTIN_KEYWORDS: dict[str, tuple[str, ...]] = {
-    MICRO: ("alexa", "hey_jarvis", "hey_mycroft", "okay_nabu"),
-    OPEN: ("alexa", "hey_jarvis", "hey_mycroft", "hey_rhasspy", "okay_nabu"),
-}
-ALIASES = {"ok_nabu": "okay_nabu"}  # openWakeWord's spelling of the same phrase
+from edged.config.keywords import (
+    BACKEND_NAMES,
+    BUILTIN_KEYWORDS,
+    MICRO,
+    OPEN,
+    canonical,
+    looks_like_path,
+)
 
 # openWakeWord's models carry no config; these are its own (and wyoming-openwakeword's) defaults.
 OPEN_DEFAULT_CUTOFF = 0.5
 OPEN_DEFAULT_WINDOW = 1
 OPEN_FEATURE_MODELS = ("melspectrogram", "embedding_model")
 OPEN_PACKAGE_HINT = "pip install 'edged[openwakeword]' (the pyopen-wakeword package ships the models)"
-
-_VERSION_SUFFIX = re.compile(r"_v\d+(\.\d+)*$")
-
 
 @dataclass(frozen=True)
 class ModelSpec:
@@ -48,17 +41,6 @@ class ModelSpec:
     cutoff: float
     window: int  # scores averaged before the cutoff applies
     languages: tuple[str, ...] = ()
-
-
-def looks_like_path(name: str) -> bool:
-    """Whether a keyword entry is a file path rather than a name."""
-    return "/" in name or name.endswith((".json", ".tflite", ".onnx"))
-
-
-def canonical(name: str) -> str:
-    """The event name of a keyword: aliases folded, model version suffixes dropped."""
-    stem = _VERSION_SUFFIX.sub("", name)
-    return ALIASES.get(stem, stem)
 
 
 def phrase(keyword: str) -> str:

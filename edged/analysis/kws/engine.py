@@ -18,12 +18,14 @@ from typing import Any
 import numpy as np
 
 from edged.analysis.kws.backend import KeywordBackend
-from edged.analysis.kws.catalog import MICRO, OPEN, ModelSpec, resolve
+from edged.analysis.kws.catalog import ModelSpec, resolve
 from edged.analysis.kws.errors import KwsError, UnknownKeywordError
 from edged.analysis.kws.scoring import Detection, KeywordSettings, Refractory
 from edged.analysis.kws.vad import VadGate
+from edged.config.keywords import MICRO, OPEN
 from edged.config.schema import VadConfig, WakewordConfig
 from edged.sources.audio.chunk import SAMPLE_RATE, AudioChunk
+from edged.sources.audio.files import iter_chunks
 
 CONFIG_KEY = "models.wakeword.keywords"
 
@@ -185,8 +187,6 @@ def make_gate(vad: VadConfig) -> VadGate | None:
 
 def spot_file(engine: KeywordEngine, samples: np.ndarray, chunk_ms: int = 10) -> Iterator[Detection]:
     """Run a whole recording through `engine` as a fresh stream, in chunks of `chunk_ms`."""
-    from edged.analysis.kws.audiofile import iter_chunks
-
     engine.reset()
     for chunk in iter_chunks(samples, SAMPLE_RATE * chunk_ms // 1000):
         yield from engine.process(chunk)

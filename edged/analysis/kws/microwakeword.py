@@ -15,10 +15,11 @@ from collections.abc import Sequence
 import numpy as np
 
 from edged.analysis.kws.backend import KeywordTable, TableBackend, check_samples
-from edged.analysis.kws.catalog import MICRO, ModelSpec
+from edged.analysis.kws.catalog import ModelSpec
 from edged.analysis.kws.errors import ModelError
 from edged.analysis.kws.scoring import Detection, KeywordSettings
 from edged.analysis.tflite import TfLiteModel
+from edged.config.keywords import MICRO
 from edged.sources.audio.chunk import AudioChunk
 
 FEATURE_STEP = 160  # samples per frontend step (10 ms)

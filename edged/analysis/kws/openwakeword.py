@@ -20,9 +20,10 @@ from typing import Protocol
 import numpy as np
 
 from edged.analysis.kws.backend import KeywordTable, TableBackend, check_samples
-from edged.analysis.kws.catalog import OPEN, ModelSpec, open_feature_models
+from edged.analysis.kws.catalog import ModelSpec, open_feature_models
 from edged.analysis.kws.errors import ModelError
 from edged.analysis.kws.scoring import Detection, KeywordSettings
+from edged.config.keywords import OPEN
 from edged.sources.audio.chunk import AudioChunk
 
 STEP_SAMPLES = 1280  # 80 ms between scores

@@ -24,18 +24,8 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from edged.config.schema import MqttConfig
-from edged.events import Message
+from edged.events import Incoming, Message
 from edged.logs import get_logger
-
-
-@dataclass(frozen=True)
-class Incoming:
-    """A message received on a subscribed topic, with its MQTT 5 request/response properties."""
-
-    topic: str
-    payload: bytes
-    response_topic: str | None = None
-    correlation: bytes | None = None
 
 
 @dataclass

@@ -19,10 +19,10 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from edged.config.schema import Config
-from edged.events import Event, Message
+from edged.events import Event, Incoming, Message
 from edged.logs import get_logger
 from edged.metrics import Percentiles
-from edged.outputs.mqtt.link import Incoming, LinkCallbacks, MqttLink
+from edged.outputs.mqtt.link import LinkCallbacks, MqttLink
 from edged.outputs.mqtt.outbox import Outbox, Pending
 
 _LATE_AFTER = 5.0  # seconds in the outbox after which a message counts as delivered late anyway

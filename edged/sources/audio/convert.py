@@ -47,8 +47,9 @@ def to_mono(x: np.ndarray) -> np.ndarray:
 
 
 def to_int16(x: np.ndarray) -> np.ndarray:
-    """float32 in [-1, 1] -> int16, clipped."""
-    return np.clip(np.round(x * 32767.0), -32768, 32767).astype(np.int16)
+    """float32 in [-1, 1] -> int16, clipped; the inverse of `decode_pcm`'s scaling, so int16 input comes back
+    sample for sample."""
+    return np.clip(np.round(x * 32768.0), -32768, 32767).astype(np.int16)
 
 
 class StreamResampler:

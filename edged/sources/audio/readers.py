@@ -31,15 +31,16 @@ from typing import Any, BinaryIO, Protocol
 import numpy as np
 
 from edged.config.schema import MicrophoneConfig, microphone_kind
+from edged.config.urls import redact_text, redact_url, url_secrets
 from edged.queues import BoundedQueue, DropPolicy
 from edged.sources.audio.chunk import SAMPLE_RATE
 from edged.sources.audio.convert import StreamResampler, decode_pcm, to_mono
 from edged.sources.audio.wav import WavError, open_wav
 from edged.sources.reach import connect_error
-from edged.sources.urls import redact_text, redact_url, url_secrets
 from edged.supervise import PeerDown, SourceEnded
 
 _BLOCK_SECONDS = 0.05  # how much a reader hands on at a time
+MIN_RATE = 8000  # Hz; below this there is no speech band left to spot keywords in
 # RTSP input: over TCP, and a dead peer ends ffmpeg after 5 s without data (the supervisor restarts it).
 _RTSP_OPTIONS = (("rtsp_transport", "tcp"), ("timeout", "5000000"))
 # What ffmpeg may use to reach a stream named in a concat list read from a pipe (by default a list may
@@ -80,6 +81,10 @@ class WavReader:
             raise AudioError(f"{path}: file not found") from None
         except WavError as exc:
             raise AudioError(str(exc)) from None
+        if self.info.sample_rate < MIN_RATE:
+            self._file.close()
+            raise AudioError(f"{path}: sample rate {self.info.sample_rate} Hz is too low for keyword spotting "
+                             f"(need >= {MIN_RATE} Hz; models expect {SAMPLE_RATE} Hz)")
         self._path = path
         self._resampler = StreamResampler(self.info.sample_rate)
         self._left = self.info.data_bytes

@@ -1,4 +1,4 @@
-"""`edged soak --minutes N`: run the sample pipeline fast for N minutes and check nothing grows."""
+"""Run the sample pipeline fast for N minutes and check memory, threads, descriptors and outbox stay flat."""
 
 from __future__ import annotations
 
@@ -7,22 +7,20 @@ import sys
 import time
 from pathlib import Path
 
-from edged.bench.report import machine_line
+from benchmarks.report import machine_line
 
 
-def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser("soak", help="run the sample pipeline for N minutes, report memory/threads/fds/outbox")
+def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--minutes", type=float, default=30.0, help="how long (default 30)")
     p.add_argument("--interval", type=float, default=5.0, help="seconds between samples (default 5)")
     p.add_argument("--png", help="write the curves to this PNG (needs the reports extra)")
     p.add_argument("--json", action="store_true", help="print the verdict as JSON")
-    p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from edged.soak import run_soak, summary_json, write_png
+    from benchmarks.soak import run_soak, summary_json, write_png
 
-    print(f"edged soak: {args.minutes:g} min, 2 cameras + 1 microphone looping the sample faster than real time",
+    print(f"soak: {args.minutes:g} min, 2 cameras + 1 microphone looping the sample faster than real time",
           flush=True)
     started = time.strftime("%Y-%m-%d %H:%M")
     try:
@@ -31,7 +29,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"soak failed: {exc}", file=sys.stderr)
         return 1
     if args.png:
-        write_png(result, Path(args.png), f"edged soak, {args.minutes:g} min, {machine_line()}")
+        write_png(result, Path(args.png), f"python -m benchmarks soak, {args.minutes:g} min, {machine_line()}")
     if args.json:
         print(summary_json(result))
     else:

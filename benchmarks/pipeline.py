@@ -6,7 +6,7 @@ from the tiny GLM-Edge-V bundle plus a calibrated compute load that stands in fo
 caption (the 2B model takes seconds of all cores on a Pi): after the tiny model's real run, the
 stand-in keeps `--caption-threads` threads busy with onnxruntime matrix products for
 `--caption-seconds`, checking cancel and deadline between "tokens" as the real model does.
-CPU per camera is compared with decoding every frame of the same clip (`edged bench ingest`'s floor).
+CPU per camera is compared with decoding every frame of the same clip (`python -m benchmarks ingest`'s floor).
 """
 
 from __future__ import annotations
@@ -24,15 +24,16 @@ from typing import Any
 
 import numpy as np
 
-from edged.bench.ingest import cpu_seconds, floor_decode_all
-from edged.bench.report import machine_line, print_table
+from benchmarks import REPO
+from benchmarks.ingest import cpu_seconds, floor_decode_all
+from benchmarks.report import machine_line, print_table
 from edged.config import parse_config
 from edged.config.schema import CameraConfig, Config, MicrophoneConfig
 from edged.inference.protocol import Captioner, CaptionResult
 from edged.inference.registry import load_captioner
 from edged.replay import Recorder, run_replay
 
-TINY = Path(__file__).resolve().parents[2] / "tests" / "fixtures" / "glm-edge-v-tiny"
+TINY = REPO / "tests" / "fixtures" / "glm-edge-v-tiny"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -95,9 +96,9 @@ class LoadedCaptioner:
 
 def make_clip(tmp: Path, seconds: float) -> tuple[Path, Path]:
     """A 720p clip of the sample scene, and the same with the sample's audio track."""
-    from edged.synth.motion_clips import write_clip
-    from edged.synth.sample import audio_track
-    from edged.synth.speech import write_wav
+    from benchmarks.synth.motion_clips import write_clip
+    from benchmarks.synth.sample import audio_track
+    from benchmarks.synth.speech import write_wav
 
     clean = tmp / "720p-clean.mp4"
     write_clip(clean, "sample", width=1280, height=720, fps=15.0, crf=26, duration=seconds)
@@ -152,7 +153,7 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps({"machine": machine_line(), "floor_cpu_s_per_s": round(floor, 3), "runs": rows}))
         return 0
-    print(f"edged bench pipeline - {machine_line()}")
+    print(f"python -m benchmarks pipeline - {machine_line()}")
     print(f"720p H.264 at 15 fps, {args.seconds:g} s; captions: tiny GLM-Edge-V + a {args.caption_seconds:g} s "
           f"compute load on {args.caption_threads} thread(s) standing in for a board-sized caption")
     print(f"floor (decode every frame): {floor:.3f} CPU s per s of video per camera; "

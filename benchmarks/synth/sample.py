@@ -1,7 +1,7 @@
 """The bundled sample: a porch camera clip with motion at known times and an audio track with
 spoken wake words at known times, plus the ground truth of both (`samples/porch.json`).
 
-`edged synth sample --out samples` writes it; the quick start plays it through the daemon.
+`python -m benchmarks synth sample --out samples` writes it; the quick start plays it through the daemon.
 """
 
 from __future__ import annotations
@@ -15,9 +15,9 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks.synth import speech
+from benchmarks.synth.motion_clips import write_clip
 from edged.sources.audio.chunk import SAMPLE_RATE
-from edged.synth import speech
-from edged.synth.motion_clips import write_clip
 
 
 @dataclass(frozen=True)

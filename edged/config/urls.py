@@ -1,4 +1,4 @@
-"""Camera URLs: credentials are added at connect time and never appear in logs or status topics."""
+"""Camera URLs, for the config and the sources: credentials are added at connect time, never logged."""
 
 from __future__ import annotations
 

@@ -24,10 +24,9 @@ from typing import Any
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
 
-from edged.bench.mqtt import start_broker
+from benchmarks import REPO as ROOT
+from benchmarks.mqtt import start_broker
 from edged.system_stats import open_fds, os_threads, rss_mb
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 @dataclass

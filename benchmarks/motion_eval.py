@@ -18,13 +18,13 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
+from benchmarks.frigate_motion import FrigateMotionBaseline
+from benchmarks.synth.motion_clips import GroundTruth
 from edged.analysis.motion import MotionDetector, MotionResult
 from edged.analysis.motion.intervals import Interval, IntervalBuilder
-from edged.bench.frigate_motion import FrigateMotionBaseline
 from edged.config.schema import MotionConfig
 from edged.sources.frame import Frame
 from edged.sources.video import read_file_frames
-from edged.synth.motion_clips import GroundTruth
 
 MIN_IOU = 0.3
 

@@ -20,8 +20,8 @@ from typing import Any
 
 import numpy as np
 
-from edged.analysis.kws.audiofile import read_audio
 from edged.sources.audio.chunk import SAMPLE_RATE
+from edged.sources.audio.files import read_recording
 
 ENGINES = ("espeak-ng", "flite", "festival")
 _BINARIES = {"espeak-ng": "espeak-ng", "flite": "flite", "festival": "festival"}
@@ -84,7 +84,7 @@ def speak(text: str, engine: str = "espeak-ng", voice: str | None = None, speed:
         if proc.returncode != 0 or not out.is_file() or out.stat().st_size <= 44:
             err = proc.stderr.decode(errors="replace").strip()
             raise SpeechError(f"{engine} voice {name} failed on {text[:40]!r}: {err or 'no audio written'}")
-        return read_audio(out).samples
+        return read_recording(out).samples
 
 
 def _command(engine: str, voice: str, text: str, prosody: tuple[float, float],

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import cv2
 
-from edged.bench.report import machine_line, print_table
+from benchmarks.report import machine_line, print_table
 from edged.sources.video import read_file_frames
 
 SIZES = {"720p": "1280x720", "1080p": "1920x1080"}
@@ -83,7 +83,7 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps({"machine": machine_line(), "results": results}))
         return 0
-    print(f"edged bench ingest - {machine_line()}")
+    print(f"python -m benchmarks ingest - {machine_line()}")
     print_table(["clip", "floor: decode every frame (CPU s / s video)", f"edged @ {args.analysis_fps:g} fps", "ratio"],
                 [[r["size"], r["floor_cpu_s_per_s"], r["edged_cpu_s_per_s"], r["ratio"]] for r in results])
     print("goal: ratio <= 1.10")

@@ -1,4 +1,4 @@
-"""The PNG report of `edged bench motion`: per-clip timelines and one motion-mask example (needs matplotlib)."""
+"""The PNG report of `python -m benchmarks motion`: per-clip timelines and a motion-mask example (matplotlib)."""
 
 from __future__ import annotations
 
@@ -9,10 +9,10 @@ from typing import TYPE_CHECKING, Any
 import cv2
 import numpy as np
 
-from edged.bench.motion_eval import ClipRun
+from benchmarks.motion_eval import ClipRun
 
 if TYPE_CHECKING:
-    from edged.bench.motion import Sample
+    from benchmarks.motion import Sample
 
 _COLOURS = {"truth": "#222222", "edged": "#2a9d4b", "frigate": "#e07b00"}
 

@@ -1,4 +1,4 @@
-"""A re-implementation of Frigate's "improved" motion detector, the baseline `edged bench motion` compares with.
+"""A re-implementation of Frigate's "improved" motion detector: the baseline of `python -m benchmarks motion`.
 
 Written from the published description of the algorithm (../shared/anchors.md section c: Frigate's
 `ImprovedMotionDetector` and its defaults), not from Frigate's code. It takes the luma plane at the

@@ -28,8 +28,8 @@ from typing import Literal
 import cv2
 import numpy as np
 
+from benchmarks.synth import _textures as tex
 from edged.analysis.motion.intervals import MERGE_GAP, motion_intervals
-from edged.synth import _textures as tex
 
 _MIN_VISIBLE = 0.3  # share of an actor inside the frame before it counts
 _AE_TIME = 0.8  # auto-exposure time constant (s)

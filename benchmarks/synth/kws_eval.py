@@ -24,10 +24,10 @@ from typing import Any
 
 import numpy as np
 
-from edged.analysis.kws.evaluation import Occurrence
+from benchmarks.kws_evaluation import Occurrence
+from benchmarks.synth import speech as sp
+from benchmarks.synth.texts import KEYWORD_PHRASES, NEAR_MISSES, ordinary_sentences
 from edged.sources.audio.chunk import SAMPLE_RATE
-from edged.synth import speech as sp
-from edged.synth.texts import KEYWORD_PHRASES, NEAR_MISSES, ordinary_sentences
 
 Progress = Callable[[str], None]
 SPEEDS = (0.8, 0.9, 1.0, 1.1, 1.25)

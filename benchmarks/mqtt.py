@@ -21,7 +21,7 @@ from typing import Any
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
 
-from edged.bench.report import machine_line, print_table
+from benchmarks.report import machine_line, print_table
 from edged.config import parse_config
 from edged.events import Message
 from edged.metrics import percentile
@@ -167,7 +167,7 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps({"machine": machine_line(), "floor": floor, "edged": ours, "throughput_ratio": ratio}))
         return 0
-    print(f"edged bench mqtt - {machine_line()}")
+    print(f"python -m benchmarks mqtt - {machine_line()}")
     print(f"burst of {args.messages} QoS 1 messages; paced {args.rate:g}/s for {args.paced_seconds:g} s")
     print_table(["", "msgs/s (burst)", "enqueue->PUBACK p50 ms", "p95 ms"], [
         ["paho direct (floor)", round(floor["msgs_per_s"]), round(floor["p50_ms"], 2), round(floor["p95_ms"], 2)],

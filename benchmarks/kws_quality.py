@@ -1,6 +1,6 @@
 """Keyword-spotting quality on the synthetic evaluation set: recall, false accepts/h, latency, sweeps.
 
-Builds (or reuses) the evaluation set of `edged.synth.kws_eval`, runs every built-in keyword of
+Builds (or reuses) the evaluation set of `benchmarks.synth.kws_eval`, runs every built-in keyword of
 both backends over it with the daemon's engine (recording every smoothed score), then reports per
 keyword and backend: recall and false accepts per hour at the model's own cutoff, detection latency
 after the keyword ends, and a threshold sweep. Cutoffs for the "<= 2 false accepts/h" operating point
@@ -22,9 +22,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from edged.analysis.kws import KeywordEngine, read_audio, spot_file
-from edged.analysis.kws.catalog import BUILTIN_KEYWORDS, MICRO, OPEN, resolve
-from edged.analysis.kws.evaluation import (
+from benchmarks.kws_evaluation import (
     Hit,
     Occurrence,
     Quality,
@@ -35,9 +33,13 @@ from edged.analysis.kws.evaluation import (
     quality,
     sweep,
 )
-from edged.bench.report import command_line, machine, today, write_section
+from benchmarks.report import command_line, machine, today, write_section
+from benchmarks.synth.kws_eval import EvalSpec, Manifest, build, load_manifest
+from edged.analysis.kws import KeywordEngine, spot_file
+from edged.analysis.kws.catalog import resolve
+from edged.config.keywords import BUILTIN_KEYWORDS, MICRO, OPEN
 from edged.config.schema import KwsBackend, VadConfig, WakewordConfig
-from edged.synth.kws_eval import EvalSpec, Manifest, build, load_manifest
+from edged.sources.audio.files import read_recording
 
 FA_BUDGET = 2.0  # false accepts per hour of ordinary speech
 REFRACTORY = 2.0
@@ -96,7 +98,7 @@ def _backends(text: str) -> list[KwsBackend]:
     out: list[KwsBackend] = []
     for name in (b.strip() for b in text.split(",") if b.strip()):
         if name not in (MICRO, OPEN):
-            raise SystemExit(f"edged bench kws-quality: unknown backend {name!r} (backends: {MICRO}, {OPEN})")
+            raise SystemExit(f"python -m benchmarks kws-quality: unknown backend {name!r} (backends: {MICRO}, {OPEN})")
         out.append(name)  # type: ignore[arg-type]
     return out
 
@@ -140,7 +142,7 @@ def score_set(manifest: Manifest, config: WakewordConfig, progress: Any) -> RunR
     hits: list[Hit] = []
     cpu = audio_s = 0.0
     for i, f in enumerate(manifest.files):
-        samples = read_audio(manifest.folder / f.path).samples
+        samples = read_recording(manifest.folder / f.path).samples
         current = {}
         c0 = time.process_time()
         hits += [Hit(f.path, d.keyword, d.stream_time) for d in spot_file(engine, samples)]
@@ -174,7 +176,7 @@ def _cached_run(manifest: Manifest, config: WakewordConfig, reuse: bool) -> RunR
 def fusion(manifest: Manifest, micro: RunResult, open_: RunResult) -> dict[str, Any]:
     """Each keyword both families have, run on both at once (one shared refractory period): the pair
     of cutoffs with the best recall within the budget on the tuning half, measured on the other."""
-    from edged.analysis.kws.evaluation import fire_times_union
+    from benchmarks.kws_evaluation import fire_times_union
 
     folds = _folds(manifest)
     grid = [0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.93, 0.95, 0.97, 0.98, 0.99]
@@ -288,7 +290,7 @@ def _count(hits: Sequence[Hit], keyword: str, files: set[str]) -> int:
 
 
 def _count_at(series: dict[str, Series], files: set[str], cutoff: float) -> int:
-    from edged.analysis.kws.evaluation import fire_times
+    from benchmarks.kws_evaluation import fire_times
 
     return sum(len(fire_times(s, cutoff, REFRACTORY)) for f, s in series.items() if f in files)
 
@@ -351,8 +353,8 @@ def voice_check(progress: Any) -> dict[str, dict[str, dict[str, float]]]:
     silence: the highest smoothed score each backend gives it (what sample media can rely on)."""
     import numpy as np
 
-    from edged.synth import speech as sp
-    from edged.synth.texts import KEYWORD_PHRASES
+    from benchmarks.synth import speech as sp
+    from benchmarks.synth.texts import KEYWORD_PHRASES
 
     engines = {b: KeywordEngine.from_config(WakewordConfig(backend=b, keywords=BUILTIN_KEYWORDS[b]))
                for b in _backends(f"{MICRO},{OPEN}")}

@@ -19,11 +19,12 @@ from typing import Any
 
 import numpy as np
 
-from edged.analysis.kws import KeywordEngine, iter_chunks
-from edged.analysis.kws.catalog import BUILTIN_KEYWORDS, MICRO, OPEN
-from edged.bench.report import command_line, machine, today, write_section
+from benchmarks.report import command_line, machine, today, write_section
+from edged.analysis.kws import KeywordEngine
+from edged.config.keywords import BUILTIN_KEYWORDS, MICRO, OPEN
 from edged.config.schema import VadConfig, WakewordConfig
 from edged.sources.audio.chunk import SAMPLE_RATE, AudioChunk
+from edged.sources.audio.files import iter_chunks
 
 GOAL = 1.2  # edged may cost at most this multiple of the floor
 
@@ -42,8 +43,8 @@ def _progress(message: str) -> None:
 
 def bench_audio(seconds: float, seed: int = 3) -> np.ndarray:
     """Ordinary speech with the four keywords spoken now and then, over a faint noise floor."""
-    from edged.synth import speech as sp
-    from edged.synth.texts import KEYWORD_PHRASES, ordinary_sentences
+    from benchmarks.synth import speech as sp
+    from benchmarks.synth.texts import KEYWORD_PHRASES, ordinary_sentences
 
     rng = np.random.default_rng(seed)
     pieces: list[np.ndarray] = []
@@ -145,7 +146,7 @@ def run(args: argparse.Namespace) -> int:
 
 def bench_quiet(seconds: float, seed: int = 4) -> np.ndarray:
     """A quiet room: only the faint noise floor."""
-    from edged.synth import speech as sp
+    from benchmarks.synth import speech as sp
 
     rng = np.random.default_rng(seed)
     return sp.to_int16(sp.noise("pink", seconds, rng) * np.float32(10 ** (-66 / 20)))

@@ -1,8 +1,8 @@
 """Motion quality and cost: edged's detector against a Frigate baseline on labelled synthetic clips.
 
-Renders (once, cached) labelled clips of every scene in `edged.synth.motion_clips`, feeds each
+Renders (once, cached) labelled clips of every scene in `benchmarks.synth.motion_clips`, feeds each
 detector the same analysed frames through `read_file_frames` at the daemon's analysis rate, and
-reports interval precision / recall / F1 (temporal IoU >= 0.3, see `edged.bench.motion_eval`),
+reports interval precision / recall / F1 (temporal IoU >= 0.3, see `benchmarks.motion_eval`),
 false motion per hour (all clips, and the lighting-change clips alone), the share of motion-free
 time flagged as motion, and thread CPU time per analysed frame, with ratios to the baseline.
 Each clip starts with a quiet lead-in that is not scored: the Frigate baseline's contrast ring
@@ -24,7 +24,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from edged.bench.motion_eval import (
+from benchmarks.motion_eval import (
     MIN_IOU,
     ClipRun,
     EdgedDetector,
@@ -34,9 +34,9 @@ from edged.bench.motion_eval import (
     false_motion_seconds,
     run_clip,
 )
-from edged.bench.report import load_average, machine_line
+from benchmarks.report import load_average, machine_line
+from benchmarks.synth.motion_clips import LIGHTING_SCENES, SCENES, GroundTruth, load_ground_truth, write_clip
 from edged.sources.frame import Frame
-from edged.synth.motion_clips import LIGHTING_SCENES, SCENES, GroundTruth, load_ground_truth, write_clip
 
 DEFAULT_SCENES = tuple(name for name in SCENES if name not in ("sample", "mixed"))  # those two are short demos
 EDGED, EDGED_LUMA, FRIGATE = "edged", "edged-luma", "frigate"
@@ -91,7 +91,7 @@ def run(args: argparse.Namespace) -> int:
     scenes = [s.strip() for s in args.scenes.split(",") if s.strip()]
     unknown = [s for s in scenes if s not in SCENES]
     if unknown:
-        print(f"edged bench motion: unknown scenes {', '.join(unknown)} (known: {', '.join(SCENES)})",
+        print(f"python -m benchmarks motion: unknown scenes {', '.join(unknown)} (known: {', '.join(SCENES)})",
               file=sys.stderr)
         return 2
     started = time.time()
@@ -113,7 +113,7 @@ def run(args: argparse.Namespace) -> int:
         args.markdown.parent.mkdir(parents=True, exist_ok=True)
         args.markdown.write_text(report)
     if args.plot:
-        from edged.bench.motion_report import write_report_png
+        from benchmarks.motion_report import write_report_png
 
         write_report_png(args.plot, results, (EDGED, FRIGATE), sample)
     if args.json:
@@ -206,7 +206,8 @@ def render_markdown(results: Sequence[ClipRun], s: dict[str, Summary], args: arg
     lines = [
         "## Motion detection: edged vs. a Frigate baseline",
         "",
-        f"- Command: `edged bench motion --size {width}x{height} --seed {args.seed} --lead-in {args.lead_in:g}`"
+        f"- Command: `python -m benchmarks motion --size {width}x{height} --seed {args.seed} "
+        f"--lead-in {args.lead_in:g}`"
         f" ({len(results)} scenes)",
         f"- Machine: {machine_line()}; load average {load_before} before, {load_after} after (shared machine)",
         f"- Date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime(started))}; Python {platform.python_version()},"

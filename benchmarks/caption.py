@@ -18,7 +18,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from edged.bench.report import machine
+from benchmarks import child_env
+from benchmarks.report import machine
 
 # llama-cpp-python 0.3.36, Q4_0, 2 threads, same LM shape, 2-core development machine (spec section 9).
 ANCHOR = {"prefill_tok_s": 76.5, "decode_tok_s": 21.6}
@@ -103,8 +104,7 @@ def _child(args: argparse.Namespace, variant: str) -> dict[str, Any]:
     cmd = [
         sys.executable,
         "-m",
-        "edged",
-        "bench",
+        "benchmarks",
         "caption",
         "--child",
         variant,
@@ -117,7 +117,7 @@ def _child(args: argparse.Namespace, variant: str) -> dict[str, Any]:
         "--new-tokens",
         str(args.new_tokens),
     ]
-    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False, env=child_env())
     if proc.returncode != 0:
         raise RuntimeError(f"variant {variant} failed:\n{proc.stderr[-2000:]}")
     return dict(json.loads(proc.stdout.strip().splitlines()[-1]))
@@ -140,7 +140,7 @@ def _llama_once(args: argparse.Namespace) -> dict[str, Any] | None:
     if args.llama == "off":
         return None
     try:
-        from edged.bench.llama_ref import run_llama
+        from benchmarks.llama_ref import run_llama
 
         return run_llama(args.bundle, args.gguf, args.threads, args.prompt_tokens, args.new_tokens)
     except ImportError as exc:
@@ -166,9 +166,9 @@ def report(args: argparse.Namespace, rows: list[dict[str, Any]], llama: dict[str
     ref = llama or ANCHOR
     src = "llama.cpp Q4_0, same run" if llama else "llama.cpp Q4_0 anchor (spec section 9, not this run)"
     lines = [
-        "# Benchmark: edged bench caption",
+        "# Benchmark: python -m benchmarks caption",
         "",
-        f"- command: `edged bench caption --bundle {args.bundle} --threads {args.threads} "
+        f"- command: `python -m benchmarks caption --bundle {args.bundle} --threads {args.threads} "
         f"--prompt-tokens {args.prompt_tokens} --new-tokens {args.new_tokens} --repeat {args.repeat}` "
         f"(best of {args.repeat} per figure)",
         f"- machine: {machine()} ({args.threads} threads)",

@@ -1,4 +1,4 @@
-"""`edged synth sample --out DIR`: generate the bundled sample media (and other synthetic test media)."""
+"""Generate synthetic media with ground truth (the bundled sample: a porch clip with spoken wake words)."""
 
 from __future__ import annotations
 
@@ -7,17 +7,15 @@ import sys
 from pathlib import Path
 
 
-def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser("synth", help="generate synthetic media with ground truth")
+def add_arguments(p: argparse.ArgumentParser) -> None:
     what = p.add_subparsers(dest="what", metavar="WHAT", required=True)
     sample = what.add_parser("sample", help="the bundled sample: porch clip with motion and spoken wake words")
     sample.add_argument("--out", default="samples", help="output directory (default: samples)")
-    sample.set_defaults(func=run_sample)
 
 
-def run_sample(args: argparse.Namespace) -> int:
-    from edged.synth.sample import write_sample
-    from edged.synth.speech import SpeechError
+def run(args: argparse.Namespace) -> int:
+    from benchmarks.synth.sample import write_sample
+    from benchmarks.synth.speech import SpeechError
 
     try:
         video = write_sample(Path(args.out))
