@@ -209,3 +209,14 @@ def test_nested_microphones_get_distinct_ids_and_a_clash_with_them_is_named() ->
     with pytest.raises(ConfigError, match="microphone 'a_mic' uses the id of microphone 'a_mic'"):
         parse_config("cameras:\n  a: {url: a.mp4, microphone: {device: camera}}\n"
                      "microphones:\n  a_mic: {device: speech.wav}\n", "clash.yaml")
+
+
+def test_captions_on_takes_trigger_kinds_and_a_question_is_a_request() -> None:
+    """`captions.on` is checked against the one list of trigger kinds; `ask` is refused with the way to say it
+    (listing `request` admits caption_now and ask)."""
+    from edged.events import TriggerKind
+
+    config = parse_config("cameras:\n  a: {url: a.mp4, captions: {on: [keyword, request]}}\n")
+    assert config.cameras["a"].captions.on == (TriggerKind.KEYWORD, TriggerKind.REQUEST)
+    with pytest.raises(ConfigError, match=r"cameras\.a\.captions\.on: a question is a request: list request"):
+        parse_config("cameras:\n  a: {url: a.mp4, captions: {on: [ask]}}\n", "ask.yaml")

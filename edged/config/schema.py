@@ -349,8 +349,9 @@ class CaptionsConfig:
     """When a camera gets captioned."""
 
     enabled: bool = field(default=True, metadata=spec("Caption this camera"))
-    on: tuple[TriggerKind, ...] = field(default=tuple(TriggerKind),
-                                    metadata=spec("Triggers that ask for a caption"))
+    on: tuple[TriggerKind, ...] = field(
+        default=(TriggerKind.MOTION, TriggerKind.KEYWORD, TriggerKind.REQUEST, TriggerKind.PERIODIC),
+        metadata=spec("Triggers that ask for a caption (request: caption_now and ask)"))
     interval: IntervalConfig = field(default_factory=IntervalConfig)
     deadlines: DeadlinesConfig = field(default_factory=DeadlinesConfig)
     prompt: str = field(default="", metadata=spec("Camera-specific prompt (default: the model's)"))
@@ -361,6 +362,10 @@ class CaptionsConfig:
     text_similarity: float = field(default=0.8, metadata=spec(
         "A periodic caption this similar to the previous one is not published again (a heartbeat instead)",
         gt=0, le=1))
+
+    def _validate(self) -> Problems:
+        if TriggerKind.ASK in self.on:
+            yield "on", "a question is a request: list request (it admits caption_now and ask)"
 
 
 @dataclass(frozen=True)
