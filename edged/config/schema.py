@@ -559,17 +559,22 @@ class Config:
         return tuple(self.microphones.values()) + nested
 
     def _validate(self) -> Problems:
+        # Ids are compared as Home Assistant's unique ids spell them ('-' becomes '_'): `front-door` and
+        # `front_door` would be one entity there.
         seen: dict[str, str] = {}
         for cam in self.cameras:
-            seen[cam] = f"cameras.{cam}"
+            if _ha_key(cam) in seen:
+                yield "cameras", f"camera {cam!r} and {seen[_ha_key(cam)]} differ only in '-' and '_'"
+            seen[_ha_key(cam)] = f"cameras.{cam}"
         # Nested microphones get their id (`<camera>_mic`) after validation: check the ids they will have.
         nested = {id(c.microphone): f"{c.id}_mic" for c in self.cameras.values() if c.microphone is not None}
         for mic in self.all_microphones:
             mic_id = mic.id or nested.get(id(mic), "")
             where = f"microphone {mic_id!r}"
-            if mic_id in seen:
-                yield "microphones", f"{where} uses the id of {seen[mic_id]}; ids must be unique"
-            seen[mic_id] = where
+            if _ha_key(mic_id) in seen:
+                yield "microphones", f"{where} uses the id of {seen[_ha_key(mic_id)]}; ids must be unique " \
+                                     "(after '-' becomes '_', as in Home Assistant's unique ids)"
+            seen[_ha_key(mic_id)] = where
             if mic.camera is not None and mic.camera not in self.cameras:
                 known = ", ".join(self.cameras) or "none"
                 yield "microphones", f"{where}: camera {mic.camera!r} is not configured (cameras: {known})"
@@ -577,6 +582,10 @@ class Config:
             for cam in rule.cameras:
                 if cam not in self.cameras:
                     yield "rules", f"rule {rule.name!r}: camera {cam!r} is not configured"
+
+
+def _ha_key(source_id: str) -> str:
+    return source_id.replace("-", "_")
 
 
 def source_kind(url: str) -> Literal["rtsp", "v4l2", "file", "http"]:
