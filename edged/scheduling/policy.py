@@ -27,7 +27,11 @@ def admit(pending: Sequence[Trigger], new: Trigger) -> tuple[list[Trigger], list
     Latest wins per camera: `new` replaces pending captions of the same or lower priority (they
     would describe an older moment); a pending one of higher priority stays and `new` is dropped.
     Questions are different: each asks something else, so up to ASK_QUEUE of them queue in order.
+    Handed-in images (the HTTP API's lane) each have their own caller: they queue in order, bounded by
+    the API's own limit on requests in flight.
     """
+    if new.image is not None:
+        return [*pending, new], []
     if new.kind is TriggerKind.ASK:
         asks = [t for t in pending if t.kind is TriggerKind.ASK]
         others = [t for t in pending if t.kind is not TriggerKind.ASK]
