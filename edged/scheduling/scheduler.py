@@ -165,6 +165,12 @@ class Scheduler:
         return self._thread.is_alive()
 
     @property
+    def expected_caption_s(self) -> float:
+        """The moving average of how long a caption takes (0 before the first)."""
+        with self._lock:
+            return self._expected_s
+
+    @property
     def model_name(self) -> str | None:
         return None if self.worker is None else self.worker.name
 
