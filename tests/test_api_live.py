@@ -16,11 +16,9 @@ import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import cv2
 import httpx
 import ollama
 import openai
@@ -29,35 +27,23 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from edged.api.chat import NO_IMAGE_ANSWER
+from tests.support.api import QUESTION, SAMPLE, burst, data_url, new_latencies, porch_jpeg
+from tests.support.api import openai_messages as support_messages
 from tests.support.broker import Broker, free_port
 from tests.support.daemon import DaemonProcess
 from tests.support.mqtt import Subscriber
 
 ROOT = Path(__file__).resolve().parents[1]
-SAMPLE = ROOT / "samples" / "porch.mp4"
 TINY = ROOT / "tests" / "fixtures" / "glm-edge-v-tiny"
 TOKEN = "test-token-7f3a"
-QUESTION = "Who is on the porch?"
-
-
-def porch_jpeg(at_s: float = 6.0, width: int = 640) -> bytes:
-    """A frame of the porch sample (the person walking past), as a camera snapshot would be."""
-    cap = cv2.VideoCapture(str(SAMPLE))
-    cap.set(cv2.CAP_PROP_POS_MSEC, at_s * 1000)
-    ok, frame = cap.read()
-    cap.release()
-    assert ok
-    frame = cv2.resize(frame, (width, width * frame.shape[0] // frame.shape[1]))
-    return bytes(cv2.imencode(".jpg", frame, [cv2.IMWRITE_JPEG_QUALITY, 80])[1])
 
 
 JPEG = porch_jpeg()
-DATA_URL = "data:image/jpeg;base64," + base64.b64encode(JPEG).decode()
+DATA_URL = data_url(JPEG)
 
 
-def openai_messages(url: str = DATA_URL, question: str = QUESTION) -> list[dict[str, Any]]:
-    return [{"role": "user", "content": [{"type": "text", "text": question},
-                                         {"type": "image_url", "image_url": {"url": url}}]}]
+def openai_messages(url: str = DATA_URL, question: str = QUESTION) -> Any:
+    return support_messages(url, question)
 
 
 @dataclass
@@ -300,43 +286,6 @@ def test_hostile_input_is_always_a_4xx_json_answer_and_the_daemon_goes_on(live: 
 
 
 # -- a burst while the camera works ------------------------------------------------------------------------
-def new_events(live: Live, since: float, until: float) -> list[tuple[str, float]]:
-    """(trigger, trigger -> `new` ms) of every event the daemon opened in a wall-clock window."""
-    out = []
-    for line in live.daemon.lines():
-        if line.get("event") == "event_new":
-            ts = datetime.fromisoformat(str(line["timestamp"]).replace("Z", "+00:00")).timestamp()
-            if since <= ts <= until:
-                out.append((str(line["trigger"]), float(line["latency_ms"])))  # type: ignore[arg-type]
-    return out
-
-
-async def burst(url: str, seconds: float, clients: int, polite: bool = True) -> dict[str, int]:
-    """`clients` concurrent callers for `seconds`, each asking again when answered; refused, a polite one
-    waits Retry-After first (as the openai client's own retries do), an impolite one asks again at once.
-    Outcomes: "200", "429" or "503" (a refusal without a Retry-After of at least 1 s is counted apart)."""
-    api = openai.AsyncOpenAI(base_url=url + "/v1", api_key=TOKEN, max_retries=0, timeout=60)
-    counts: dict[str, int] = {}
-    end = time.monotonic() + seconds
-
-    async def caller() -> None:
-        while time.monotonic() < end:
-            wait = 0
-            try:
-                reply = await api.chat.completions.create(model="m", messages=openai_messages(), max_tokens=8)  # type: ignore[arg-type]
-                outcome = "200" if reply.choices[0].message.content else "200-empty"
-            except openai.APIStatusError as exc:
-                retry = exc.response.headers.get("retry-after", "")
-                wait = int(retry) if retry.isdigit() and polite else 0
-                outcome = f"{exc.status_code}" + ("" if retry.isdigit() and int(retry) >= 1 else "-without-retry-after")
-            counts[outcome] = counts.get(outcome, 0) + 1
-            await asyncio.sleep(wait)
-
-    await asyncio.gather(*(caller() for _ in range(clients)))
-    await api.close()
-    return counts
-
-
 @pytest.mark.slow
 def test_a_burst_of_50_callers_is_answered_or_refused_while_motion_events_keep_coming(live: Live) -> None:
     """50 concurrent callers (waiting Retry-After when refused) for a whole loop of the porch clip (a
@@ -346,16 +295,14 @@ def test_a_burst_of_50_callers_is_answered_or_refused_while_motion_events_keep_c
     quiet_from = time.time()
     time.sleep(31)  # a whole loop of the clip without the API
     quiet_to = burst_from = time.time()
-    counts = asyncio.run(burst(live.url, 31, 50))
+    counts = asyncio.run(burst(live.url, TOKEN, DATA_URL, 31, 50))
     burst_to = time.time()
-    quiet, busy = new_events(live, quiet_from, quiet_to), new_events(live, burst_from, burst_to)
-    summary = {name: {"motion_ms": sorted(ms for trig, ms in events if trig == "motion"),
-                      "keyword_ms": sorted(ms for trig, ms in events if trig == "keyword")}
-               for name, events in (("without", quiet), ("with_burst", busy))}
-    print(f"\nburst outcomes: {counts}\nnew-event latency: {json.dumps(summary)}")
+    lines = live.daemon.lines()
+    quiet, busy = new_latencies(lines, quiet_from, quiet_to), new_latencies(lines, burst_from, burst_to)
+    print(f"\nburst outcomes: {counts}\ntrigger -> new ms without: {quiet}, with the burst: {busy}")
     assert set(counts) <= {"200", "429", "503"}, counts
     assert counts.get("200", 0) >= 1 and counts.get("429", 0) >= 1
-    assert summary["with_burst"]["motion_ms"], "no motion event was opened during the burst"
+    assert busy.get("motion"), "no motion event was opened during the burst"
     assert live.answers_mqtt()
     stats = live.sub.on("edged/api/stats")
     api = json.loads(stats[-1].payload)["system"]["api"]

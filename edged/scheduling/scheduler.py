@@ -22,6 +22,7 @@ between tokens.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import threading
 import time
@@ -108,7 +109,8 @@ class Scheduler:
         self.log = get_logger(component="scheduler")
         now = clock()
         self.cameras = {cid: self._camera_state(config.cameras[cid], h, now) for cid, h in histories.items()}
-        self._inbox: BoundedQueue[Trigger] = BoundedQueue("triggers", 1000, DropPolicy.DROP_NEWEST)
+        # Triggers, and None: a wake-up (a job finished), so its answer goes out now and not at the next tick.
+        self._inbox: BoundedQueue[Trigger | None] = BoundedQueue("triggers", 1000, DropPolicy.DROP_NEWEST)
         self._lock = threading.Lock()  # guards what other threads read or change: see the module doc
         self._pending: dict[str, list[Trigger]] = {cid: [] for cid in self.cameras}
         self._pending[IMAGE_LANE] = []
@@ -258,14 +260,20 @@ class Scheduler:
             first = self._inbox.get(timeout=TICK)
         except QueueClosed:
             return
-        for trigger in [first, *self._inbox.drain()] if first is not None else self._inbox.drain():
-            self._admit(trigger)
+        for trigger in [first, *self._inbox.drain()]:
+            if trigger is not None:
+                self._admit(trigger)
         now = self._clock()
         self._periodic(now)
         if self._running is not None:
             self._check_running(now)
         if self._running is None:
             self._dispatch(now)
+
+    def _wake(self, _done: object) -> None:
+        """A job finished (the worker's thread): the loop takes it now instead of at its next tick."""
+        with contextlib.suppress(QueueClosed):
+            self._inbox.put(None)
 
     def _admit(self, trigger: Trigger) -> None:
         if trigger.withdrawn:
@@ -433,6 +441,7 @@ class Scheduler:
             private = self.events.gate.is_closed(trigger.camera)
             if not private:
                 job.future = self.worker.submit(job)
+                job.future.add_done_callback(self._wake)
                 self._running = Running(trigger, job, frame, now)
                 self._last_served[trigger.camera] = now
         if private:
@@ -449,6 +458,7 @@ class Scheduler:
             if trigger.withdrawn:
                 return False
             job.future = self.worker.submit(job)
+            job.future.add_done_callback(self._wake)
             self._running = Running(trigger, job, None, now)
             self._last_served[IMAGE_LANE] = now
         return True
