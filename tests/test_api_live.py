@@ -11,6 +11,7 @@ import asyncio
 import base64
 import json
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -374,3 +375,27 @@ def test_a_lan_address_without_a_token_is_refused_before_anything_starts(tmp_pat
     assert out.returncode == 2
     assert f"{config}:3 api.listen: 0.0.0.0 is reachable from other machines: set token_file" in out.stderr
 
+
+
+def test_a_port_in_use_is_logged_and_everything_else_runs(tmp_path: Path) -> None:
+    """Something else holds the API's port: edged says so in one line (`api_start_failed` with the reason),
+    the cameras and MQTT run on, and the stats show the endpoint `failed` with why."""
+    broker = Broker(tmp_path).start()
+    holder = socket.socket()
+    holder.bind(("127.0.0.1", 0))
+    holder.listen()
+    port = holder.getsockname()[1]
+    daemon = DaemonProcess(write_config(tmp_path, broker, port))
+    sub = Subscriber(broker.port, ["edged/api/#"]).start()
+    try:
+        failed = daemon.wait_log("api_start_failed", timeout=60)
+        assert f"cannot listen on 127.0.0.1:{port}" in str(failed["reason"])
+        sub.wait_topic("edged/api/porch/status", b"online", timeout=30)
+        stats = json.loads(sub.wait_topic("edged/api/stats", timeout=15).payload)
+        assert stats["system"]["api"]["state"] == "failed"
+        assert daemon.proc.poll() is None
+    finally:
+        holder.close()
+        sub.stop()
+        daemon.stop()
+        broker.stop()
