@@ -49,6 +49,7 @@ GRACE_S = 5.0  # past a request's deadline the scheduler has answered it; this l
 FETCH_TIMEOUT_S = 10.0  # an image URL (only with allow_image_urls)
 RESTART_RETRY_S = 5  # Retry-After while the pipeline restarts (a SIGHUP reload) or edged stops
 NO_MODEL_RETRY_S = 60
+SMALL_BODY_MB = 1 / 16  # /api/show: a model name
 Parse = Callable[[Any, Limits], ChatRequest | None]
 
 
@@ -227,8 +228,10 @@ class ApiServer:
             self.log.exception("api_request_failed", path=request.path, error=str(exc)[:200])
             response = _error_response(ApiError(500, "internal error; see edged's log", "internal_error"), openai)
         self._count(response.status, started)
-        self.log.info("api_request", method=request.method, path=request.path, status=response.status,
-                      ms=round((time.monotonic() - started) * 1000, 1), client=request.remote)
+        # Answers at info; refusals at debug (a flood of them must not flood the journal: stats count them).
+        log = self.log.info if response.status < 400 else self.log.debug
+        log("api_request", method=request.method, path=request.path, status=response.status,
+            ms=round((time.monotonic() - started) * 1000, 1), client=request.remote)
         return response
 
     def _authorized(self, request: web.Request) -> bool:
@@ -273,7 +276,7 @@ class ApiServer:
         return web.json_response(ollama_wire.tags(self._model_names(), FAMILY, self._modified()))
 
     async def _ollama_show(self, request: web.Request) -> web.StreamResponse:
-        body = await self._read(request)
+        body = await self._read(request, SMALL_BODY_MB)  # a model name: outside the request slots, so small
         data = await self._off_loop(parse_json, body)
         name = data.get("model") or data.get("name") if isinstance(data, dict) else None
         if not isinstance(name, str) or name not in self._model_names():
@@ -324,19 +327,30 @@ class ApiServer:
                            "no_model", retry_after=NO_MODEL_RETRY_S)
         return pipeline.scheduler
 
-    async def _read(self, request: web.Request) -> bytes:
-        limit = self.config.max_body_mb
+    async def _read(self, request: web.Request, limit_mb: float | None = None) -> bytes:
+        limit = self.config.max_body_mb if limit_mb is None else limit_mb
         if request.content_length is not None and request.content_length > limit * 1024 * 1024:
             raise too_large(f"the request body is {request.content_length / 2**20:.1f} MB; the limit is "
                             f"{limit:g} MB (api.max_body_mb)")
         try:
-            return await request.read()
+            body = await request.read()
         except web.HTTPRequestEntityTooLarge:
             raise too_large(f"the request body is over {limit:g} MB (api.max_body_mb)") from None
+        if len(body) > limit * 1024 * 1024:  # chunked, no Content-Length: aiohttp checked the larger limit
+            raise too_large(f"the request body is over {limit:g} MB")
+        return body
 
     async def _off_loop(self, fn: Callable[..., Any], *args: Any) -> Any:
-        """Run CPU work (JSON, base64, image decoding) on the pool, not on the event loop."""
-        return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
+        """Run CPU work (JSON, base64, image decoding) on the pool, not on the event loop. A caller that goes
+        away meanwhile keeps its request slot until the work is done, so no more than max_concurrent
+        bodies are ever held or decoded, however often clients connect and hang up."""
+        work = asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
+        try:
+            return await asyncio.shield(work)
+        except asyncio.CancelledError:
+            with contextlib.suppress(Exception):
+                await work
+            raise
 
     async def _pixels(self, sources: tuple[ImageSource, ...]) -> np.ndarray:
         raws = [await self._fetch(s) if s.url else None for s in sources]
