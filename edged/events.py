@@ -49,6 +49,11 @@ class TriggerKind(str, enum.Enum):
         """Someone waits for this trigger's result on a response topic."""
         return self in (TriggerKind.ASK, TriggerKind.REQUEST)
 
+    @property
+    def admitted_by(self) -> TriggerKind:
+        """The kind a camera's `captions.on` must list for this one: a question is a request."""
+        return TriggerKind.REQUEST if self is TriggerKind.ASK else self
+
 
 _PRIORITY = {TriggerKind.ASK: 4, TriggerKind.REQUEST: 4, TriggerKind.KEYWORD: 3, TriggerKind.MOTION: 2,
              TriggerKind.PERIODIC: 1}
@@ -281,6 +286,9 @@ class CameraEvent(Event):
     rules: tuple[str, ...] = ()
     durable: ClassVar[bool] = True
 
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "trigger", TriggerKind(self.trigger))  # a kind's name is taken too
+
     def topic(self, base: str) -> str:
         return f"{base}/events"
 
@@ -322,6 +330,7 @@ class Caption(Event):
     retain: ClassVar[bool] = True
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "trigger", TriggerKind(self.trigger))  # a kind's name is taken too
         if len(self.title) > TITLE_LIMIT:
             raise ValueError(f"caption title is {len(self.title)} characters; Home Assistant takes {TITLE_LIMIT}")
 

@@ -249,3 +249,23 @@ def test_an_api_token_is_a_secret_read_from_a_file(tmp_path: Path) -> None:
     plain = to_plain(config)
     assert plain["api"]["token_file"] == REDACTED
     assert "t0ken" not in str(plain) and str(token) not in str(plain)
+
+
+def test_captions_on_takes_trigger_kinds_and_a_question_is_a_request() -> None:
+    """`captions.on` is checked against the one list of trigger kinds; `ask` is refused with the way to say it
+    (listing `request` admits caption_now and ask)."""
+    from edged.events import TriggerKind
+
+    config = parse_config("cameras:\n  a: {url: a.mp4, captions: {on: [keyword, request]}}\n")
+    assert config.cameras["a"].captions.on == (TriggerKind.KEYWORD, TriggerKind.REQUEST)
+    with pytest.raises(ConfigError, match=r"cameras\.a\.captions\.on: a question is a request: list request"):
+        parse_config("cameras:\n  a: {url: a.mp4, captions: {on: [ask]}}\n", "ask.yaml")
+
+
+def test_ids_that_home_assistant_would_merge_are_refused() -> None:
+    """`front-door` and `front_door` would share Home Assistant unique ids (edged spells '-' as '_' there)."""
+    with pytest.raises(ConfigError, match=r"camera 'front_door' and cameras\.front-door differ only in '-' and '_'"):
+        parse_config("cameras:\n  front-door: {url: a.mp4}\n  front_door: {url: b.mp4}\n", "ids.yaml")
+    with pytest.raises(ConfigError, match="microphone 'front-door_mic' uses the id of microphone 'front_door_mic'"):
+        parse_config("cameras:\n  front-door: {url: a.mp4, microphone: {device: camera}}\n"
+                     "microphones:\n  front_door_mic: {device: talk.wav}\n", "ids.yaml")

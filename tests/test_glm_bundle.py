@@ -18,7 +18,7 @@ from tests.glm_fixture import BUNDLE, config
 @pytest.fixture
 def bundle(tmp_path: Path) -> Path:
     out = tmp_path / "bundle"
-    shutil.copytree(BUNDLE, out)
+    shutil.copytree(BUNDLE, out, ignore=shutil.ignore_patterns(".ort-cache"))  # no cache from another run
     return out
 
 
@@ -132,6 +132,21 @@ def test_optimized_graph_cache_is_written_and_reused(bundle: Path) -> None:
     second = load_captioner(config(path=bundle, optimized_cache=True))
     assert sorted(p.name for p in (bundle / ".ort-cache").iterdir()) == cached
     assert second.caption(image, "").tokens == tokens
+
+
+def test_optimized_graph_cache_holds_nothing_laid_out_for_this_cpu(bundle: Path) -> None:
+    """The cached graphs stop before the layout rewrites (NCHWc blocks sized to this CPU's SIMD width:
+    an AVX2 machine's cache gave garbage on an AVX-512 one), so a bundle directory carried to or
+    shared with another machine stays correct; the rewrites run again on load."""
+    import onnx
+
+    for variant in ("fp32", "int8-vision", "int4"):
+        load_captioner(config(path=bundle, variant=variant, optimized_cache=True))
+    graphs = sorted((bundle / ".ort-cache").glob("*.onnx"))
+    assert len(graphs) == 4  # both encoders, both decoders
+    for graph in graphs:
+        nodes = onnx.load(graph, load_external_data=False).graph.node
+        assert [n.op_type for n in nodes if n.domain == "com.microsoft.nchwc"] == [], graph.name
 
 
 def test_threads_zero_leaves_a_core(monkeypatch: pytest.MonkeyPatch) -> None:

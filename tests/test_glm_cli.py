@@ -138,8 +138,11 @@ def test_models_list_empty_dir_hints_pull(tmp_path: Path, capsys: pytest.Capture
 def test_models_quantize_adds_variants(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """quantize on an fp32-only bundle adds int8-vision and int4 and makes int4 the default."""
     pytest.importorskip("onnx_ir", reason="the quantizer needs the export extra (onnx, onnx-ir)")
+    import onnx
+
     from edged.export.pull import prune
     from edged.inference.manifest import load_manifest
+    from tests import glm_quant as q
 
     copy = tmp_path / "b"
     shutil.copytree(BUNDLE, copy)
@@ -150,3 +153,9 @@ def test_models_quantize_adds_variants(tmp_path: Path, capsys: pytest.CaptureFix
     assert set(m.variants) == {"fp32", "int8-vision", "int4"}
     assert m.default_variant == "int4"
     assert main(["models", "verify", str(copy)]) == 0
+    # The fresh graphs hold the fp32 weights on the recipe's grids (exact: numpy on the stored bytes).
+    decoder, vision = onnx.load(copy / q.DECODER), onnx.load(copy / q.VISION)
+    int4 = q.int4_grids(onnx.load(copy / q.DECODER_INT4))
+    assert q.grid_problems(q.matmul_weights(decoder), int4, q.int4_block_scale(32)) == []
+    int8 = q.int8_grids(onnx.load(copy / q.VISION_INT8))
+    assert q.grid_problems(q.matmul_weights(vision), int8, q.int8_channel_scale) == []

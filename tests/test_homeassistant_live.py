@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import json
+import os
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -126,8 +127,10 @@ def ha_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
 def home_assistant(tmp_path_factory: pytest.TempPathFactory, ha_broker: Broker) -> Iterator[HomeAssistant]:
     """A real Home Assistant, onboarded, with the MQTT integration on `ha_broker` and its birth seen."""
     why = missing()
+    if why and os.environ.get("CI"):
+        pytest.fail(why)  # CI must run the real thing
     if why:
-        pytest.fail(why)
+        pytest.skip(f"{why} (needs a Python 3.13; in CI this fails)")
     ha = HomeAssistant(tmp_path_factory.mktemp("homeassistant"))
     status = Subscriber(ha_broker.port, [f"{PREFIX}/status"]).start()
     try:

@@ -1,14 +1,17 @@
-"""Keyword spotting keeps real time while a busy onnxruntime session saturates both cores.
+"""Keyword spotting keeps real time while busy onnxruntime sessions saturate every core it may use.
 
-The one timed test of the keyword suite (the issue asks for it). The load is a real onnxruntime
-session running a chain of large MatMuls on two threads, twice over; the audio is real speech with
-keywords, fed at real-time pace by a thread that stamps each chunk with its due time, as an audio
-source does. Bounds are generous (100 ms of lag on 10 ms chunks) but mean something: a spotter that
-fell behind by even one second of work in ten would fail.
+The one timed test of the keyword suite (the issue asks for it). The load is real onnxruntime sessions
+running a chain of large MatMuls, two single-threaded sessions per core this process may run on (its
+CPU affinity, which `taskset` and container cpusets set): the same twofold oversubscription from 1
+core to 64. The audio is real speech with keywords, fed at real-time
+pace by a thread that stamps each chunk with its due time, as an audio source does. Bounds are
+generous (100 ms of lag on 10 ms chunks) but mean something: a spotter that fell behind by even one
+second of work in ten would fail.
 """
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from typing import Any
@@ -29,6 +32,7 @@ from edged.sources.audio.files import iter_chunks
 from tests.kws_support import fixture_audio
 
 N = 384  # one MatMul is ~0.1 GFLOP
+BURNERS_PER_CORE = 2
 
 
 def _busy_session() -> ort.InferenceSession:
@@ -53,14 +57,26 @@ def _busy_session() -> ort.InferenceSession:
     model.ir_version = 8
     onnx.checker.check_model(model)
     options = ort.SessionOptions()
-    options.intra_op_num_threads = 2
+    options.intra_op_num_threads = 1  # the burner thread computes; no pool sized by the core count
+    options.inter_op_num_threads = 1
     return ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
 
 
-def _busy_fraction(before: Any, after: Any) -> float:
-    """Share of all cores' time spent running something (anyone's) between two cpu_times() samples."""
-    idle = (after.idle + getattr(after, "iowait", 0.0)) - (before.idle + getattr(before, "iowait", 0.0))
-    total = sum(after) - sum(before)
+def _cores() -> list[int]:
+    """The CPUs this process may run on (not os.cpu_count(), which ignores affinity and quotas)."""
+    return sorted(os.sched_getaffinity(0))
+
+
+def _cpu_times(cores: list[int]) -> list[Any]:
+    per_cpu = psutil.cpu_times(percpu=True)
+    return [per_cpu[c] for c in cores] if max(cores) < len(per_cpu) else [psutil.cpu_times()]
+
+
+def _busy_fraction(before: list[Any], after: list[Any]) -> float:
+    """Share of the given cores' time spent running something (anyone's) between two samples."""
+    pairs = list(zip(after, before, strict=True))
+    idle = sum((a.idle + getattr(a, "iowait", 0.0)) - (b.idle + getattr(b, "iowait", 0.0)) for a, b in pairs)
+    total = sum(sum(a) - sum(b) for a, b in pairs)
     return 1.0 - idle / total if total > 0 else 0.0
 
 
@@ -90,19 +106,22 @@ def _feed_in_real_time(queue: BoundedQueue[AudioChunk], audio: np.ndarray) -> tu
 
 
 @pytest.mark.slow
-def test_spotter_keeps_real_time_with_both_cores_saturated() -> None:
+def test_spotter_keeps_real_time_with_every_core_saturated() -> None:
     """Under a saturating onnxruntime load the spotter stays < 100 ms behind, drops nothing, still hears."""
-    sessions = [_busy_session(), _busy_session()]
+    cores = _cores()
+    sessions = [_busy_session() for _ in range(BURNERS_PER_CORE * len(cores))]
     x = np.ones((N, N), np.float32)
     stop = threading.Event()
-    runs = [0, 0]
+    runs = [0] * len(sessions)
 
     def burn(i: int) -> None:
         while not stop.is_set():
             sessions[i].run(None, {"x": x})
             runs[i] += 1
 
-    burners = [threading.Thread(target=burn, args=(i,), name=f"burn-{i}", daemon=True) for i in range(2)]
+    burners = [
+        threading.Thread(target=burn, args=(i,), name=f"burn-{i}", daemon=True) for i in range(len(sessions))
+    ]
     audio = np.concatenate([fixture_audio("positive_alexa.flac"), fixture_audio("positive_okay_nabu.flac")])[
         : 16000 * 20
     ]
@@ -117,18 +136,18 @@ def test_spotter_keeps_real_time_with_both_cores_saturated() -> None:
     for t in burners:
         t.start()
     time.sleep(0.5)  # let the load settle before the audio starts
-    busy0 = psutil.cpu_times()
+    busy0 = _cpu_times(cores)
     spotter.start()
     try:
         overruns, late = _feed_in_real_time(queue, audio)
     finally:
-        busy = _busy_fraction(busy0, psutil.cpu_times())
+        busy = _busy_fraction(busy0, _cpu_times(cores))
         stop.set()
         spotter.stop()
         for t in burners:
             t.join(10)
     stats = spotter.stats()
-    assert busy > 0.9, f"the machine was not saturated during the test ({100 * busy:.0f}% busy)"
+    assert busy > 0.9, f"{len(cores)} cores were not saturated during the test ({100 * busy:.0f}% busy)"
     assert min(runs) > 0
     assert overruns == 0
     assert stats["queue"]["overruns"] == 0

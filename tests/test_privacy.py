@@ -231,7 +231,7 @@ def test_privacy_on_cancels_the_real_model_mid_caption_and_publishes_nothing_fro
     run ends "cancelled" between tokens, and from the switch on nothing is published from before it: no
     caption, no snapshot, no `update` of the event (its `end` may follow). After privacy OFF, a caption
     describes a frame captured after the camera came back."""
-    config = parse_config(f"cameras:\n  porch: {{url: {SAMPLE}, loop: true, captions: {{on: [keyword]}},\n"
+    config = parse_config(f"cameras:\n  porch: {{url: {SAMPLE}, loop: true, captions: {{on: [keyword, request]}},\n"
                           "    microphone: {device: camera, loop: true}}\n")
     model = HeldTokens()
     published: list[Event] = []

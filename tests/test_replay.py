@@ -37,13 +37,17 @@ def test_replay_of_the_sample_shows_motion_keywords_and_captions(tmp_path: Path)
     events = [p["payload"] for p in published if p["topic"].endswith("/events")]
     motion_new = [e for e in events if e["type"] == "new" and e["trigger"] == "motion"]
     assert len(motion_new) == len(TRUTH["motion"])
+    captions = [p["payload"] for p in published if p["topic"].endswith("/porch/caption")]
+    caption_of = {c["id"]: c for c in captions}
     for event in [e for e in events if e["type"] == "new"]:
         updates = [e for e in events if e["type"] == "update" and e["id"] == event["id"]]
         ends = [e for e in events if e["type"] == "end" and e["id"] == event["id"]]
         assert len(updates) == 1, event
-        assert updates[0]["caption"]
+        # The update carries the event's caption, whatever words this CPU's int4 kernels chose (they
+        # differ between CPUs; the model may even stop at once, giving an empty caption).
+        assert caption_of[event["id"]]["tokens"] >= 1
+        assert updates[0]["caption"] == caption_of[event["id"]]["caption"]
         assert len(ends) == 1
-    captions = [p["payload"] for p in published if p["topic"].endswith("/porch/caption")]
     assert {c["trigger"] for c in captions} == {"motion", "keyword"}
     assert all(c["model"] == "glm-edge-v-tiny:int4" for c in captions)
     assert summary["captions"] == len(captions) == 5

@@ -350,8 +350,9 @@ class CaptionsConfig:
     """When a camera gets captioned."""
 
     enabled: bool = field(default=True, metadata=spec("Caption this camera"))
-    on: tuple[TriggerKind, ...] = field(default=tuple(TriggerKind),
-                                    metadata=spec("Triggers that ask for a caption"))
+    on: tuple[TriggerKind, ...] = field(
+        default=(TriggerKind.MOTION, TriggerKind.KEYWORD, TriggerKind.REQUEST, TriggerKind.PERIODIC),
+        metadata=spec("Triggers that ask for a caption (request: caption_now and ask)"))
     interval: IntervalConfig = field(default_factory=IntervalConfig)
     deadlines: DeadlinesConfig = field(default_factory=DeadlinesConfig)
     prompt: str = field(default="", metadata=spec("Camera-specific prompt (default: the model's)"))
@@ -362,6 +363,10 @@ class CaptionsConfig:
     text_similarity: float = field(default=0.8, metadata=spec(
         "A periodic caption this similar to the previous one is not published again (a heartbeat instead)",
         gt=0, le=1))
+
+    def _validate(self) -> Problems:
+        if TriggerKind.ASK in self.on:
+            yield "on", "a question is a request: list request (it admits caption_now and ask)"
 
 
 @dataclass(frozen=True)
@@ -640,17 +645,22 @@ class Config:
         return tuple(self.microphones.values()) + nested
 
     def _validate(self) -> Problems:
+        # Ids are compared as Home Assistant's unique ids spell them ('-' becomes '_'): `front-door` and
+        # `front_door` would be one entity there.
         seen: dict[str, str] = {}
         for cam in self.cameras:
-            seen[cam] = f"cameras.{cam}"
+            if _ha_key(cam) in seen:
+                yield "cameras", f"camera {cam!r} and {seen[_ha_key(cam)]} differ only in '-' and '_'"
+            seen[_ha_key(cam)] = f"cameras.{cam}"
         # Nested microphones get their id (`<camera>_mic`) after validation: check the ids they will have.
         nested = {id(c.microphone): f"{c.id}_mic" for c in self.cameras.values() if c.microphone is not None}
         for mic in self.all_microphones:
             mic_id = mic.id or nested.get(id(mic), "")
             where = f"microphone {mic_id!r}"
-            if mic_id in seen:
-                yield "microphones", f"{where} uses the id of {seen[mic_id]}; ids must be unique"
-            seen[mic_id] = where
+            if _ha_key(mic_id) in seen:
+                yield "microphones", f"{where} uses the id of {seen[_ha_key(mic_id)]}; ids must be unique " \
+                                     "(after '-' becomes '_', as in Home Assistant's unique ids)"
+            seen[_ha_key(mic_id)] = where
             if mic.camera is not None and mic.camera not in self.cameras:
                 known = ", ".join(self.cameras) or "none"
                 yield "microphones", f"{where}: camera {mic.camera!r} is not configured (cameras: {known})"
@@ -658,6 +668,10 @@ class Config:
             for cam in rule.cameras:
                 if cam not in self.cameras:
                     yield "rules", f"rule {rule.name!r}: camera {cam!r} is not configured"
+
+
+def _ha_key(source_id: str) -> str:
+    return source_id.replace("-", "_")
 
 
 def source_kind(url: str) -> Literal["rtsp", "v4l2", "file", "http"]:

@@ -2,6 +2,12 @@
 
 The images are drawn here (deterministic, PNG, lossless) in three shapes that exercise the fit and pad
 rules: a wide camera frame, a tall one and one smaller than the tile (upscaled).
+
+Each variant's greedy tokens come with their margins: at each step, how far the chosen token's logit
+stood above the runner-up's. Kernels differ between CPUs (SIMD width changes the summation order;
+int8 and int4 kernels quantize activations differently), so a machine reproduces a golden token only
+where its margin is wider than twice the difference the variant's arithmetic allows between machines;
+the margins say which steps those are.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ from edged.config.schema import CaptionerConfig
 from edged.inference.images import load_image
 from edged.inference.manifest import Manifest
 from edged.inference.preprocess import pixel_values
+from edged.inference.prompt import splice
 
 GOLDEN_DIR = "golden"
 
@@ -75,16 +82,43 @@ def captioner_for(out: Path, variant: str, max_new_tokens: int) -> Any:
     return GlmEdgeVCaptioner(cfg, warmup=False)
 
 
+def forced_logits(cap: Any, rows: np.ndarray, prompt: str, tokens: list[int]) -> np.ndarray:
+    """Logits [len(tokens), vocab] before each of `tokens` when the decoder is fed exactly those tokens.
+
+    The same KV-cached steps as a greedy caption, but the context is given rather than chosen, so
+    two runs (two variants, two machines) can be compared step by step even after they diverge.
+    """
+    m = cap.manifest
+    p = cap.prompt_ids(prompt)
+    cache = cap.decoder.start(len(p.ids) + len(tokens))
+    out = [cap.decoder.step(cache, splice(cap.embed(p.ids), rows, p, m.image_token_id))]
+    for token in tokens[:-1]:
+        out.append(cap.decoder.step(cache, cap.embed([token])))
+    return np.stack(out)
+
+
+def margins(logits: np.ndarray) -> np.ndarray:
+    """Top-1 minus top-2 logit of each row: how clear each greedy choice was."""
+    top2 = np.sort(logits, axis=-1)[..., -2:]
+    out: np.ndarray = top2[..., 1] - top2[..., 0]
+    return out
+
+
 def run_variant(out: Path, manifest: Manifest, variant: str, images: list[str], n: int) -> dict[str, Any]:
-    """Greedy tokens and image-row statistics for each golden image."""
+    """Greedy tokens, their margins and image-row statistics for each golden image."""
     cap = captioner_for(out, variant, n)
     result: dict[str, Any] = {}
     for name in images:
         image = load_image(out / name)
         rows = cap.image_rows(pixel_values(image, manifest.preprocessing))
         res = cap.caption(image, manifest.prompt.default_prompt, max_new_tokens=n)
+        tokens = list(res.tokens)
+        logits = forced_logits(cap, rows, manifest.prompt.default_prompt, tokens)
+        if [int(t) for t in logits.argmax(axis=-1)] != tokens:  # greedy = argmax with penalty 1.0
+            raise ExportCheckFailed(f"{variant} {name}: teacher-forced logits do not replay the caption")
         result[name] = {
-            "tokens": list(res.tokens),
+            "tokens": tokens,
+            "margins": [round(float(x), 5) for x in margins(logits)],
             "text": res.text,
             "image_rows": {
                 "mean": float(rows.mean()),

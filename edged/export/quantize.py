@@ -1,7 +1,11 @@
 """`edged models quantize`: int8 vision encoder and 4-bit decoder, added to the bundle as variants.
 
-Vision: dynamic int8 (`quantize_dynamic`, MatMul weights per channel; convolutions and the attention
-products stay fp32) - the tower is compute-bound over 2304 patch rows. Decoder: 4-bit `MatMulNBits`
+Vision: dynamic int8 (`quantize_dynamic`, MatMul weights per channel in 7 bits; convolutions and the
+attention products stay fp32) - the tower is compute-bound over 2304 patch rows. 7-bit weights because
+x86 CPUs without VNNI (AVX2, early AVX-512) multiply uint8 activations by int8 weights with an
+instruction that adds pairs of products into a saturating int16: full 8-bit weights overflow it, and
+the encoder's output drifts (a third of its norm on the tiny bundle). With 7 bits every CPU computes
+the same exact integer sums. Decoder: 4-bit `MatMulNBits`
 (symmetric, block 64, accuracy level 4 = int8 activations in the kernel) - decode is bound by reading
 the weights, so fewer bytes per weight is what speeds it up. Needs `onnx` and onnxruntime only.
 """
@@ -52,6 +56,7 @@ def quantize_vision(directory: Path, m: Manifest) -> dict[str, FileEntry]:
             str(directory / VISION_INT8),
             op_types_to_quantize=["MatMul"],
             per_channel=True,
+            reduce_range=True,  # 7-bit weights: no int16 saturation on AVX2 (see above)
             weight_type=QuantType.QInt8,
             use_external_data_format=ext,
             extra_options={"MatMulConstBOnly": True, "DefaultTensorType": 1},
@@ -61,7 +66,7 @@ def quantize_vision(directory: Path, m: Manifest) -> dict[str, FileEntry]:
         directory,
         VISION_INT8,
         "vision",
-        "int8 dynamic (MatMul weights per channel)",
+        "int8 dynamic (MatMul weights per channel, 7-bit)",
         io_spec,
         external=VISION_INT8 + ".data" if ext else "",
     )

@@ -1,8 +1,11 @@
 """onnxruntime sessions built from the captioner config: threads, providers, graph optimisation cache.
 
 The optimised graph is saved next to the bundle (`.ort-cache/`), keyed by the source file's hash, the
-onnxruntime version, the optimisation level and the machine, and loaded as-is on the next start, so
-a daemon restart skips the graph rewrites.
+onnxruntime version, the optimisation level and the machine, and loaded on the next start, so a daemon
+restart skips the graph rewrites. The cache holds the graph optimised at most to "extended": level
+"all" adds layout rewrites that bake this CPU's SIMD width into the graph (NCHWc blocks of 8 floats on
+AVX2, 16 on AVX-512), and a cache written by one x86 machine computed garbage on another. Those
+rewrites are cheap, and are redone each time the cached graph is loaded.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from edged.inference.protocol import ModelUnavailable
 from edged.logs import get_logger
 
 LEVELS = ("none", "basic", "extended", "all")
+PORTABLE_LEVEL = "extended"  # the highest level whose graph does not depend on the CPU it was built on
 
 
 def resolve_threads(threads: int) -> int:
@@ -79,6 +83,25 @@ def _writable(directory: Path) -> bool:
     return os.access(directory, os.W_OK)
 
 
+def _cached_level(level: str) -> str:
+    return level if LEVELS.index(level) <= LEVELS.index(PORTABLE_LEVEL) else PORTABLE_LEVEL
+
+
+def _write_cache(model: Path, cached: Path, threads: int, providers: list[str], level: str) -> bool:
+    """Optimise `model` to `level` and save it as `cached` (a session built only for that)."""
+    import onnxruntime as ort
+
+    so = session_options(threads, level)
+    so.optimized_model_filepath = str(cached)
+    so.add_session_config_entry("session.optimized_model_external_initializers_file_name", cached.name + ".data")
+    so.add_session_config_entry("session.optimized_model_external_initializers_min_size_in_bytes", "1024")
+    try:
+        ort.InferenceSession(str(model), sess_options=so, providers=providers)
+    except Exception:  # onnxruntime raises its own types; the caller loads the bundle's file and says why
+        return False
+    return cached.is_file()
+
+
 def open_session(
     model: Path, sha256: str, *, threads: int, providers: Sequence[str], level: str, cache_dir: Path | None
 ) -> Any:
@@ -89,18 +112,12 @@ def open_session(
     so = session_options(threads, level)
     path = model
     if cache_dir is not None and level != "none" and chosen == ["CPUExecutionProvider"]:
-        cached = _cache_path(model, sha256, level, cache_dir)
-        if cached.is_file():
-            so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+        stored = _cached_level(level)
+        cached = _cache_path(model, sha256, stored, cache_dir)
+        if cached.is_file() or (_writable(cache_dir) and _write_cache(model, cached, threads, chosen, stored)):
             path = cached
-        elif _writable(cache_dir):
-            so.optimized_model_filepath = str(cached)
-            so.add_session_config_entry(
-                "session.optimized_model_external_initializers_file_name", cached.name + ".data"
-            )
-            so.add_session_config_entry(
-                "session.optimized_model_external_initializers_min_size_in_bytes", "1024"
-            )
+            if stored == level:  # nothing left to apply; otherwise this CPU's layout rewrites run now
+                so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     try:
         return ort.InferenceSession(str(path), sess_options=so, providers=chosen)
     except Exception as exc:  # onnxruntime raises its own exception types

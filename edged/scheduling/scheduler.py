@@ -288,8 +288,8 @@ class Scheduler:
         if self.worker is None:
             self._no_model(trigger)
             return
-        if trigger.kind not in state.config.captions.on:
-            trigger.finish(None, f"camera {trigger.camera!r} takes no {trigger.kind} captions "
+        if trigger.kind.admitted_by not in state.config.captions.on:
+            trigger.finish(None, f"camera {trigger.camera!r} takes no {trigger.kind.admitted_by} captions "
                                  f"(captions.on: {', '.join(state.config.captions.on) or 'none'})")
             self._close_event(trigger)
             return
