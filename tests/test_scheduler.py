@@ -547,3 +547,30 @@ def test_refusals_say_what_a_caller_should_do(rigs: Any) -> None:
     handed(slow, "?", late, "late", deadline_s=0.3)
     slow.wait(lambda: bool(late.names()))
     assert late.got[0][2] is not None and late.got[0][2].kind == "stale"
+
+
+def test_a_stream_of_images_cannot_keep_a_motion_caption_from_finishing(rigs: Any) -> None:
+    """Two API requests always waiting (each answered one is replaced at once), and a motion caption:
+    the motion caption is published while the stream goes on (images and the camera take turns, and an
+    image does not preempt the caption on its turn), and images keep being answered meanwhile."""
+    model = ScriptedCaptioner(["A van in the drive."], tokens=20, token_s=0.01)
+    rig = rigs(model)
+    answered = threading.Semaphore(0)
+    stop = threading.Event()
+
+    def again(_t: Trigger, _r: CaptionResult | None, _e: TriggerError | None) -> None:
+        answered.release()
+        if not stop.is_set():
+            rig.scheduler.trigger(rig.scheduler.make_image_trigger(HandedImage(scene(3), "?", 20), 30, again))
+
+    for _ in range(2):
+        rig.scheduler.trigger(rig.scheduler.make_image_trigger(HandedImage(scene(3), "?", 20), 30, again))
+    rig.wait(lambda: model.calls >= 3)
+    event_id = rig.events.motion_started("porch", rig.histories["porch"].latest(), 0.2)
+    rig.scheduler.trigger(rig.scheduler.make_trigger(TriggerKind.MOTION, "porch", event_id=event_id))
+    try:
+        rig.wait(lambda: bool(rig.of(Caption)), timeout=20)
+    finally:
+        stop.set()
+    assert rig.of(Caption)[0].id == event_id
+    assert rig.scheduler.stats()["images"] >= 3

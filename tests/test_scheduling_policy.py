@@ -78,6 +78,28 @@ def test_an_image_lane_takes_turns_with_cameras_and_outranks_their_motion() -> N
     assert should_preempt(img, [t("request", "b"), t("keyword", "b")]) is None
 
 
+def test_after_an_image_waiting_camera_work_goes_next_whatever_its_priority() -> None:
+    """Turn-taking: right after an image, a waiting periodic caption goes before the next image; with no
+    camera work waiting, images take every turn; otherwise priority decides as always."""
+    img, periodic = image(ts=0), t("periodic", "a", ts=5)
+    pending = {IMAGE_LANE: [img], "a": [periodic]}
+    assert choose_next(pending, 0, 0, {}).run is img
+    assert choose_next(pending, 0, 0, {}, after_image=True).run is periodic
+    assert choose_next({IMAGE_LANE: [img], "a": []}, 0, 0, {}, after_image=True).run is img
+    keyword = t("keyword", "a", ts=6)
+    assert choose_next({IMAGE_LANE: [img], "a": [periodic, keyword]}, 0, 0, {}, after_image=True).run is keyword
+
+
+def test_a_cameras_job_on_its_turn_is_not_preempted_by_images_but_by_camera_work() -> None:
+    """A motion caption running on its turn after an image finishes before the next image; a keyword
+    still preempts it (camera priorities are untouched)."""
+    motion = t("motion")
+    assert should_preempt(motion, [image()], cameras_turn=False) is not None
+    assert should_preempt(motion, [image()], cameras_turn=True) is None
+    keyword = t("keyword", "a")
+    assert should_preempt(motion, [image(), keyword], cameras_turn=True) is keyword
+
+
 @pytest.mark.parametrize(("runs", "forwarded"), [
     ([["A ", "cat"]], ["A ", "cat"]),  # one run: every piece
     ([["A ", "ca"], ["A ", "cat", "."]], ["A ", "ca", "t", "."]),  # preempted, run again: only what is new

@@ -15,9 +15,10 @@ checked at the gate again, while holding it, right before it would be published.
 
 An image handed in (the HTTP API, `make_image_trigger`) is not a camera frame: it queues in its own lane
 (IMAGE_LANE) beside the cameras, at `request` priority, and takes its turn by the same rules (priority,
-then the lane served longest ago); it has no camera state, privacy gate or event, and its answer goes
-to its caller only. A caller that gives up is `withdraw`n: dropped from the queue, or its job cancelled
-between tokens.
+then the lane served longest ago), with one more: after an image, waiting camera work goes next (and
+is not preempted by images), so a stream of API requests gets at most every other turn while cameras
+wait. It has no camera state, privacy gate or event, and its answer goes to its caller only. A caller
+that gives up is `withdraw`n: dropped from the queue, or its job cancelled between tokens.
 """
 
 from __future__ import annotations
@@ -76,6 +77,7 @@ class Running:
     job: Job
     frame: AnalysedFrame | None  # None for a handed-in image
     started: float
+    cameras_turn: bool = False  # a camera's job started on its turn after an image: images do not preempt it
 
 
 @dataclass
@@ -115,6 +117,7 @@ class Scheduler:
         self._pending: dict[str, list[Trigger]] = {cid: [] for cid in self.cameras}
         self._pending[IMAGE_LANE] = []
         self._last_served: dict[str, float] = {}
+        self._after_image = False  # the last job started was a handed-in image: cameras' turn next
         self._running: Running | None = None
         self._expected_s = 0.0  # moving average of caption time: what "would miss its deadline" is judged by
         self.counters = Counters()
@@ -344,7 +347,7 @@ class Scheduler:
             return
         with self._lock:
             waiting = [t for ts in self._pending.values() for t in ts]
-        better = should_preempt(running.trigger, waiting)
+        better = should_preempt(running.trigger, waiting, running.cameras_turn)
         if better is not None and not running.job.cancel.is_set():
             self.log.info("caption_preempted", camera=running.trigger.camera, running=running.trigger.kind,
                           by=better.kind, by_camera=better.camera)
@@ -396,7 +399,7 @@ class Scheduler:
     def _dispatch(self, now: float) -> None:
         while True:
             with self._lock:
-                decision = choose_next(self._pending, now, self._expected_s, self._last_served)
+                decision = choose_next(self._pending, now, self._expected_s, self._last_served, self._after_image)
                 for t in [*decision.stale, *([decision.run] if decision.run is not None else [])]:
                     self._remove(t)
             for t in decision.stale:
@@ -442,8 +445,9 @@ class Scheduler:
             if not private:
                 job.future = self.worker.submit(job)
                 job.future.add_done_callback(self._wake)
-                self._running = Running(trigger, job, frame, now)
+                self._running = Running(trigger, job, frame, now, cameras_turn=self._after_image)
                 self._last_served[trigger.camera] = now
+                self._after_image = False
         if private:
             self._cancel_for_privacy(trigger)
             return False
@@ -461,6 +465,7 @@ class Scheduler:
             job.future.add_done_callback(self._wake)
             self._running = Running(trigger, job, None, now)
             self._last_served[IMAGE_LANE] = now
+            self._after_image = True
         return True
 
     def _frame_for(self, trigger: Trigger, state: CameraState) -> AnalysedFrame | None:
