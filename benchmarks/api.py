@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import statistics
 import sys
 import tempfile
@@ -138,6 +139,7 @@ def burst_passes(args: argparse.Namespace) -> list[dict[str, Any]]:
     import psutil
 
     from tests.support.api import SAMPLE, burst, data_url, new_latencies, porch_jpeg
+    from tests.support.mqtt import Subscriber
 
     image = data_url(porch_jpeg())
     camera = (f"cameras:\n  porch: {{url: {SAMPLE}, loop: true, motion: {{off_delay: 3s}},\n"
@@ -149,6 +151,7 @@ def burst_passes(args: argparse.Namespace) -> list[dict[str, Any]]:
         broker, daemon, url = _daemon(tmp, f"{{path: {TINY}, max_new_tokens: 16}}",
                                       f", token_file: {tmp / 'token'}", camera)
         proc = psutil.Process(daemon.proc.pid)
+        sub = Subscriber(broker.port, ["edged/bench/porch/caption"]).start()
         try:
             time.sleep(5)  # the camera and microphone are streaming
             for name, callers in (("no API traffic", None), ("50 callers, Retry-After", True),
@@ -168,11 +171,15 @@ def burst_passes(args: argparse.Namespace) -> list[dict[str, Any]]:
                 stop.set()
                 sampler.join()
                 latencies = new_latencies(daemon.lines(), since, until)
+                captions = [json.loads(m.payload) for m in sub.on("edged/bench/porch/caption")]
+                captioned = [c["trigger"] for c in captions if since <= c["published_ts"] <= until]
                 passes.append({"name": name, "counts": counts, "motion_ms": latencies.get("motion", []),
                                "keyword_ms": latencies.get("keyword", []),
+                               "captions": {k: captioned.count(k) for k in sorted(set(captioned))},
                                "cpu_pct": statistics.mean(cpu) if cpu else 0.0})
                 print(f"[api bench]   {passes[-1]}", file=sys.stderr, flush=True)
         finally:
+            sub.stop()
             daemon.stop()
             broker.stop()
     return passes
@@ -209,11 +216,13 @@ def report(args: argparse.Namespace, over: dict[str, Any] | None, passes: list[d
     if passes:
         lines += ["", "## Camera events during a burst of API callers (tiny model, porch sample)", "",
                   f"- command: `python -m benchmarks api --part burst --seconds {args.seconds:g}`", "",
-                  "| pass | motion: trigger -> `new` ms | keyword: trigger -> `new` ms | API answers | daemon CPU % |",
-                  "|---|---|---|---|---|"]
+                  "| pass | motion: trigger -> `new` ms | keyword: trigger -> `new` ms | camera captions published "
+                  "| API answers | daemon CPU % |",
+                  "|---|---|---|---|---|---|"]
         for p in passes:
             counts = ", ".join(f"{k}: {v}" for k, v in sorted(p["counts"].items())) or "-"
-            lines.append(f"| {p['name']} | {_ms(p['motion_ms'])} | {_ms(p['keyword_ms'])} | {counts} "
+            captions = ", ".join(f"{k}: {v}" for k, v in p["captions"].items()) or "none"
+            lines.append(f"| {p['name']} | {_ms(p['motion_ms'])} | {_ms(p['keyword_ms'])} | {captions} | {counts} "
                          f"| {p['cpu_pct']:.0f} |")
     return "\n".join(lines) + "\n"
 
