@@ -306,8 +306,9 @@ def test_neither_the_token_nor_an_image_is_logged_or_stored(live: Live) -> None:
 def test_a_burst_of_50_callers_is_answered_or_refused_while_motion_events_keep_coming(live: Live) -> None:
     """50 concurrent callers (waiting Retry-After when refused) for a whole loop of the porch clip (a
     keyword, two motion starts): every call is answered (200) or refused with 429/503 and a Retry-After,
-    none hangs; the camera's motion and keyword events keep arriving. Their trigger -> `new` latency is
-    printed next to the loop before (`python -m benchmarks api` records them)."""
+    none hangs; the camera's motion and keyword events keep arriving and its motion captions are still
+    published (turn-taking). The events' trigger -> `new` latency is printed next to the loop before
+    (`python -m benchmarks api` records them)."""
     quiet_from = time.time()
     time.sleep(31)  # a whole loop of the clip without the API
     quiet_to = burst_from = time.time()
@@ -319,6 +320,9 @@ def test_a_burst_of_50_callers_is_answered_or_refused_while_motion_events_keep_c
     assert set(counts) <= {"200", "429", "503"}, counts
     assert counts.get("200", 0) >= 1 and counts.get("429", 0) >= 1
     assert busy.get("motion"), "no motion event was opened during the burst"
+    captions = [json.loads(m.payload) for m in live.sub.on("edged/api/porch/caption")]
+    during = [c["trigger"] for c in captions if burst_from <= c["published_ts"] <= burst_to]
+    assert "motion" in during, f"the camera's motion captions starved behind the API: {during}"
     assert live.answers_mqtt()
     stats = live.sub.on("edged/api/stats")
     api = json.loads(stats[-1].payload)["system"]["api"]
