@@ -21,12 +21,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hmac
-import json
 import math
 import threading
 import time
-import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -35,6 +33,7 @@ import numpy as np
 from aiohttp import ClientSession, ClientTimeout, web
 
 from edged.api import ollama_wire, openai_wire
+from edged.api.answers import Dialect, Event, OllamaAnswers, OpenAiAnswers, canned
 from edged.api.chat import NO_IMAGE_ANSWER, ApiError, ChatRequest, ImageSource, Limits, bad, parse_json
 from edged.api.images import decode_base64, decode_image, tile, too_large
 from edged.config.schema import ApiConfig
@@ -289,15 +288,15 @@ class ApiServer:
 
     # -- chat --------------------------------------------------------------------------------------------
     async def _openai_chat(self, request: web.Request) -> web.StreamResponse:
-        return await self._chat(request, openai_wire.parse_request, _OpenAi())
+        return await self._chat(request, openai_wire.parse_request, OpenAiAnswers())
 
     async def _ollama_chat(self, request: web.Request) -> web.StreamResponse:
-        return await self._chat(request, ollama_wire.parse_chat, _Ollama(ollama_wire.chat_line))
+        return await self._chat(request, ollama_wire.parse_chat, OllamaAnswers(ollama_wire.chat_line))
 
     async def _ollama_generate(self, request: web.Request) -> web.StreamResponse:
-        return await self._chat(request, ollama_wire.parse_generate, _Ollama(ollama_wire.generate_line))
+        return await self._chat(request, ollama_wire.parse_generate, OllamaAnswers(ollama_wire.generate_line))
 
-    async def _chat(self, request: web.Request, parse: Parse, dialect: _Dialect) -> web.StreamResponse:
+    async def _chat(self, request: web.Request, parse: Parse, dialect: Dialect) -> web.StreamResponse:
         scheduler = self._scheduler()
         model = scheduler.model_name or ""
         if self._in_flight >= self.config.max_concurrent:
@@ -312,7 +311,7 @@ class ApiServer:
             if not chat.images:
                 with self._counters_lock:
                     self.counters.no_image += 1
-                return await dialect.respond(request, model, _canned(NO_IMAGE_ANSWER), chat, stream=None)
+                return await dialect.respond(request, model, canned(NO_IMAGE_ANSWER), chat)
             pixels = await self._pixels(chat.images)
             return await self._ask(request, scheduler, chat, pixels, model, dialect)
         finally:
@@ -377,7 +376,7 @@ class ApiServer:
         return data
 
     async def _ask(self, request: web.Request, scheduler: Scheduler, chat: ChatRequest, pixels: np.ndarray,
-                   model: str, dialect: _Dialect) -> web.StreamResponse:
+                   model: str, dialect: Dialect) -> web.StreamResponse:
         """Hand the image to the scheduler and answer with what comes back (streamed or whole)."""
         call = _Call(asyncio.get_running_loop())
         sink = StreamSink(call.token) if chat.stream else None
@@ -388,8 +387,7 @@ class ApiServer:
         started = time.monotonic()
         try:
             scheduler.trigger(trigger)
-            response = await dialect.respond(request, model, self._events(call, trigger, scheduler), chat,
-                                             stream=chat.stream)
+            response = await dialect.respond(request, model, self._events(call, trigger, scheduler), chat)
         finally:
             self._calls.discard(call)
             if not call.finished:  # the client went away (cancelled, or a write failed): nobody waits
@@ -400,7 +398,7 @@ class ApiServer:
         self.log.debug("api_answered", ms=round((time.monotonic() - started) * 1000, 1), stream=chat.stream)
         return response
 
-    async def _events(self, call: _Call, trigger: Trigger, scheduler: Scheduler) -> AsyncIterator[_Event]:
+    async def _events(self, call: _Call, trigger: Trigger, scheduler: Scheduler) -> AsyncIterator[Event]:
         """Pieces of text, then the result; a refusal is raised as the `ApiError` it maps to."""
         while True:
             left = trigger.deadline + GRACE_S - time.monotonic()
@@ -420,154 +418,6 @@ class ApiServer:
                 raise _refusal(error, scheduler)
             yield result
             return
-
-
-_Event = str | CaptionResult  # a streamed piece of text, or the final result
-
-
-async def _canned(text: str) -> AsyncIterator[_Event]:
-    """The answer to a request without an image: no model run (see NO_IMAGE_ANSWER)."""
-    yield CaptionResult(text, (), "", "stop")
-
-
-class _Dialect(Protocol):
-    """How one API family frames an answer: whole, or streamed as it is written."""
-
-    def loaded(self, model: str) -> dict[str, Any]: ...
-
-    async def respond(self, request: web.Request, model: str, events: AsyncIterator[_Event], chat: ChatRequest,
-                      stream: bool | None) -> web.StreamResponse: ...
-
-
-class _OpenAi:
-    """Chat completions: one JSON object, or server-sent events ending with `data: [DONE]`."""
-
-    def loaded(self, model: str) -> dict[str, Any]:
-        raise bad("messages is empty; send at least one user message", "messages")
-
-    async def respond(self, request: web.Request, model: str, events: AsyncIterator[_Event], chat: ChatRequest,
-                      stream: bool | None) -> web.StreamResponse:
-        answer_id, created = f"chatcmpl-{uuid.uuid4().hex[:24]}", int(time.time())
-        if not (stream if stream is not None else chat.stream):
-            result = await _final(events)
-            return web.json_response(openai_wire.completion(answer_id, created, model, result.text,
-                                                            _finish(result), _usage(result)), headers=GREEDY)
-        pieces = _Pieces(events)
-        first = await pieces.first()  # a refusal before any text is still an HTTP error status
-        response = await _open_stream(request, "text/event-stream")
-
-        async def send(data: Mapping[str, Any]) -> None:
-            await response.write(b"data: " + json.dumps(data, ensure_ascii=False).encode() + b"\n\n")
-
-        try:
-            await send(openai_wire.chunk(answer_id, created, model, {"role": "assistant", "content": ""}))
-            try:
-                async for piece in pieces.rest(first):
-                    await send(openai_wire.chunk(answer_id, created, model, {"content": piece}))
-                result = pieces.result
-                await send(openai_wire.chunk(answer_id, created, model, {}, _finish(result)))
-                if chat.include_usage:
-                    await send(openai_wire.chunk(answer_id, created, model, {}, usage=_usage(result)))
-            except ApiError as err:  # refused after the stream began: an error event, as OpenAI sends them
-                await send(openai_wire.error(err))
-            await response.write(b"data: [DONE]\n\n")
-            await response.write_eof()
-        except ConnectionError:  # the client went away mid-stream; the caller withdraws the job
-            pass
-        return response
-
-
-class _Ollama:
-    """/api/chat and /api/generate: one JSON object, or (Ollama's default) JSON lines."""
-
-    def __init__(self, line: Callable[..., dict[str, Any]]) -> None:
-        self._line = line
-
-    def loaded(self, model: str) -> dict[str, Any]:
-        return self._line(model, "", True, "load")
-
-    async def respond(self, request: web.Request, model: str, events: AsyncIterator[_Event], chat: ChatRequest,
-                      stream: bool | None) -> web.StreamResponse:
-        started = time.monotonic()
-        if not (stream if stream is not None else chat.stream):
-            result = await _final(events)
-            return web.json_response(self._line(model, result.text, True, _finish(result),
-                                                _ollama_stats(result, started)), headers=GREEDY)
-        pieces = _Pieces(events)
-        first = await pieces.first()
-        response = await _open_stream(request, "application/x-ndjson")
-
-        async def send(data: Mapping[str, Any]) -> None:
-            await response.write(json.dumps(data, ensure_ascii=False).encode() + b"\n")
-
-        try:
-            try:
-                async for piece in pieces.rest(first):
-                    await send(self._line(model, piece))
-                result = pieces.result
-                await send(self._line(model, "", True, _finish(result), _ollama_stats(result, started)))
-            except ApiError as err:  # refused after the stream began: an error line, as Ollama sends them
-                await send(ollama_wire.error(err))
-            await response.write_eof()
-        except ConnectionError:  # the client went away mid-stream; the caller withdraws the job
-            pass
-        return response
-
-
-GREEDY = {"X-Edged-Decoding": "greedy"}  # whatever temperature was asked for
-
-
-class _Pieces:
-    """The text of a streamed answer as the caller should see it: leading blanks dropped, and the whole
-    text at the end if the model streamed none (a backend that does not stream)."""
-
-    def __init__(self, events: AsyncIterator[_Event]) -> None:
-        self._events = events
-        self.sent = ""
-        self.result = CaptionResult("", (), "", "stop")
-
-    async def first(self) -> _Event:
-        return await anext(self._events)
-
-    async def rest(self, first: _Event) -> AsyncIterator[str]:
-        event: _Event | None = first
-        while event is not None:
-            if isinstance(event, CaptionResult):
-                self.result = event
-                if not self.sent.strip() and event.text:
-                    yield event.text
-                return
-            piece = event if self.sent else event.lstrip()
-            if piece:
-                self.sent += piece
-                yield piece
-            event = await anext(self._events, None)
-
-
-async def _final(events: AsyncIterator[_Event]) -> CaptionResult:
-    async for event in events:
-        if isinstance(event, CaptionResult):
-            return event
-    raise ApiError(500, "the answer ended without a result", "internal_error")
-
-
-async def _open_stream(request: web.Request, content_type: str) -> web.StreamResponse:
-    response = web.StreamResponse(headers={"Content-Type": content_type, "Cache-Control": "no-cache", **GREEDY})
-    await response.prepare(request)
-    return response
-
-
-def _finish(result: CaptionResult) -> str:
-    return "length" if result.finish_reason == "length" else "stop"
-
-
-def _usage(result: CaptionResult) -> dict[str, int]:
-    return openai_wire.usage(int(result.timings.get("prompt_tokens", 0)), len(result.tokens))
-
-
-def _ollama_stats(result: CaptionResult, started: float) -> dict[str, int]:
-    return ollama_wire.timings((time.monotonic() - started) * 1000, int(result.timings.get("prompt_tokens", 0)),
-                               len(result.tokens), result.timings)
 
 
 def _parse_body(body: bytes, parse: Parse, limits: Limits) -> ChatRequest | None:
