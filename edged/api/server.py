@@ -404,7 +404,7 @@ class ApiServer:
             left = trigger.deadline + GRACE_S - time.monotonic()
             try:
                 kind, value = await asyncio.wait_for(call.events.get(), timeout=max(left, 0.1))
-            except TimeoutError:
+            except asyncio.TimeoutError:  # not the builtin TimeoutError before Python 3.11
                 call.finished = True
                 scheduler.withdraw(trigger)
                 raise ApiError(503, "no answer within the deadline (api.deadline); try again", "deadline",
