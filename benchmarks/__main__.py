@@ -16,6 +16,7 @@ BENCHMARKS: dict[str, str] = {
     "ingest": "ingest",
     "mqtt": "mqtt",
     "caption": "caption",
+    "api": "api",
     "kws": "kws",
     "kws-quality": "kws_quality",
     "motion": "motion",

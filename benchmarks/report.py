@@ -27,6 +27,25 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+SIMD_FLAGS = ("sse4_2", "avx", "avx2", "fma", "f16c", "avx512f", "avx512_vnni", "avx512_bf16", "avx_vnni", "amx_int8",
+              "asimd", "asimddp", "i8mm", "bf16", "sve")
+
+
+def cpu_flags() -> str:
+    """The CPU's SIMD extensions that decide kernel speed (what `lscpu`'s Flags line says about them)."""
+    try:
+        text = Path("/proc/cpuinfo").read_text(encoding="ascii", errors="replace")
+    except OSError:
+        return "flags unknown"
+    flags: set[str] = set()
+    for line in text.splitlines():
+        key, _sep, value = line.partition(":")
+        if key.strip().lower() in ("flags", "features"):
+            flags.update(value.split())
+    present = [f for f in SIMD_FLAGS if f in flags]
+    return "SIMD: " + (" ".join(present) if present else "none of " + " ".join(SIMD_FLAGS))
+
+
 def machine() -> str:
     """CPU model, core count and architecture."""
     return f"{cpu_model()}, {os.cpu_count()} CPUs ({platform.machine()})"

@@ -3,6 +3,8 @@
 The main thread owns the loop: it executes commands, runs the stall watchdog, publishes stats and
 pings systemd's watchdog only while every processing thread is alive. SIGTERM and SIGINT set one
 stop event; components stop in reverse start order, the MQTT outbox last (flushed with a deadline).
+The HTTP API (when configured) starts after the pipeline and stops first: its waiting callers get 503
+at once instead of waiting for the model to stop.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import threading
 import time
 from collections.abc import Callable
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from edged import __version__
 from edged.config import CaptionerConfig, Config, ConfigError, SecretError, load_config
@@ -35,10 +37,14 @@ from edged.queues import BoundedQueue, DropPolicy
 from edged.system_stats import system_stats
 from edged.systemd import Notifier
 
+if TYPE_CHECKING:
+    from edged.api.server import ApiServer
+
 TICK = 0.25  # main-loop granularity (seconds)
 STOP_BUDGET = 5.0  # SIGTERM to exit
 FLUSH_SHARE = 1.5  # of STOP_BUDGET: flushing the MQTT outbox, which stops last
 EXIT_SHARE = 1.0  # of STOP_BUDGET: the main loop's last tick, `offline`, the interpreter's exit
+API_SHARE = 0.5  # of STOP_BUDGET, when the HTTP API runs: answering its callers 503, closing its sockets
 
 
 class Daemon:
@@ -62,6 +68,9 @@ class Daemon:
         self.discovery: Discovery | None = None
         self.captioner: Captioner | None = None
         self._captioner_config: CaptionerConfig | None = None
+        self.api: ApiServer | None = None
+        self._api_settings: tuple[Any, ...] = ()
+        self._api_listening = False  # it started listening: from then on its thread must stay alive
         self.exit_code = 0  # set when the daemon stops itself because it cannot go on
         self._rediscover_at: float | None = None  # Home Assistant came (back) online: resend after a delay
         self._reassert_at: float | None = None  # states again shortly after discovery configs
@@ -117,6 +126,8 @@ class Daemon:
         stack.callback(self._close_captioner)
         self._start_pipeline(self.config)
         stack.callback(self._stop_pipeline)
+        self._start_api(self.config, secrets)
+        stack.callback(self._stop_api)
 
     def _make_publisher(self, password: str | None) -> MqttPublisher:
         base = self.config.base_topic
@@ -176,8 +187,30 @@ class Daemon:
     def _stop_pipeline(self) -> None:
         if self.pipeline is not None:
             # Every thread of the pipeline against one deadline; the rest of the budget flushes the outbox.
-            self.pipeline.stop(timeout=STOP_BUDGET - FLUSH_SHARE - EXIT_SHARE)
+            api = self.config.api
+            api_share = API_SHARE if api is not None and api.enabled else 0.0
+            self.pipeline.stop(timeout=STOP_BUDGET - FLUSH_SHARE - EXIT_SHARE - api_share)
             self.pipeline = None
+
+    def _start_api(self, config: Config, secrets: dict[str, str]) -> None:
+        """The HTTP API, when configured; one that cannot listen is logged and shown in stats, and
+        everything else runs on."""
+        self._api_settings = _api_settings(config, secrets)
+        if config.api is None or not config.api.enabled:
+            return
+        try:
+            from edged.api.server import ApiServer
+        except ImportError as exc:
+            self.log.error("api_unavailable", error=str(exc), fix="pip install 'edged[api]'")
+            return
+        self.api = ApiServer(config.api, secrets.get("api.token"), lambda: self.pipeline)
+        self._api_listening = self.api.start()
+
+    def _stop_api(self) -> None:
+        if self.api is not None:
+            self.api.stop(API_SHARE)
+            self.api = None
+            self._api_listening = False
 
     def _stop_publisher(self) -> None:
         if self.publisher is not None:
@@ -256,7 +289,8 @@ class Daemon:
         """Every processing thread alive, and the MQTT link's network loop and outbox sender running."""
         pipeline_ok = self.pipeline is not None and self.pipeline.healthy()
         publisher_ok = self.publisher is not None and self.publisher.sender.alive and self.publisher.link.alive
-        return pipeline_ok and publisher_ok
+        api_ok = not self._api_listening or (self.api is not None and self.api.alive)
+        return pipeline_ok and publisher_ok and api_ok
 
     # -- reload ----------------------------------------------------------------------------------------
     def reload(self) -> bool:
@@ -291,11 +325,18 @@ class Daemon:
             self.publisher = self._make_publisher(secrets.get("mqtt.password"))
             self.publisher.start()
             self.executor = self._make_executor(self.publisher)
+        # The API restarts when its settings (or token) changed, or to retry an address it could not bind.
+        api_changed = _api_settings(config, secrets) != self._api_settings or (
+            self.api is not None and not self._api_listening)
+        if api_changed:
+            self._stop_api()
         self._stop_pipeline()
         self.discovery = Discovery(config, self._send_discovery)
         self.config = config
         self._secrets = secrets
         self._start_pipeline(config)
+        if api_changed:
+            self._start_api(config, secrets)
 
     def _roll_back(self, config: Config, secrets: dict[str, str]) -> None:
         """Back to the config that ran before a failed reload; if even that fails, exit for systemd."""
@@ -325,6 +366,8 @@ class Daemon:
             system["commands"] = {"executed": self.executor.executed, "errors": self.executor.errors}
         if self.pipeline is not None:
             system["scheduler"] = self.pipeline.scheduler.stats()
+        if self.api is not None:
+            system["api"] = self.api.stats()
         return Stats(time.time(), time.monotonic() - self._started, sources, system)
 
     def _status_line(self) -> str:
@@ -338,4 +381,9 @@ def resolve_secrets(config: Config) -> dict[str, str]:
 
 def _publisher_settings(config: Config) -> tuple[Any, ...]:
     return (config.mqtt, config.device, config.state_dir)
+
+
+def _api_settings(config: Config, secrets: dict[str, str]) -> tuple[Any, ...]:
+    """What the HTTP API runs with: a reload restarts it only when this changed."""
+    return (config.api, secrets.get("api.token"))
 

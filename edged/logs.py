@@ -16,6 +16,9 @@ from typing import Any, TextIO
 import structlog
 
 _SECRET_KEYS = ("password", "passwd", "secret", "token", "api_key", "apikey", "authorization", "private_key")
+# OpenCV's LOG_LEVEL_* values by the names OPENCV_LOG_LEVEL takes
+_OPENCV_LEVELS = {"OFF": 0, "SILENT": 0, "DISABLED": 0, "FATAL": 1, "ERROR": 2, "WARNING": 3, "WARN": 3, "INFO": 4,
+                  "DEBUG": 5, "VERBOSE": 6}
 _LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
 
 
@@ -36,9 +39,18 @@ def use_json(fmt: str, stream: TextIO) -> bool:
 
 def quiet_native_logs(level: str) -> None:
     """Keep OpenCV and FFmpeg from writing raw lines into the log stream (they would break JSON lines);
-    edged reports their failures itself. At debug level FFmpeg's own errors are shown."""
+    edged reports their failures itself. At debug level FFmpeg's own errors are shown.
+
+    OpenCV reads OPENCV_LOG_LEVEL once, when it is imported, and the command line imports it before any
+    command configures logging: then its level is set directly (else a warning such as FFmpeg's
+    "isThreadSafe", when a camera and its microphone open at once, lands in the journal as raw text)."""
     os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR" if level == "debug" else "OFF")
     os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "16" if level == "debug" else "-8")
+    cv2 = sys.modules.get("cv2")
+    if cv2 is not None:
+        wanted = _OPENCV_LEVELS.get(os.environ["OPENCV_LOG_LEVEL"].strip().upper())
+        if wanted is not None:
+            cv2.utils.logging.setLogLevel(wanted)
 
 
 def configure_logging(level: str = "info", fmt: str = "auto", stream: TextIO | None = None) -> None:

@@ -17,7 +17,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("supervise",),
     ("sources", "analysis", "inference"),
     ("scheduling",),
-    ("control", "outputs"),
+    ("control", "outputs", "api"),
     ("pipeline", "replay", "daemon", "export", "cli", "__main__"),
 )
 RANK = {unit: (layer, pos) for layer, units in enumerate(LAYERS) for pos, unit in enumerate(units)}

@@ -211,6 +211,46 @@ def test_nested_microphones_get_distinct_ids_and_a_clash_with_them_is_named() ->
                      "microphones:\n  a_mic: {device: speech.wav}\n", "clash.yaml")
 
 
+def test_the_api_is_off_unless_its_section_is_there() -> None:
+    """No `api:` section: no endpoint. `api: {}`: loopback 127.0.0.1:11435, no token needed there."""
+    assert parse_config("cameras: {}\n").api is None
+    api = parse_config("api: {}\n").api
+    assert api is not None
+    assert (api.address, api.token, api.max_concurrent) == (("127.0.0.1", 11435), None, 2)
+    assert parse_config("api: {listen: '[::1]:8080'}\n").api.address == ("::1", 8080)  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("api:\n  listen: 0.0.0.0:11435\n",
+     "config.yaml:2 api.listen: 0.0.0.0 is reachable from other machines: set token_file (or token_credential) "
+     "so only clients with the token are answered, or listen on 127.0.0.1"),
+    ("api:\n  listen: board.local:11435\n", "config.yaml:2 api.listen: board.local is reachable from other machines"),
+    ("api:\n  listen: 127.0.0.1\n", "config.yaml:2 api.listen: must be host:port, e.g. 127.0.0.1:11435"),
+    ("api:\n  listen: 127.0.0.1:0\n", "config.yaml:2 api.listen: port must be 1-65535 (got '0')"),
+    ("api:\n  listen: '::1:11435'\n", "config.yaml:2 api.listen: an IPv6 address goes in brackets"),
+    ("api:\n  max_image_mb: 8\n  max_body_mb: 9\n",
+     "config.yaml:3 api.max_body_mb: must be >= 10.7 (max_image_mb in base64"),
+    ("api:\n  max_concurrent: 0\n", "config.yaml:2 api.max_concurrent: must be >= 1 (got 0)"),
+    ("api:\n  deadline: forever\n", "config.yaml:2 api.deadline: must be a duration such as 30s"),
+    ("api:\n  token: abc\n", "config.yaml:2 api.token: inline tokens are not allowed: write it to a file"),
+])
+def test_api_settings_are_checked_with_their_line(text: str, expected: str) -> None:
+    """Every api rule names the file, line, key and what to do; a non-loopback address needs a token."""
+    (problem,) = problems(text)
+    assert problem.startswith(expected), problem
+
+
+def test_an_api_token_is_a_secret_read_from_a_file(tmp_path: Path) -> None:
+    """A LAN address with a token file is fine; the token is read like every secret and never dumped."""
+    token = tmp_path / "api.token"
+    token.write_text("t0ken-value\n")
+    config = parse_config(f"api: {{listen: 0.0.0.0:11435, token_file: {token}}}\n")
+    assert config.secret_refs["api.token"].reveal() == "t0ken-value"
+    plain = to_plain(config)
+    assert plain["api"]["token_file"] == REDACTED
+    assert "t0ken" not in str(plain) and str(token) not in str(plain)
+
+
 def test_captions_on_takes_trigger_kinds_and_a_question_is_a_request() -> None:
     """`captions.on` is checked against the one list of trigger kinds; `ask` is refused with the way to say it
     (listing `request` admits caption_now and ask)."""

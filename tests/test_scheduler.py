@@ -27,7 +27,7 @@ from edged.inference.protocol import CaptionResult
 from edged.inference.worker import InferenceWorker, Job
 from edged.scheduling.lifecycle import EventTracker
 from edged.scheduling.scheduler import Scheduler
-from edged.scheduling.triggers import Trigger
+from edged.scheduling.triggers import IMAGE_LANE, HandedImage, StreamSink, Trigger, TriggerError
 
 
 class ScriptedCaptioner:
@@ -54,6 +54,8 @@ class ScriptedCaptioner:
             if deadline is not None and time.monotonic() > deadline:
                 return CaptionResult(text, tuple(range(i)), self.name, "deadline")
             time.sleep(self.token_s)
+            if on_token is not None:  # the text in `tokens` pieces, as a real model streams it
+                on_token(text[i * len(text) // self.tokens:(i + 1) * len(text) // self.tokens])
         return CaptionResult(text, tuple(range(self.tokens)), self.name, "stop")
 
     def close(self) -> None:
@@ -405,3 +407,170 @@ def test_captions_on_is_the_one_gate_for_every_trigger_kind(rigs: Any) -> None:
     assert errors == ["camera 'porch' takes no request captions (captions.on: motion)"]
     assert [(c.id, c.trigger) for c in rig.of(Caption)] == [(moved, TriggerKind.MOTION)]
     assert [e.type for e in rig.of(CameraEvent) if e.id == heard] == ["new", "end"]
+
+
+class Answers:
+    """What the callers of handed-in images were told, in order (thread-safe)."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.got: list[tuple[str, CaptionResult | None, TriggerError | None]] = []
+
+    def done(self, name: str) -> Callable[[Trigger, CaptionResult | None, TriggerError | None], None]:
+        def record(_t: Trigger, result: CaptionResult | None, error: TriggerError | None) -> None:
+            with self.lock:
+                self.got.append((name, result, error))
+        return record
+
+    def names(self) -> list[str]:
+        with self.lock:
+            return [name for name, _r, _e in self.got]
+
+
+def handed(rig: Rig, prompt: str, answers: Answers, name: str, deadline_s: float = 30.0,
+           stream: StreamSink | None = None) -> Trigger:
+    trigger = rig.scheduler.make_image_trigger(HandedImage(scene(7), prompt, 12, stream), deadline_s,
+                                               answers.done(name))
+    rig.scheduler.trigger(trigger)
+    return trigger
+
+
+def test_a_handed_image_is_answered_to_its_caller_and_nothing_is_published(rigs: Any) -> None:
+    """An image from the HTTP API: its prompt goes to the model as given, its text streams to the caller
+    and comes back as the answer; no caption, event or snapshot is published, no camera state changes."""
+    model = ScriptedCaptioner(["Two cats on a sofa."], tokens=4)
+    rig = rigs(model)
+    answers, pieces = Answers(), []
+    handed(rig, "What animals are there?", answers, "one", stream=StreamSink(pieces.append))
+    rig.wait(lambda: bool(answers.names()))
+    (_, result, error) = answers.got[0]
+    assert error is None and result is not None
+    assert result.text == "Two cats on a sofa."
+    assert "".join(pieces) == "Two cats on a sofa." and len(pieces) == 4
+    assert model.prompts == ["What animals are there?"]
+    assert rig.published == []
+    assert rig.scheduler.cameras["porch"].last_text == ""
+    stats = rig.scheduler.stats()
+    assert (stats["images"], stats["captions"], stats["images_pending"]) == (1, 0, 0)
+    assert stats["latency_ms"][IMAGE_LANE]["n"] == 1
+
+
+def test_a_handed_image_preempts_a_motion_caption_which_then_runs_again(rigs: Any) -> None:
+    """Request priority: a waiting image stops a running motion caption between tokens, is answered
+    first, and the motion caption runs again afterwards and is published."""
+    model = ScriptedCaptioner(["A man at the door.", "A parcel on a table.", "A man at the door."],
+                              tokens=50, token_s=0.01)
+    rig = rigs(model)
+    event_id = rig.events.motion_started("porch", rig.histories["porch"].latest(), 0.2)
+    rig.scheduler.trigger(rig.scheduler.make_trigger(TriggerKind.MOTION, "porch", event_id=event_id))
+    rig.wait(lambda: model.calls == 1)
+    answers = Answers()
+    handed(rig, "What is on the table?", answers, "image")
+    rig.wait(lambda: bool(rig.of(Caption)), timeout=20)
+    assert answers.names() == ["image"]
+    assert answers.got[0][1] is not None and answers.got[0][1].text == "A parcel on a table."
+    assert rig.of(Caption)[0].id == event_id
+    assert rig.scheduler.counters.preempted == 1
+
+
+def test_handed_images_take_turns_with_a_cameras_requests(rigs: Any) -> None:
+    """Equal priority, two lanes: while images keep coming, questions about a camera are not kept waiting
+    behind all of them (the lane served longest ago goes first)."""
+    model = ScriptedCaptioner(["x"], tokens=5, token_s=0.02)
+    rig = rigs(model)
+    answers = Answers()
+    order: list[str] = []
+    lock = threading.Lock()
+
+    def note(name: str) -> Callable[[Trigger, CaptionResult | None, TriggerError | None], None]:
+        def record(_t: Trigger, _r: CaptionResult | None, _e: TriggerError | None) -> None:
+            with lock:
+                order.append(name)
+        return record
+
+    handed(rig, "first", answers, "img0")
+    rig.wait(lambda: model.calls == 1)  # the model is busy: everything below waits together
+    for i in range(1, 4):
+        rig.scheduler.trigger(rig.scheduler.make_image_trigger(HandedImage(scene(i), "?", 12), 30, note(f"img{i}")))
+    for i in range(2):
+        rig.scheduler.trigger(rig.scheduler.make_trigger(TriggerKind.ASK, "porch", question=f"q{i}",
+                                                         on_done=note(f"cam{i}")))
+    rig.wait(lambda: len(order) == 5)
+    assert order[:4] == ["cam0", "img1", "cam1", "img2"]
+
+
+def test_a_caller_that_gives_up_costs_no_more_model_time(rigs: Any) -> None:
+    """Withdrawn while queued: never run. Withdrawn while running: cancelled at its next token. Neither
+    is answered; the next caller is served at once."""
+    model = ScriptedCaptioner(["slow answer", "queued answer", "next answer"], tokens=200, token_s=0.01)
+    rig = rigs(model)
+    answers = Answers()
+    running = handed(rig, "one", answers, "running")
+    rig.wait(lambda: model.calls == 1)
+    queued = handed(rig, "two", answers, "queued")
+    rig.wait(lambda: rig.scheduler.stats()["images_pending"] == 1)
+    rig.scheduler.withdraw(queued)
+    started = time.monotonic()
+    rig.scheduler.withdraw(running)
+    model.tokens = 3
+    handed(rig, "three", answers, "next")
+    rig.wait(lambda: bool(answers.names()))
+    assert time.monotonic() - started < 1.5  # not the 2 s the first job would have run
+    assert answers.names() == ["next"]
+    assert model.prompts == ["one", "three"]
+    assert rig.scheduler.stats()["withdrawn"] == 2
+
+
+def test_refusals_say_what_a_caller_should_do(rigs: Any) -> None:
+    """Errors carry a kind an HTTP client can act on: no model is `unavailable` (503), a full inbox
+    `busy` (429), a deadline that cannot be met `stale`."""
+    rig = rigs(None)
+    answers = Answers()
+    handed(rig, "?", answers, "no model")
+    rig.wait(lambda: bool(answers.names()))
+    error = answers.got[0][2]
+    assert error is not None and error.kind == "unavailable" and "edged models pull" in error
+    rig.stop()
+
+    config = parse_config("cameras:\n  porch: {url: porch.mp4}\n")
+    idle = Scheduler(config, {"porch": FrameHistory(2)}, None, EventTracker(lambda _e: None, {}), lambda _e: None)
+    full = Answers()  # its thread never runs: the inbox (1,000 triggers) fills up
+    for i in range(1001):
+        idle.trigger(idle.make_image_trigger(HandedImage(scene(0), "?"), 30, full.done(str(i))))
+    idle.request_stop()
+    idle.trigger(idle.make_image_trigger(HandedImage(scene(0), "?"), 30, full.done("after stop")))
+    assert [(n, e.kind if e else None) for n, _r, e in full.got] == [("1000", "busy"), ("after stop", "unavailable")]
+
+    model = ScriptedCaptioner(["x"], tokens=20, token_s=0.05)
+    slow = rigs(model)
+    late = Answers()
+    handed(slow, "?", late, "late", deadline_s=0.3)
+    slow.wait(lambda: bool(late.names()))
+    assert late.got[0][2] is not None and late.got[0][2].kind == "stale"
+
+
+def test_a_stream_of_images_cannot_keep_a_motion_caption_from_finishing(rigs: Any) -> None:
+    """Two API requests always waiting (each answered one is replaced at once), and a motion caption:
+    the motion caption is published while the stream goes on (images and the camera take turns, and an
+    image does not preempt the caption on its turn), and images keep being answered meanwhile."""
+    model = ScriptedCaptioner(["A van in the drive."], tokens=20, token_s=0.01)
+    rig = rigs(model)
+    answered = threading.Semaphore(0)
+    stop = threading.Event()
+
+    def again(_t: Trigger, _r: CaptionResult | None, _e: TriggerError | None) -> None:
+        answered.release()
+        if not stop.is_set():
+            rig.scheduler.trigger(rig.scheduler.make_image_trigger(HandedImage(scene(3), "?", 20), 30, again))
+
+    for _ in range(2):
+        rig.scheduler.trigger(rig.scheduler.make_image_trigger(HandedImage(scene(3), "?", 20), 30, again))
+    rig.wait(lambda: model.calls >= 3)
+    event_id = rig.events.motion_started("porch", rig.histories["porch"].latest(), 0.2)
+    rig.scheduler.trigger(rig.scheduler.make_trigger(TriggerKind.MOTION, "porch", event_id=event_id))
+    try:
+        rig.wait(lambda: bool(rig.of(Caption)), timeout=20)
+    finally:
+        stop.set()
+    assert rig.of(Caption)[0].id == event_id
+    assert rig.scheduler.stats()["images"] >= 3

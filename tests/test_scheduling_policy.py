@@ -11,11 +11,16 @@ from edged.events import TriggerKind
 from edged.scheduling.captions import DEFAULT_LABELS, Rule, labels_of, matching_rules, similarity, title_of
 from edged.scheduling.frame_choice import choose_frame
 from edged.scheduling.policy import ASK_QUEUE, AdaptiveInterval, admit, choose_next, should_preempt
-from edged.scheduling.triggers import Trigger
+from edged.scheduling.triggers import IMAGE_LANE, HandedImage, StreamSink, Trigger
 
 
 def t(kind: str, camera: str = "a", ts: float = 0.0, deadline: float = 100.0, question: str = "") -> Trigger:
     return Trigger(TriggerKind(kind), camera, ts, deadline, question=question)
+
+
+def image(ts: float = 0.0) -> Trigger:
+    """A handed-in image (the HTTP API's lane), at request priority."""
+    return Trigger(TriggerKind.REQUEST, IMAGE_LANE, ts, 100.0, image=HandedImage(np.zeros((2, 2, 3), np.uint8), "?"))
 
 
 def test_latest_wins_for_the_same_priority() -> None:
@@ -49,6 +54,67 @@ def test_questions_queue_in_order_up_to_a_limit() -> None:
     pending, dropped = admit(pending, motion)
     assert dropped == []
     assert motion in pending
+
+
+def test_handed_images_queue_in_order_and_displace_nothing() -> None:
+    """Each image has its own caller: none replaces another (the API bounds how many are in flight)."""
+    first, second = image(ts=1), image(ts=2)
+    pending, dropped = admit([], first)
+    pending, dropped = admit(pending, second)
+    assert (pending, dropped) == ([first, second], [])
+
+
+def test_an_image_lane_takes_turns_with_cameras_and_outranks_their_motion() -> None:
+    """The image lane is one more lane: request priority beats motion; among requests the lane served
+    longest ago goes first, so a stream of API calls cannot keep a camera's caption_now waiting."""
+    img = image(ts=0)
+    pending = {"a": [t("motion", "a", ts=0)], IMAGE_LANE: [img]}
+    assert choose_next(pending, 0, 0, {}).run is img
+    request = t("request", "a", ts=5)
+    pending = {"a": [request], IMAGE_LANE: [img]}
+    assert choose_next(pending, 0, 0, {IMAGE_LANE: 10.0, "a": 3.0}).run is request
+    assert choose_next(pending, 0, 0, {IMAGE_LANE: 3.0, "a": 10.0}).run is img
+    assert should_preempt(t("motion"), [img]) is img
+    assert should_preempt(img, [t("request", "b"), t("keyword", "b")]) is None
+
+
+def test_after_an_image_waiting_camera_work_goes_next_whatever_its_priority() -> None:
+    """Turn-taking: right after an image, a waiting periodic caption goes before the next image; with no
+    camera work waiting, images take every turn; otherwise priority decides as always."""
+    img, periodic = image(ts=0), t("periodic", "a", ts=5)
+    pending = {IMAGE_LANE: [img], "a": [periodic]}
+    assert choose_next(pending, 0, 0, {}).run is img
+    assert choose_next(pending, 0, 0, {}, after_image=True).run is periodic
+    assert choose_next({IMAGE_LANE: [img], "a": []}, 0, 0, {}, after_image=True).run is img
+    keyword = t("keyword", "a", ts=6)
+    assert choose_next({IMAGE_LANE: [img], "a": [periodic, keyword]}, 0, 0, {}, after_image=True).run is keyword
+
+
+def test_a_cameras_job_on_its_turn_is_not_preempted_by_images_but_by_camera_work() -> None:
+    """A motion caption running on its turn after an image finishes before the next image; a keyword
+    still preempts it (camera priorities are untouched)."""
+    motion = t("motion")
+    assert should_preempt(motion, [image()], cameras_turn=False) is not None
+    assert should_preempt(motion, [image()], cameras_turn=True) is None
+    keyword = t("keyword", "a")
+    assert should_preempt(motion, [image(), keyword], cameras_turn=True) is keyword
+
+
+@pytest.mark.parametrize(("runs", "forwarded"), [
+    ([["A ", "cat"]], ["A ", "cat"]),  # one run: every piece
+    ([["A ", "ca"], ["A ", "cat", "."]], ["A ", "ca", "t", "."]),  # preempted, run again: only what is new
+    ([["A dog"], ["A"]], ["A dog"]),  # a rerun that stops earlier forwards nothing
+    ([[], ["Hi"]], ["Hi"]),
+])
+def test_a_stream_never_repeats_text_across_reruns(runs: list[list[str]], forwarded: list[str]) -> None:
+    """A preempted job starts again from its first token; its caller sees each character once."""
+    out: list[str] = []
+    sink = StreamSink(out.append)
+    for pieces in runs:
+        sink.restart()
+        for piece in pieces:
+            sink(piece)
+    assert out == forwarded
 
 
 @pytest.mark.parametrize(("now", "expected", "stale"), [(0, 5, False), (96, 5, True), (94, 5, False)])

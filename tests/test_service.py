@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from edged.config.schema import ApiConfig
+
 ROOT = Path(__file__).resolve().parents[1]
 UNIT = ROOT / "systemd" / "edged.service"
 
@@ -48,6 +50,15 @@ def test_unit_has_what_the_daemon_relies_on() -> None:
         assert d[key] == [value], key
     assert d["ReadWritePaths"] == ["/var/lib/edged"]
     assert "kill -HUP" in d["ExecReload"][0]
+
+
+def test_the_unit_lets_edged_bind_the_api_port_and_nothing_else() -> None:
+    """edged only connects out, except the HTTP API: the unit allows binding its default port alone (the
+    config's default and the unit's allowance are the same port)."""
+    d = directives()
+    port = ApiConfig().address[1]
+    assert d["SocketBindAllow"] == [f"tcp:{port}"]
+    assert d["SocketBindDeny"] == ["any"]
 
 
 def test_install_service_dry_run_prints_every_step() -> None:

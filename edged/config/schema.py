@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import ipaddress
 import re
 import socket
 from collections.abc import Iterator, Mapping
@@ -492,6 +493,88 @@ class RuleConfig:
             yield "text", f"is not a valid regular expression ({exc})"
 
 
+def split_listen(listen: str) -> tuple[str, int]:
+    """`host:port` (`[v6]:port` for IPv6) -> (host, port); raises ValueError naming what is wrong."""
+    host, sep, port = listen.rpartition(":")
+    if not sep or not host:
+        raise ValueError("must be host:port, e.g. 127.0.0.1:11435 or [::1]:11435")
+    if host.startswith("["):
+        if not host.endswith("]"):
+            raise ValueError("an IPv6 address goes in brackets: [::1]:11435")
+        host = host[1:-1]
+    elif ":" in host:
+        raise ValueError("an IPv6 address goes in brackets: [::1]:11435")
+    if not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise ValueError(f"port must be 1-65535 (got {port!r})")
+    return host, int(port)
+
+
+def is_loopback(host: str) -> bool:
+    """Whether `host` (a listen address) is reachable from this machine only."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a host name: it may resolve to anything
+
+
+@dataclass(frozen=True)
+class ApiConfig:
+    """An OpenAI- and Ollama-compatible HTTP endpoint (Frigate, LLM Vision, Home Assistant's Ollama
+    integration), off unless this section is present. Its requests share the model with the cameras, at
+    `request` priority with their own deadline."""
+
+    enabled: bool = field(default=True, metadata=spec("Serve the endpoint (false keeps the settings, serves nothing)"))
+    listen: str = field(default="127.0.0.1:11435", metadata=spec(
+        "Address and port to listen on; anything but loopback needs a token"))
+    token_file: Path | None = field(default=None, metadata=spec(
+        "File holding the bearer token clients must send", secret=True))
+    token_credential: str | None = field(default=None, metadata=spec(
+        "systemd credential holding the bearer token", secret=True))
+    max_body_mb: float = field(default=16.0, metadata=spec("Largest request body", unit="MB", gt=0, le=256))
+    max_image_mb: float = field(default=8.0, metadata=spec("Largest image, once base64-decoded", unit="MB",
+                                                           gt=0, le=64))
+    max_images: int = field(default=4, metadata=spec(
+        "Most images in one request (several are tiled into one picture for the model)", ge=1, le=16))
+    max_concurrent: int = field(default=2, metadata=spec(
+        "Requests queued or running at once; more are answered 429 with Retry-After", ge=1, le=64))
+    max_tokens: int = field(default=128, metadata=spec(
+        "Longest answer (a request's max_tokens may ask for fewer)", unit="tokens", ge=1, le=1024))
+    deadline: float = field(default=60.0, metadata=spec(
+        "A request not answered by then gets 503 with Retry-After", unit="s", duration=True, gt=0, le=600))
+    allow_image_urls: bool = field(default=False, metadata=spec(
+        "Fetch http(s) image URLs named in requests (off: data URLs and base64 only)"))
+
+    _forbidden = MappingProxyType({
+        "token": "inline tokens are not allowed: write it to a file and set token_file "
+                 "(or token_credential under systemd's LoadCredential=)",
+    })
+
+    @property
+    def token(self) -> SecretRef | None:
+        return secret_ref(self.token_file, self.token_credential)
+
+    @property
+    def address(self) -> tuple[str, int]:
+        return split_listen(self.listen)
+
+    def _validate(self) -> Problems:
+        try:
+            host, _port = split_listen(self.listen)
+        except ValueError as exc:
+            yield "listen", str(exc)
+            return
+        if self.token_file is not None and self.token_credential is not None:
+            yield "token_credential", "set token_file or token_credential, not both"
+        if self.token is None and not is_loopback(host):
+            yield "listen", (f"{host} is reachable from other machines: set token_file (or token_credential) "
+                             "so only clients with the token are answered, or listen on 127.0.0.1")
+        if self.max_body_mb < self.max_image_mb * 4 / 3:
+            yield "max_body_mb", (f"must be >= {self.max_image_mb * 4 / 3:.1f} (max_image_mb in base64, which "
+                                  "is a third larger), or the largest allowed image could never be sent")
+
+
 @dataclass(frozen=True)
 class LogConfig:
     """Logging."""
@@ -516,6 +599,8 @@ class Config:
     labels: Mapping[str, tuple[str, ...]] = field(default_factory=_empty, metadata=spec(  # type: ignore[arg-type]
         "Label -> words in a caption that mean it (extends the built-in person/vehicle/animal/package)"))
     rules: tuple[RuleConfig, ...] = field(default=(), metadata=spec("Named events raised by caption matches"))
+    api: ApiConfig | None = field(default=None, metadata=spec(
+        "The OpenAI- and Ollama-compatible HTTP endpoint; absent: off"))
 
     @property
     def base_topic(self) -> str:
@@ -549,7 +634,8 @@ class Config:
         remote = self.models.captioner.remote
         refs = {"mqtt.password": self.mqtt.password,
                 **{f"cameras.{cam.id}.password": cam.password for cam in self.cameras.values()},
-                "models.captioner.remote.api_key": remote.api_key if remote is not None else None}
+                "models.captioner.remote.api_key": remote.api_key if remote is not None else None,
+                "api.token": self.api.token if self.api is not None and self.api.enabled else None}
         return {key: ref for key, ref in refs.items() if ref is not None}
 
     @property

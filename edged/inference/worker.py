@@ -7,6 +7,7 @@ preempt, sets the job's cancel event (the model checks it between tokens).
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 
@@ -19,12 +20,13 @@ from edged.queues import BoundedQueue, DropPolicy, QueueClosed
 
 @dataclass(eq=False)
 class Job:
-    """One model run: an image, a prompt, a deadline and a way to cancel it."""
+    """One model run: an image, a prompt, a deadline, a way to cancel it, and who hears each token."""
 
     image: np.ndarray
     prompt: str
     deadline: float | None
     max_new_tokens: int | None = None
+    on_token: Callable[[str], None] | None = None  # each new piece of text, on the model's thread
     cancel: threading.Event = field(default_factory=threading.Event)
     future: Future[CaptionResult] = field(default_factory=Future)
 
@@ -85,7 +87,7 @@ class InferenceWorker:
                 continue
             try:
                 result = self.captioner.caption(job.image, job.prompt, max_new_tokens=job.max_new_tokens,
-                                                deadline=job.deadline, cancel=job.cancel)
+                                                deadline=job.deadline, cancel=job.cancel, on_token=job.on_token)
             except Exception as exc:  # stored on the future; the scheduler reports it
                 self.failed += 1
                 self.log.exception("caption_failed", error=str(exc))

@@ -15,6 +15,7 @@ from collections.abc import Callable, Mapping
 from edged.analysis.history import AnalysedFrame, encode_jpeg
 from edged.config.schema import SnapshotConfig
 from edged.events import CameraEvent, Event, Snapshot, TriggerKind
+from edged.logs import get_logger
 from edged.metrics import Percentiles
 from edged.scheduling.privacy import PrivacyGate
 from edged.scheduling.triggers import new_id
@@ -32,6 +33,7 @@ class EventTracker:
         self._open: dict[str, tuple[str, TriggerKind, float]] = {}  # event id -> (camera, trigger, start wall ts)
         self._motion: dict[str, str] = {}  # camera -> its open motion event
         self.new_latency_ms = Percentiles()  # trigger -> `new` published
+        self._log = get_logger(component="events")
 
     def snapshot(self, camera: str, frame: AnalysedFrame) -> bool:
         """Publish `frame` as the camera's snapshot, unless privacy went on after it was captured."""
@@ -58,7 +60,10 @@ class EventTracker:
                 self._open[event_id] = (camera, trigger, wall)
                 if trigger is TriggerKind.MOTION:
                     self._motion[camera] = event_id
-        self.new_latency_ms.add((time.monotonic() - trigger_ts) * 1000)
+        latency_ms = (time.monotonic() - trigger_ts) * 1000
+        self.new_latency_ms.add(latency_ms)
+        self._log.info("event_new", camera=camera, trigger=trigger.value, id=event_id,
+                        latency_ms=round(latency_ms, 1))
         return event_id
 
     def motion_started(self, camera: str, frame: AnalysedFrame, area: float) -> str:

@@ -27,7 +27,11 @@ def admit(pending: Sequence[Trigger], new: Trigger) -> tuple[list[Trigger], list
     Latest wins per camera: `new` replaces pending captions of the same or lower priority (they
     would describe an older moment); a pending one of higher priority stays and `new` is dropped.
     Questions are different: each asks something else, so up to ASK_QUEUE of them queue in order.
+    Handed-in images (the HTTP API's lane) each have their own caller: they queue in order, bounded by
+    the API's own limit on requests in flight.
     """
+    if new.image is not None:
+        return [*pending, new], []
     if new.kind is TriggerKind.ASK:
         asks = [t for t in pending if t.kind is TriggerKind.ASK]
         others = [t for t in pending if t.kind is not TriggerKind.ASK]
@@ -51,22 +55,31 @@ def would_miss(trigger: Trigger, now: float, expected_s: float) -> bool:
 
 
 def choose_next(pending: Mapping[str, Sequence[Trigger]], now: float, expected_s: float,
-                last_served: Mapping[str, float]) -> Decision:
-    """Highest priority first; among equals the camera served longest ago (fair), then the oldest trigger."""
+                last_served: Mapping[str, float], after_image: bool = False) -> Decision:
+    """Highest priority first; among equals the camera served longest ago (fair), then the oldest trigger.
+
+    Turn-taking with handed-in images (the HTTP API): right `after_image` was served, camera work that
+    waits goes next whatever its priority, so however many API requests keep coming they get at most
+    every other turn while a camera waits; with no camera work waiting they take every turn."""
     stale: list[Trigger] = []
     live: list[Trigger] = []
     for triggers in pending.values():
         for t in triggers:
             (stale if would_miss(t, now, expected_s) else live).append(t)
+    if after_image:
+        cameras = [t for t in live if t.image is None]
+        live = cameras or live
     if not live:
         return Decision(None, tuple(stale))
     best = min(live, key=lambda t: (-t.priority, last_served.get(t.camera, float("-inf")), t.ts))
     return Decision(best, tuple(stale))
 
 
-def should_preempt(running: Trigger, waiting: Iterable[Trigger]) -> Trigger | None:
-    """A waiting trigger of strictly higher priority than the running one (periodic < motion < keyword < ask)."""
-    better = [t for t in waiting if t.priority > running.priority]
+def should_preempt(running: Trigger, waiting: Iterable[Trigger], cameras_turn: bool = False) -> Trigger | None:
+    """A waiting trigger of strictly higher priority than the running one (periodic < motion < keyword < ask).
+    A camera's job running on its turn after an image (`cameras_turn`) is not preempted by images: it
+    would start again from its first token on every turn and never finish."""
+    better = [t for t in waiting if t.priority > running.priority and not (cameras_turn and t.image is not None)]
     return max(better, key=lambda t: (t.priority, -t.ts)) if better else None
 
 

@@ -1,21 +1,29 @@
 """`Scheduler`: spends the scarce model time on the frames that matter.
 
-Triggers (motion, keyword, caption_now/ask requests, the adaptive periodic timer) arrive from other
-threads; the scheduler thread admits them (latest wins per camera), drops the ones that would miss
-their deadline, picks the next job (priority, then fairness across cameras), chooses the frame,
-skips unchanged scenes, preempts a lower-priority caption between tokens, and publishes captions
-as state and as `update`s of their events. Decisions are the pure functions of `policy`; this class
-is the thread, the queues and the bookkeeping around them.
+Triggers (motion, keyword, caption_now/ask requests, the adaptive periodic timer, images handed in
+through the HTTP API) arrive from other threads; the scheduler thread admits them (latest wins per
+camera), drops the ones that would miss their deadline, picks the next job (priority, then fairness
+across cameras), chooses the frame, skips unchanged scenes, preempts a lower-priority caption
+between tokens, and publishes captions as state and as `update`s of their events. Decisions are the
+pure functions of `policy`; this class is the thread, the queues and the bookkeeping around them.
 
 Other threads read the bookkeeping (stats for the stats topic and the `health` request) and change it
 (privacy cancels a camera's work): the pending triggers, the running job and the counters are only
 touched under `_lock`, held for a few statements and never while publishing or waiting. Privacy ON
 (`set_privacy`) closes the camera's gate, refuses and cancels its work, and whatever still finishes is
 checked at the gate again, while holding it, right before it would be published.
+
+An image handed in (the HTTP API, `make_image_trigger`) is not a camera frame: it queues in its own lane
+(IMAGE_LANE) beside the cameras, at `request` priority, and takes its turn by the same rules (priority,
+then the lane served longest ago), with one more: after an image, waiting camera work goes next (and
+is not preempted by images), so a stream of API requests gets at most every other turn while cameras
+wait. It has no camera state, privacy gate or event, and its answer goes to its caller only. A caller
+that gives up is `withdraw`n: dropped from the queue, or its job cancelled between tokens.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import threading
 import time
@@ -35,7 +43,7 @@ from edged.scheduling.captions import Rule, label_table, labels_of, matching_rul
 from edged.scheduling.frame_choice import choose_frame
 from edged.scheduling.lifecycle import EventTracker
 from edged.scheduling.policy import AdaptiveInterval, admit, choose_next, should_preempt
-from edged.scheduling.triggers import Done, Trigger
+from edged.scheduling.triggers import IMAGE_LANE, Done, HandedImage, Trigger, TriggerError
 
 TICK = 0.05
 SceneDistance = Callable[[AnalysedFrame, AnalysedFrame], float]
@@ -67,8 +75,9 @@ class CameraState:
 class Running:
     trigger: Trigger
     job: Job
-    frame: AnalysedFrame
+    frame: AnalysedFrame | None  # None for a handed-in image
     started: float
+    cameras_turn: bool = False  # a camera's job started on its turn after an image: images do not preempt it
 
 
 @dataclass
@@ -82,6 +91,8 @@ class Counters:
     failed: int = 0
     no_frame: int = 0
     privacy_cancelled: int = 0
+    images: int = 0  # handed-in images answered
+    withdrawn: int = 0  # callers that gave up
     by_trigger: dict[str, int] = field(default_factory=dict)
 
 
@@ -100,10 +111,13 @@ class Scheduler:
         self.log = get_logger(component="scheduler")
         now = clock()
         self.cameras = {cid: self._camera_state(config.cameras[cid], h, now) for cid, h in histories.items()}
-        self._inbox: BoundedQueue[Trigger] = BoundedQueue("triggers", 1000, DropPolicy.DROP_NEWEST)
+        # Triggers, and None: a wake-up (a job finished), so its answer goes out now and not at the next tick.
+        self._inbox: BoundedQueue[Trigger | None] = BoundedQueue("triggers", 1000, DropPolicy.DROP_NEWEST)
         self._lock = threading.Lock()  # guards what other threads read or change: see the module doc
         self._pending: dict[str, list[Trigger]] = {cid: [] for cid in self.cameras}
+        self._pending[IMAGE_LANE] = []
         self._last_served: dict[str, float] = {}
+        self._after_image = False  # the last job started was a handed-in image: cameras' turn next
         self._running: Running | None = None
         self._expected_s = 0.0  # moving average of caption time: what "would miss its deadline" is judged by
         self.counters = Counters()
@@ -148,7 +162,7 @@ class Scheduler:
         if running is not None:  # a job the thread left when it stopped: its caller still gets an answer
             waiting.append(running.trigger)
         for t in waiting:
-            t.finish(None, "edged is stopping")
+            t.finish(None, TriggerError("edged is stopping", "unavailable"))
         return not self._thread.is_alive()
 
     @property
@@ -156,19 +170,27 @@ class Scheduler:
         return self._thread.is_alive()
 
     @property
+    def expected_caption_s(self) -> float:
+        """The moving average of how long a caption takes (0 before the first)."""
+        with self._lock:
+            return self._expected_s
+
+    @property
     def model_name(self) -> str | None:
         return None if self.worker is None else self.worker.name
 
     def trigger(self, trigger: Trigger) -> None:
-        """Hand in a trigger (any thread). A full inbox answers a waiting caller with an error."""
+        """Hand in a trigger (any thread). A full inbox answers a waiting caller `busy`, a stopped one
+        `unavailable`."""
         try:
             accepted = self._inbox.put(trigger)
         except QueueClosed:
-            accepted = False
+            trigger.finish(None, TriggerError("edged is stopping", "unavailable"))
+            return
         if not accepted:
             with self._lock:
                 self.counters.coalesced += 1
-            trigger.finish(None, "the scheduler is overloaded; try again")
+            trigger.finish(None, TriggerError("the scheduler is overloaded; try again", "busy"))
 
     def make_trigger(self, kind: TriggerKind, camera: str, *, ts: float | None = None, event_id: str | None = None,
                      question: str = "", keyword: str | None = None, transaction: object = None,
@@ -178,6 +200,24 @@ class Scheduler:
         deadline = now + self.cameras[camera].config.captions.deadlines.seconds(kind)
         return Trigger(kind, camera, now if ts is None else ts, deadline, event_id, question, keyword, transaction,
                        on_done)
+
+    def make_image_trigger(self, image: HandedImage, deadline_s: float, on_done: Done) -> Trigger:
+        """A `request`-priority trigger for an image handed in, due `deadline_s` from now."""
+        now = self._clock()
+        return Trigger(TriggerKind.REQUEST, IMAGE_LANE, now, now + deadline_s, on_done=on_done, image=image)
+
+    def withdraw(self, trigger: Trigger) -> None:
+        """The caller gave up (any thread): no answer is sent, a queued trigger is dropped and a running job
+        is cancelled at its next token, so the model's time goes to whoever still waits."""
+        trigger.withdraw()
+        with self._lock:
+            queued = trigger in self._pending.get(trigger.camera, [])
+            self._remove(trigger)
+            running = self._running if self._running is not None and self._running.trigger is trigger else None
+            if queued or running is not None:
+                self.counters.withdrawn += 1
+        if running is not None:
+            running.job.cancel.set()
 
     def note_activity(self, camera: str) -> None:
         """The analyser saw motion: the periodic interval should speed up after the next caption."""
@@ -223,8 +263,9 @@ class Scheduler:
             first = self._inbox.get(timeout=TICK)
         except QueueClosed:
             return
-        for trigger in [first, *self._inbox.drain()] if first is not None else self._inbox.drain():
-            self._admit(trigger)
+        for trigger in [first, *self._inbox.drain()]:
+            if trigger is not None:
+                self._admit(trigger)
         now = self._clock()
         self._periodic(now)
         if self._running is not None:
@@ -232,7 +273,17 @@ class Scheduler:
         if self._running is None:
             self._dispatch(now)
 
+    def _wake(self, _done: object) -> None:
+        """A job finished (the worker's thread): the loop takes it now instead of at its next tick."""
+        with contextlib.suppress(QueueClosed):
+            self._inbox.put(None)
+
     def _admit(self, trigger: Trigger) -> None:
+        if trigger.withdrawn:
+            return
+        if trigger.image is not None:
+            self._admit_image(trigger)
+            return
         state = self.cameras.get(trigger.camera)
         if state is None:
             trigger.finish(None, f"unknown camera {trigger.camera!r}")
@@ -261,9 +312,17 @@ class Scheduler:
             self._close_event(old)
             old.finish(None, "superseded by a newer request for the same camera")
 
+    def _admit_image(self, trigger: Trigger) -> None:
+        if self.worker is None:
+            self._no_model(trigger)
+            return
+        with self._lock:
+            self._pending[IMAGE_LANE], _ = admit(self._pending[IMAGE_LANE], trigger)
+
     def _no_model(self, trigger: Trigger) -> None:
         self._close_event(trigger)
-        trigger.finish(None, "no caption model is loaded (get one with: edged models pull glm-edge-v-2b)")
+        trigger.finish(None, TriggerError("no caption model is loaded (get one with: edged models pull glm-edge-v-2b)",
+                                          "unavailable"))
 
     def _periodic(self, now: float) -> None:
         if self.worker is None:
@@ -288,7 +347,7 @@ class Scheduler:
             return
         with self._lock:
             waiting = [t for ts in self._pending.values() for t in ts]
-        better = should_preempt(running.trigger, waiting)
+        better = should_preempt(running.trigger, waiting, running.cameras_turn)
         if better is not None and not running.job.cancel.is_set():
             self.log.info("caption_preempted", camera=running.trigger.camera, running=running.trigger.kind,
                           by=better.kind, by_camera=better.camera)
@@ -302,7 +361,7 @@ class Scheduler:
             with self._lock:
                 self.counters.failed += 1
             self._close_event(trigger)
-            trigger.finish(None, f"the model failed: {exc}")
+            trigger.finish(None, TriggerError(f"the model failed: {exc}", "failed"))
             return
         if result.finish_reason == "cancelled":
             self._cancelled(running, now)
@@ -313,16 +372,21 @@ class Scheduler:
         if result.finish_reason == "deadline":
             self._stale(trigger, "the caption did not finish before its deadline")
             return
+        if running.frame is None:
+            self._answer_image(trigger, result)
+            return
         self._publish_caption(trigger, running.frame, result)
 
     def _cancelled(self, running: Running, now: float) -> None:
         """A cancelled job: privacy, stopping, or preempted (then back in line while it can still make it)."""
         trigger = running.trigger
-        if not self.events.gate.allows(trigger.camera, running.frame.ts):
+        if trigger.withdrawn:
+            return
+        if running.frame is not None and not self.events.gate.allows(trigger.camera, running.frame.ts):
             self._cancel_for_privacy(trigger)
             return
         if self._stop.is_set():
-            trigger.finish(None, "edged is stopping")
+            trigger.finish(None, TriggerError("edged is stopping", "unavailable"))
             return
         with self._lock:
             self.counters.preempted += 1
@@ -335,7 +399,7 @@ class Scheduler:
     def _dispatch(self, now: float) -> None:
         while True:
             with self._lock:
-                decision = choose_next(self._pending, now, self._expected_s, self._last_served)
+                decision = choose_next(self._pending, now, self._expected_s, self._last_served, self._after_image)
                 for t in [*decision.stale, *([decision.run] if decision.run is not None else [])]:
                     self._remove(t)
             for t in decision.stale:
@@ -352,11 +416,13 @@ class Scheduler:
                 with self._lock:
                     self.counters.failed += 1
                 self._close_event(trigger)
-                trigger.finish(None, f"the caption could not start: {exc}")
+                trigger.finish(None, TriggerError(f"the caption could not start: {exc}", "failed"))
 
     def _start(self, trigger: Trigger, now: float) -> bool:
         """Start the job for `trigger`; False when it needed no model run (no frame, unchanged scene)."""
         assert self.worker is not None
+        if trigger.image is not None:
+            return self._start_image(trigger, trigger.image, now)
         state = self.cameras[trigger.camera]
         if self.events.gate.is_closed(trigger.camera):
             self._cancel_for_privacy(trigger)
@@ -378,11 +444,28 @@ class Scheduler:
             private = self.events.gate.is_closed(trigger.camera)
             if not private:
                 job.future = self.worker.submit(job)
-                self._running = Running(trigger, job, frame, now)
+                job.future.add_done_callback(self._wake)
+                self._running = Running(trigger, job, frame, now, cameras_turn=self._after_image)
                 self._last_served[trigger.camera] = now
+                self._after_image = False
         if private:
             self._cancel_for_privacy(trigger)
             return False
+        return True
+
+    def _start_image(self, trigger: Trigger, image: HandedImage, now: float) -> bool:
+        assert self.worker is not None
+        if image.stream is not None:
+            image.stream.restart()  # a preempted job runs again from its first token
+        job = Job(image.pixels, image.prompt, trigger.deadline, image.max_new_tokens, on_token=image.stream)
+        with self._lock:  # withdraw either sees this job running (and cancels it) or is seen here
+            if trigger.withdrawn:
+                return False
+            job.future = self.worker.submit(job)
+            job.future.add_done_callback(self._wake)
+            self._running = Running(trigger, job, None, now)
+            self._last_served[IMAGE_LANE] = now
+            self._after_image = True
         return True
 
     def _frame_for(self, trigger: Trigger, state: CameraState) -> AnalysedFrame | None:
@@ -419,7 +502,7 @@ class Scheduler:
             self.counters.stale += 1
         self.log.info("caption_dropped_stale", camera=trigger.camera, trigger=trigger.kind, reason=why)
         self._close_event(trigger)
-        trigger.finish(None, f"dropped: {why}")
+        trigger.finish(None, TriggerError(f"dropped: {why}", "stale"))
 
     def _cancel_for_privacy(self, trigger: Trigger) -> None:
         with self._lock:
@@ -447,6 +530,15 @@ class Scheduler:
         if state.last_id is not None:
             self._publish(CaptionUnchanged(state.config.id, state.last_id, state.unchanged_since, now_wall,
                                            reason))  # type: ignore[arg-type]
+
+    def _answer_image(self, trigger: Trigger, result: CaptionResult) -> None:
+        """A handed-in image's answer goes to its caller only: nothing is published or remembered."""
+        latency = (self._clock() - trigger.ts) * 1000
+        with self._lock:
+            self.counters.images += 1
+            by_lane = self.latency_ms.setdefault(IMAGE_LANE, Percentiles())
+        by_lane.add(latency)
+        trigger.finish(result)
 
     def _publish_caption(self, trigger: Trigger, frame: AnalysedFrame, result: CaptionResult) -> None:
         """Publish (and answer) the caption, holding the camera's gate: privacy cannot go on half-way."""
@@ -501,6 +593,7 @@ class Scheduler:
         with self._lock:
             c = dataclasses.replace(self.counters, by_trigger=dict(self.counters.by_trigger))
             pending = sum(len(v) for v in self._pending.values())
+            images_pending = len(self._pending[IMAGE_LANE])
             running = self._running is not None
             expected_s = self._expected_s
             latency = dict(self.latency_ms)
@@ -509,6 +602,7 @@ class Scheduler:
             "stale_dropped": c.stale, "coalesced": c.coalesced, "preemptions": c.preempted,
             "unchanged_scene": c.unchanged_scene, "unchanged_text": c.unchanged_text, "failed": c.failed,
             "no_frame": c.no_frame, "privacy_cancelled": c.privacy_cancelled,
+            "images": c.images, "images_pending": images_pending, "withdrawn": c.withdrawn,
             "pending": pending, "running": running, "expected_caption_s": round(expected_s, 2),
             "latency_ms": {k: v.summary() for k, v in latency.items()},
             "event_new_latency_ms": self.events.new_latency_ms.summary(),
