@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, Protocol, runtime_checkable
 
@@ -58,4 +58,47 @@ class Captioner(Protocol):
 
     def close(self) -> None:
         """Release sessions and memory."""
+        ...
+
+
+@dataclass(frozen=True)
+class YesNo:
+    """A yes/no question's answer, read from the model's next-token probabilities, not parsed from text."""
+
+    question: str
+    p_yes: float  # P(yes) / (P(yes) + P(no)) at the first answer position
+
+    @property
+    def answer(self) -> str:
+        return "yes" if self.p_yes >= 0.5 else "no"
+
+
+@dataclass(frozen=True)
+class Look:
+    """Everything asked of one image in one pass: free-text prompts (a caption, asks) and yes/no questions."""
+
+    texts: tuple[CaptionResult, ...]  # one per prompt, in order
+    answers: tuple[YesNo, ...]  # one per question, in order
+    timings: Mapping[str, float] = field(default_factory=dict)  # ms per stage, plus "vision_passes"
+
+
+@runtime_checkable
+class Looker(Protocol):
+    """A backend that answers several prompts and questions about one image sharing its encode."""
+
+    def look(
+        self,
+        image: np.ndarray,
+        prompts: Sequence[str],
+        questions: Sequence[str],
+        *,
+        max_new_tokens: int | None = None,
+        deadline: float | None = None,
+        cancel: threading.Event | None = None,
+    ) -> Look:
+        """Encode `image` once; generate for each prompt and score each question on the shared prefix.
+
+        Stops like `Captioner.caption` on `cancel` or `deadline`: results already complete are kept,
+        the rest are absent (fewer entries than asked), so a caller can tell what was answered.
+        """
         ...

@@ -29,13 +29,16 @@ AUDIO = (" audiotestsrc is-live=true wave=sine freq=440 ! audioconvert ! audiore
 class Server:
     def __init__(self, port: int, audio: bool, width: int, height: int, fps: int, user: str | None) -> None:
         self.valves: list[Gst.Element] = []
+        self.stalled = False
         self.server = GstRtspServer.RTSPServer()
         self.server.set_address("127.0.0.1")
         self.server.set_service(str(port))
         factory = GstRtspServer.RTSPMediaFactory()
         launch = VIDEO.format(w=width, h=height, fps=fps) + (AUDIO if audio else "")
         factory.set_launch(f"( {launch} )")
-        factory.set_shared(True)
+        # One pipeline per client: a shared media aborts (gst_rtsp_media_get_rates) when two clients open it
+        # at the same moment, which the daemon's parallel camera opens do.
+        factory.set_shared(False)
         factory.connect("media-configure", self._on_media)
         if user:
             self._require_login(factory, user, os.environ["RTSP_PASSWORD"])
@@ -54,13 +57,21 @@ class Server:
 
     def _on_media(self, _factory: GstRtspServer.RTSPMediaFactory, media: GstRtspServer.RTSPMedia) -> None:
         bin_ = media.get_element()
-        self.valves = [v for v in (bin_.get_by_name("vvalve"), bin_.get_by_name("avalve")) if v is not None]
+        valves = [v for v in (bin_.get_by_name("vvalve"), bin_.get_by_name("avalve")) if v is not None]
+        for valve in valves:  # a client that joins during a stall is stalled too
+            valve.set_property("drop", self.stalled)
+        self.valves.extend(valves)
+        media.connect("unprepared", lambda _m: self._forget(valves))
+
+    def _forget(self, valves: list[Gst.Element]) -> None:
+        self.valves = [v for v in self.valves if v not in valves]
 
     def command(self, line: str) -> bool:
         word = line.strip()
         if word in ("stall", "resume"):
+            self.stalled = word == "stall"
             for valve in self.valves:
-                valve.set_property("drop", word == "stall")
+                valve.set_property("drop", self.stalled)
             print("stalled" if word == "stall" else "resumed", flush=True)
         elif word == "quit":
             return False
