@@ -176,3 +176,12 @@ def test_a_caption_with_a_bad_threat_level_is_refused() -> None:
     """The event itself allows only 0, 1, 2 or none."""
     with pytest.raises(ValueError, match="threat_level"):
         Caption("e", "porch", "t", "c", "motion", 0, 0, 0, "m", threat_level=3)
+
+
+def test_a_structured_caption_round_trips_through_its_payload() -> None:
+    """summary and threat_level survive to_message / from_message (a level of none too)."""
+    for level in (0, 2, None):
+        caption = Caption("ev-1", "porch", "Man at the door", "A man knocks.", TriggerKind.MOTION, 1.0, 2.0, 3.0,
+                          "m", ("person",), "", 7, "A man knocks.", level)
+        message = caption.to_message("edged/x")
+        assert Caption.from_message("edged/x", message.topic, message.payload) == caption
