@@ -8,6 +8,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -190,3 +191,46 @@ def test_after_the_daemon_stops_the_cli_still_finds_everything(live: Live) -> No
     done = search_cli(live.config, live.word, "--json", "--limit", "200")
     assert done.returncode == 0 and any(json.loads(line)["text"] == live.caption["caption"]
                                         for line in done.stdout.splitlines())
+
+
+def history_config(path: Path, port: int, clip: Path, history: str) -> Path:
+    path.write_text(
+        f"device: {{id: hist}}\nstate_dir: {path.parent / 'state'}\nlog: {{level: info, format: json}}\n"
+        f"mqtt: {{port: {port}, stats_interval: 1s}}\nmodels: {{captioner: {{backend: none}}}}\n"
+        f"history: {history}\ncameras:\n  porch: {{url: {clip}, loop: true}}\n")
+    return path
+
+
+def test_a_reload_switches_history_off_and_on_and_a_bad_path_is_one_log_line(
+        tmp_path: Path, broker: Broker, clip: Path) -> None:
+    """SIGHUP with `history.enabled: false` closes it (search says it is off); back on, it reopens; a
+    history path that cannot be a directory is logged and everything else runs."""
+    config = history_config(tmp_path / "edged.yaml", broker.port, clip, "{max_age: 2d}")
+    daemon = DaemonProcess(config)
+    sub = Subscriber(broker.port, [f"{BASE}/#"]).start()
+    live = Live(daemon, sub, config, tmp_path / "state" / "history", {}, "")
+    try:
+        daemon.wait_log("history_opened", timeout=60)
+        assert live.search(query="car")["data"]["count"] == 0
+        history_config(config, broker.port, clip, "{enabled: false}")
+        daemon.proc.send_signal(signal.SIGHUP)
+        daemon.wait_log("history_closed")
+        daemon.wait_log("config_reloaded")
+        off = live.search(query="car")
+        assert off["status"] == "error" and "history is off" in off["error"]
+        (tmp_path / "not-a-dir").write_text("")
+        history_config(config, broker.port, clip, f"{{path: {tmp_path / 'not-a-dir'}}}")
+        daemon.proc.send_signal(signal.SIGHUP)
+        failed = daemon.wait_log("history_unavailable")
+        assert "not-a-dir" in str(failed["path"])
+        assert live.request("health", {})["data"]["healthy"] is True
+        history_config(config, broker.port, clip, "{max_age: 1d}")
+        daemon.proc.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + 20
+        while len([x for x in daemon.lines() if x.get("event") == "history_opened"]) < 2:
+            assert time.monotonic() < deadline, "history did not reopen"
+            time.sleep(0.1)
+        assert live.search(query="car")["status"] == "ok"
+    finally:
+        sub.stop()
+        assert daemon.stop() == 0

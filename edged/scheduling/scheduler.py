@@ -618,14 +618,16 @@ class Scheduler:
         self._publish(caption)
         self._remember(caption, frame)
 
-    def _remember(self, caption: Caption, frame: AnalysedFrame) -> None:
-        """Hand a caption or answer to the memory (its own thread writes it; a failure here is logged only)."""
+    def _remember(self, event: Event, frame: AnalysedFrame) -> None:
+        """Hand a caption, an answer (or any event the memory keeps) with its frame to the memory: queued
+        for its own thread, never blocking; a failure here is logged only."""
         if self._record is None:
             return
         try:
-            self._record(caption, frame)
+            self._record(event, frame)
         except Exception as exc:
-            self.log.exception("history_record_failed", camera=caption.camera, error=str(exc))
+            self.log.exception("history_record_failed", camera=frame.camera, event_type=type(event).__name__,
+                               error=str(exc))
 
     def stats(self) -> dict[str, Any]:
         """The scheduler's figures (any thread): one consistent copy taken under the lock, summarised after."""
