@@ -6,6 +6,7 @@ directory; no fakes."""
 from __future__ import annotations
 
 import datetime as dt
+import json
 import sqlite3
 import threading
 from pathlib import Path
@@ -410,3 +411,28 @@ def test_events_without_a_moment_are_not_recorded(tmp_path: Path) -> None:
     assert not recorder.record(MotionState("porch", True))
     recorder.start()
     recorder.stop(timeout=10)
+
+
+# -- the CLI on a database made here ------------------------------------------------------------------------
+def test_cli_text_json_and_exit_statuses(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`edged history search` prints a line (and the snapshot path) per moment, or JSON lines; exit 1 when
+    there is no history, 2 for a bad query; filters pass through."""
+    from edged.cli import main
+
+    db = store(tmp_path / "h")
+    db.add(Moment(NOW, "porch", "caption", "Red car", "A red car parks.", "motion", labels=("vehicle",)), jpeg(64))
+    db.add(Moment(NOW + 1, "drive", "answer", "Yes", "Yes, a car.", "ask", question="Is a car there?"))
+    db.close()
+    assert main(["history", "search", "car", "--dir", str(tmp_path / "h"), "--since", "2027-01-01"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert "porch  caption [motion]  A red car parks." in out[0] and out[1].strip().endswith(".jpg")  # title match
+    assert "drive  answer [ask]  Is a car there? -> Yes, a car." in out[2]
+    assert main(["history", "search", "car", "--dir", str(tmp_path / "h"), "--kind", "caption", "--json"]) == 0
+    (line,) = capsys.readouterr().out.splitlines()
+    assert json.loads(line)["text"] == "A red car parks."
+    assert main(["history", "search", "car", "--dir", str(tmp_path / "none")]) == 1
+    assert "no history at" in capsys.readouterr().err
+    assert main(["history", "search", "", "--dir", str(tmp_path / "h")]) == 2
+    assert "no words to look for" in capsys.readouterr().err
+    assert main(["history", "search", "car", "-c", str(tmp_path / "missing.yaml")]) == 2
+    assert "file not found" in capsys.readouterr().err
