@@ -208,8 +208,13 @@ class Daemon:
             return
         try:
             recorder = Recorder(config.history, config.history_path)
+        except Exception as exc:
+            self.log.error("history_unavailable", path=str(config.history_path), error=str(exc))
+            return
+        try:
             recorder.start()
         except Exception as exc:
+            recorder.stop(0.0)
             self.log.error("history_unavailable", path=str(config.history_path), error=str(exc))
             return
         self.history = recorder

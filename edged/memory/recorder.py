@@ -64,6 +64,7 @@ class Recorder:
         self._logged_drops = 0
 
     def start(self) -> None:
+        """Apply retention once, then start the writer thread (`stop()` closes the database either way)."""
         removed = self.store.prune()
         with self._stats_lock:
             self._rows, self._used = self.store.count(), self.store.used_bytes()
@@ -99,6 +100,9 @@ class Recorder:
     def stop(self, timeout: float) -> bool:
         """Write what is queued, then close the database; False when `timeout` ran out first (logged)."""
         self._queue.close()
+        if self._thread.ident is None:  # never started (start failed): nobody else closes the database
+            self.store.close()
+            return True
         if self._thread.is_alive():
             self._thread.join(timeout)
         if self._thread.is_alive():
