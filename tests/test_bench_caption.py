@@ -45,7 +45,7 @@ def test_bench_runs_each_variant_in_a_child_and_writes_a_report(tmp_path: Path) 
     reuse = next(line for line in text.splitlines() if line.startswith("| caption + 4 questions, prefix reuse"))
     naive = next(line for line in text.splitlines() if line.startswith("| caption + 4 questions, a caption()"))
     assert reuse.endswith("| 1 |") and naive.endswith("| 5 |")
-    assert "caption tokens identical to caption(): True" in text
+    assert "Caption tokens identical to caption(): True" in text
 
 
 def test_bench_without_bundle_says_how_to_make_one(tmp_path: Path) -> None:
