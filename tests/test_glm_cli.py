@@ -75,6 +75,45 @@ def test_caption_with_a_question(capsys: pytest.CaptureFixture[str]) -> None:
     assert out.startswith(f"{BUNDLE / GOLDEN['images'][0]}: ")
 
 
+def test_caption_ask_answers_questions_in_one_pass(capsys: pytest.CaptureFixture[str]) -> None:
+    """--ask twice and --caption: one JSON line with the caption, both answers and one vision pass; the
+    answers equal the library's look() and the caption equals the golden one."""
+    from edged.inference.images import load_image
+    from tests.glm_fixture import captioner
+
+    name = GOLDEN["images"][0]
+    questions = ["Is the door open?", "Is there a package on the porch?"]
+    rc = main(
+        [
+            "caption", str(BUNDLE / name), "--model", str(BUNDLE), "--variant", "fp32", "--threads", "1",
+            "--repetition-penalty", "1.0", "--max-new-tokens", str(GOLDEN["max_new_tokens"]),
+            "--ask", questions[0], "--ask", questions[1], "--caption", "--json",
+        ]
+    )
+    assert rc == 0
+    (line,) = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
+    assert set(line) == {"file", "caption", "tokens", "answers", "latency_ms", "timings"}
+    assert line["tokens"] == GOLDEN["variants"]["fp32"][name]["tokens"]
+    assert line["timings"]["vision_passes"] == 1
+    cap = captioner()
+    want = cap.look(load_image(BUNDLE / name), [], questions).answers
+    cap.close()
+    assert line["answers"] == [
+        {"question": a.question, "answer": a.answer, "p_yes": round(a.p_yes, 4)} for a in want
+    ]
+
+
+def test_caption_ask_without_caption_and_a_bad_question(capsys: pytest.CaptureFixture[str]) -> None:
+    """Without --caption only answers come back; an empty question is exit 2 naming it, before loading."""
+    image = str(BUNDLE / GOLDEN["images"][0])
+    assert main(["caption", image, "--model", str(BUNDLE), "--threads", "1", "--ask", "Is it night?"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"{image}: Is it night? ")
+    assert "p_yes" in out
+    assert main(["caption", image, "--model", str(BUNDLE / "missing"), "--ask", "ok?", "--ask", " "]) == 2
+    assert "error: question 2: the question is empty" in capsys.readouterr().err
+
+
 def test_caption_without_model_says_how_to_get_it(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """A missing bundle is exit 2 and one line naming the pull command."""
     rc = main(["caption", str(BUNDLE / GOLDEN["images"][0]), "--model", str(tmp_path / "none")])

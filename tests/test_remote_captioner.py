@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import json
+import math
 import threading
 import time
 from collections.abc import Iterator
@@ -23,6 +24,7 @@ import pytest
 from edged.config.schema import CaptionerConfig, RemoteConfig
 from edged.inference.registry import load_captioner
 from edged.inference.remote import RemoteCaptioner, RemoteError
+from edged.inference.yesno import BadQuestion
 
 
 class FakeServer:
@@ -33,6 +35,8 @@ class FakeServer:
         self.requests: list[dict[str, Any]] = []
         self.headers: list[dict[str, str]] = []
         self.answer = ["A person ", "is at ", "the door."]
+        self.top_logprobs: list[dict[str, Any]] = []  # sent when a request asks for logprobs
+        self.refuse_logprobs = False  # answer such requests 400, as edged's own API does
 
 
 def make_handler(state: FakeServer) -> type[BaseHTTPRequestHandler]:
@@ -55,20 +59,19 @@ def make_handler(state: FakeServer) -> type[BaseHTTPRequestHandler]:
                 self._send(200, {})
             elif mode == "garbage":
                 self._raw(200, b"<html>not json</html>", "text/html")
+            elif body.get("logprobs") and state.refuse_logprobs:
+                self._send(400, {"error": {"message": "logprobs are not supported", "param": "logprobs"}})
             elif body.get("stream"):
                 self._stream()
             else:
-                self._send(
-                    200,
-                    {
-                        "choices": [
-                            {
-                                "message": {"role": "assistant", "content": "".join(state.answer)},
-                                "finish_reason": "stop",
-                            }
-                        ]
-                    },
-                )
+                choice: dict[str, Any] = {
+                    "message": {"role": "assistant", "content": "".join(state.answer)},
+                    "finish_reason": "stop",
+                }
+                if body.get("logprobs"):
+                    choice["logprobs"] = {"content": [{"token": state.answer[0], "logprob": -0.1,
+                                                       "top_logprobs": state.top_logprobs}]}
+                self._send(200, {"choices": [choice]})
 
         def _stream(self) -> None:
             self.send_response(200)
@@ -232,3 +235,57 @@ def test_api_key_is_sent_as_bearer_and_never_logged(server: tuple[FakeServer, st
     assert state.headers[-1]["Authorization"] == "Bearer sk-very-secret"
     assert logs, "the retry is logged"
     assert "sk-very-secret" not in repr(logs)
+
+
+def test_look_reads_p_yes_from_top_logprobs(server: tuple[FakeServer, str]) -> None:
+    """A yes/no question is one token with its top log-probabilities; every yes spelling counts."""
+    state, url = server
+    state.answer = ["Yes"]
+    state.top_logprobs = [
+        {"token": "Yes", "logprob": math.log(0.6)},
+        {"token": " yes", "logprob": math.log(0.1)},
+        {"token": "No", "logprob": math.log(0.2)},
+        {"token": "Maybe", "logprob": math.log(0.05)},
+    ]
+    look = remote(url).look(FRAME, ["Describe the scene."], ["Is the door open?"])
+    (answer,) = look.answers
+    assert answer.p_yes == pytest.approx(0.7 / 0.9)
+    assert answer.answer == "yes"
+    ask, caption = state.requests
+    assert (ask["max_tokens"], ask["logprobs"], ask["top_logprobs"]) == (1, True, 10)
+    assert ask["messages"][0]["content"][1]["text"] == "Is the door open? Answer yes or no."
+    assert "logprobs" not in caption
+    assert look.texts[0].text == "Yes"
+    # The frame is encoded once and the same JPEG goes with every request.
+    assert ask["messages"][0]["content"][0] == caption["messages"][0]["content"][0]
+    assert look.timings["requests"] == look.timings["vision_passes"] == 2
+
+
+def test_look_without_logprobs_reads_the_answer_word(server: tuple[FakeServer, str]) -> None:
+    """A server that refuses log-probabilities is asked for the word alone, from then on."""
+    state, url = server
+    state.refuse_logprobs = True
+    state.answer = ["No."]
+    look = remote(url).look(FRAME, [], ["Is the door open?", "Is it night?"])
+    assert [a.p_yes for a in look.answers] == [0.0, 0.0]
+    assert [bool(r.get("logprobs")) for r in state.requests] == [True, False, False]
+
+
+def test_look_answer_neither_yes_nor_no_is_an_error(server: tuple[FakeServer, str]) -> None:
+    state, url = server
+    state.answer = ["Perhaps"]
+    with pytest.raises(RemoteError, match="neither"):
+        remote(url).look(FRAME, [], ["Is the door open?"])
+
+
+def test_look_bad_question_sends_nothing(server: tuple[FakeServer, str]) -> None:
+    state, url = server
+    with pytest.raises(BadQuestion, match="question 2: the question is empty"):
+        remote(url).look(FRAME, ["Describe."], ["Is the door open?", "  "])
+    assert state.requests == []
+
+
+def test_look_past_deadline_sends_nothing(server: tuple[FakeServer, str]) -> None:
+    state, url = server
+    look = remote(url).look(FRAME, ["Describe."], ["Is the door open?"], deadline=time.monotonic() - 1)
+    assert (look.texts, look.answers, state.requests) == ((), (), [])

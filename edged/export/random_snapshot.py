@@ -123,6 +123,11 @@ _WORDS = [
     "The",
     "There",
     "Someone",
+    # the words of a yes/no answer, so the tiny and 2B-shaped bundles can answer questions as GLM-Edge-V does
+    "Yes",
+    "No",
+    "yes",
+    "no",
 ]
 
 

@@ -77,6 +77,18 @@ class Decoder:
         binding.bind_ortvalue_output("logits", self._logits)
         return binding
 
+    def rewind(self, cache: KvCache, length: int) -> None:
+        """Forget every position from `length` on, keeping the ones before it (a shared prefix).
+
+        No copy is needed: the graph reads the past length from the attention mask, so the next step
+        writes at `length` over whatever a previous branch left there, and never looks beyond.
+        """
+        if cache is not self._cache:
+            raise ValueError("cache does not belong to this decoder (call start())")
+        if not 0 <= length <= cache.length:
+            raise ValueError(f"cannot rewind a cache of {cache.length} positions to {length}")
+        cache.length = length
+
     def step(self, cache: KvCache, embeds: np.ndarray) -> np.ndarray:
         """Append `embeds` [1, S, hidden] at the end of the cache; returns the last position's logits [V]."""
         if cache is not self._cache:

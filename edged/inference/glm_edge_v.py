@@ -3,6 +3,12 @@
 One caption: preprocess -> vision encoder -> embeddings of the prompt with the image rows spliced in
 -> prefill -> greedy decoding with the KV cache kept in onnxruntime memory. Cancellation and the
 deadline are checked between stages and between tokens; every stage is timed.
+
+One look (several prompts and yes/no questions about one image): one vision pass, one prefill of the
+tokens every sequence shares (template, image rows, common text), then per question the cache is
+rewound to that shared length and only the question's own tokens are prefilled; its P(yes) comes from
+those logits (one step). Prompts are generated the same way, after the questions (cheap ones first, so
+a deadline cuts a caption short rather than a watch).
 """
 
 from __future__ import annotations
@@ -10,7 +16,7 @@ from __future__ import annotations
 import resource
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,9 +28,10 @@ from edged.inference.decoder import Decoder
 from edged.inference.generate import GenerationParams, pick
 from edged.inference.manifest import Manifest, files_of_variant, load_manifest, verify
 from edged.inference.preprocess import pixel_values
-from edged.inference.prompt import PromptIds, build_prompt, splice
-from edged.inference.protocol import CaptionResult, FinishReason, ModelUnavailable
+from edged.inference.prompt import PromptIds, build_prompt, shared_prefix, splice
+from edged.inference.protocol import CaptionResult, FinishReason, Look, ModelUnavailable, YesNo
 from edged.inference.sessions import open_session
+from edged.inference.yesno import AnswerTokens, BadQuestion, answer_tokens, p_yes, question_prompt, validate_question
 from edged.logs import get_logger
 
 
@@ -83,6 +90,7 @@ class GlmEdgeVCaptioner:
         self.vision = self._session(variant.vision, cache)
         self.decoder = Decoder(self._session(variant.decoder, cache), m.lm)
         self._lock = threading.Lock()
+        self._answers: AnswerTokens | None = None
         if warmup:
             self._warmup()
         get_logger(component="captioner").info(
@@ -232,6 +240,128 @@ class GlmEdgeVCaptioner:
             on_token(text[len(emitted) :])
             return text
         return emitted
+
+    def answer_tokens(self) -> AnswerTokens:
+        """The yes and no token ids of this bundle's tokenizer (`ModelUnavailable` when it has none)."""
+        if self._answers is None:
+            unk = self.tokenizer.token_to_id("[UNK]")
+            try:
+                self._answers = answer_tokens(
+                    lambda w: self.tokenizer.encode(w, add_special_tokens=False).ids, unk
+                )
+            except ValueError as exc:
+                raise ModelUnavailable(f"{self.name} cannot answer yes/no questions: {exc}") from None
+        return self._answers
+
+    def check_questions(self, questions: Sequence[str]) -> list[str]:
+        """Validated questions (`BadQuestion` names the first bad one), before any model work."""
+        special = set(self.manifest.special_ids.values()) | {self.manifest.image_token_id}
+        out = []
+        for i, q in enumerate(questions):
+            try:
+                text = validate_question(q)
+            except BadQuestion as exc:
+                raise BadQuestion(f"question {i + 1}: {exc}") from None
+            if special & set(self.tokenizer.encode(text, add_special_tokens=False).ids):
+                raise BadQuestion(f"question {i + 1}: it holds a special token of the chat template")
+            out.append(text)
+        return out
+
+    def look(
+        self,
+        image: np.ndarray,
+        prompts: Sequence[str],
+        questions: Sequence[str],
+        *,
+        max_new_tokens: int | None = None,
+        deadline: float | None = None,
+        cancel: threading.Event | None = None,
+    ) -> Look:
+        """Generate for each prompt and score each question on one encode of `image` (see `Looker`)."""
+        asked = self.check_questions(questions)
+        tokens = self.answer_tokens() if asked else None
+        params = self.params(max_new_tokens)
+        with self._lock:
+            self.decoder.ort_seconds = 0.0
+            t_start = time.perf_counter()
+            branches = [self.prompt_ids(question_prompt(q)) for q in asked] + [self.prompt_ids(p) for p in prompts]
+            run = _Run(deadline, cancel, {"vision_passes": 0.0})
+            answers: list[YesNo] = []
+            texts: list[CaptionResult] = []
+            try:
+                if branches:
+                    self._look(run, image, branches, asked, tokens, params, answers, texts)
+            except _Stopped:
+                pass  # what is complete is kept; the rest is absent
+            run.timed("total_ms", t_start)
+            run.timings["ort_ms"] = self.decoder.ort_seconds * 1000.0
+            return Look(texts=tuple(texts), answers=tuple(answers), timings=run.timings)
+
+    def _look(
+        self,
+        run: _Run,
+        image: np.ndarray,
+        branches: list[PromptIds],
+        asked: list[str],
+        tokens: AnswerTokens | None,
+        params: GenerationParams,
+        answers: list[YesNo],
+        texts: list[CaptionResult],
+    ) -> None:
+        run.check()
+        t = time.perf_counter()
+        pixels = pixel_values(image, self.manifest.preprocessing)
+        t = run.timed("preprocess_ms", t)
+        rows = self.image_rows(pixels)
+        run.timings["vision_passes"] += 1
+        t = run.timed("vision_ms", t)
+        run.check()
+        image_id = self.manifest.image_token_id
+        embeds = [splice(self.embed(b.ids), rows, b, image_id) for b in branches]
+        shared = shared_prefix([b.ids for b in branches])
+        extra = [params.max_new_tokens if i >= len(asked) else 0 for i in range(len(branches))]
+        cache = self.decoder.start(max(len(b.ids) + n for b, n in zip(branches, extra, strict=True)))
+        t = run.timed("embed_ms", t)
+        if shared:
+            self.decoder.step(cache, embeds[0][:, :shared])
+        run.timings["shared_tokens"] = float(shared)
+        run.timed("shared_prefill_ms", t)
+        for i, (branch, emb) in enumerate(zip(branches, embeds, strict=True)):
+            run.check()
+            t = time.perf_counter()
+            self.decoder.rewind(cache, shared)
+            logits = self.decoder.step(cache, emb[:, shared:])
+            if i < len(asked):
+                assert tokens is not None
+                answers.append(YesNo(question=asked[i], p_yes=p_yes(logits, tokens)))
+                run.timed("questions_ms", t)
+            else:
+                texts.append(self._branch_text(run, params, branch, logits, cache, t))
+                if texts[-1].finish_reason in ("cancelled", "deadline"):
+                    raise _Stopped(texts[-1].finish_reason)
+
+    def _branch_text(
+        self, look: _Run, params: GenerationParams, p: PromptIds, logits: np.ndarray, cache: Any, t0: float
+    ) -> CaptionResult:
+        """Greedy generation for one prompt whose own tokens were just prefilled (from `t0`)."""
+        run = _Run(look.deadline, look.cancel, {})
+        run.timed("prefill_ms", t0)
+        run.timings["prompt_tokens"] = float(len(p.ids))
+        generated: list[int] = []
+        try:
+            reason = self._decode(run, params, p, logits, cache=cache, tokens=generated, on_token=None)
+        except _Stopped as stop:
+            reason = stop.reason
+        run.timed("total_ms", t0)
+        look.timings["prompts_ms"] = look.timings.get("prompts_ms", 0.0) + run.timings["total_ms"]
+        return CaptionResult(
+            text=self.tokenizer.decode(generated, skip_special_tokens=True).strip(),
+            tokens=tuple(generated),
+            model=self.name,
+            finish_reason=reason,
+            timings=run.timings,
+            peak_rss_mb=peak_rss_mb(),
+        )
 
     def close(self) -> None:
         self.vision = None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -49,3 +50,17 @@ def splice(embeds: np.ndarray, image_rows: np.ndarray, prompt: PromptIds, image_
     out: np.ndarray = embeds.copy()
     out[0, prompt.image_start : prompt.image_start + n] = image_rows[0]
     return out
+
+
+def shared_prefix(sequences: Sequence[Sequence[int]]) -> int:
+    """How many leading tokens every sequence shares, leaving each at least one token of its own.
+
+    Each sequence needs one token past the shared part: its next-token logits come from prefilling it.
+    """
+    if not sequences:
+        return 0
+    first, n = sequences[0], min(len(s) for s in sequences) - 1
+    for i in range(max(n, 0)):
+        if any(s[i] != first[i] for s in sequences[1:]):
+            return i
+    return max(n, 0)

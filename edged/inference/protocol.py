@@ -98,7 +98,12 @@ class Looker(Protocol):
     ) -> Look:
         """Encode `image` once; generate for each prompt and score each question on the shared prefix.
 
-        Stops like `Captioner.caption` on `cancel` or `deadline`: results already complete are kept,
-        the rest are absent (fewer entries than asked), so a caller can tell what was answered.
+        Questions are answered first (one decode step each), then the prompts. Stops like
+        `Captioner.caption` on `cancel` or `deadline`: results already complete are kept, the rest are
+        absent (fewer entries than asked), so a caller can tell what was answered; a prompt cut short
+        mid-generation is kept as `caption` keeps it (partial text, `finish_reason` "cancelled" or
+        "deadline"). A bad question (empty, over 1000 characters, control characters) raises
+        `edged.inference.yesno.BadQuestion` (a ValueError) before any model work. `timings` holds
+        ms per stage and "vision_passes".
         """
         ...

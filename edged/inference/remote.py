@@ -11,20 +11,23 @@ from __future__ import annotations
 
 import base64
 import json
+import math
 import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
 
 from edged.config.schema import RemoteConfig
-from edged.inference.protocol import CaptionResult, FinishReason
+from edged.inference.protocol import CaptionResult, FinishReason, Look, YesNo
+from edged.inference.yesno import BadQuestion, question_prompt, validate_question
 from edged.logs import get_logger
 
 _RETRY_STATUS = frozenset({408, 429, 500, 502, 503, 504})
+TOP_LOGPROBS = 10  # enough to hold both "Yes" and "No" spellings on a server that ranks them
 
 
 class RemoteError(RuntimeError):
@@ -68,6 +71,7 @@ class RemoteCaptioner:
         self.repetition_penalty = repetition_penalty
         self._key = config.api_key.reveal() if config.api_key is not None else None
         self._log = get_logger(component="captioner", endpoint=self.base)
+        self._logprobs = True  # until the server refuses them
         if probe:
             self._probe()
 
@@ -89,14 +93,21 @@ class RemoteCaptioner:
                 "remote_unreachable", error=str(exc), hint="captions will be retried per request"
             )
 
-    def request_body(
-        self, image: np.ndarray, prompt: str, max_new_tokens: int, stream: bool
-    ) -> dict[str, Any]:
+    def image_url(self, image: np.ndarray) -> str:
+        """The frame (faces blurred when configured) as a JPEG data URL: made once per look."""
         if self._prepare is not None:
             image = self._prepare(image)
         jpeg = base64.b64encode(encode_jpeg(image, self.config.image_width)).decode("ascii")
+        return f"data:image/jpeg;base64,{jpeg}"
+
+    def request_body(
+        self, image: np.ndarray, prompt: str, max_new_tokens: int, stream: bool
+    ) -> dict[str, Any]:
+        return self._body(self.image_url(image), prompt, max_new_tokens, stream)
+
+    def _body(self, url: str, prompt: str, max_new_tokens: int, stream: bool) -> dict[str, Any]:
         content = [
-            {"type": "image_url", "image_url": {"url": f"data:image/jpeg;base64,{jpeg}"}},
+            {"type": "image_url", "image_url": {"url": url}},
             {"type": "text", "text": prompt},
         ]
         body: dict[str, Any] = {
@@ -123,16 +134,49 @@ class RemoteCaptioner:
     ) -> CaptionResult:
         """Caption a BGR frame, or answer `prompt` about it, on the remote server."""
         t0 = time.perf_counter()
+        url = self.image_url(image)
+        encode_ms = (time.perf_counter() - t0) * 1000.0
+        return self._caption(url, prompt, max_new_tokens, deadline, cancel, on_token, t0, encode_ms)
+
+    def _caption(
+        self,
+        url: str,
+        prompt: str,
+        max_new_tokens: int | None,
+        deadline: float | None,
+        cancel: threading.Event | None,
+        on_token: Callable[[str], None] | None,
+        t0: float,
+        encode_ms: float,
+    ) -> CaptionResult:
         stream = on_token is not None or cancel is not None
-        data = json.dumps(
-            self.request_body(image, prompt, max_new_tokens or self.max_new_tokens, stream)
-        ).encode()
-        t_encoded = time.perf_counter()
+        body = self._body(url, prompt, max_new_tokens or self.max_new_tokens, stream)
+        (text, reason), attempts = self._post(body, stream, deadline, cancel, on_token)
+        timings = {
+            "encode_ms": encode_ms,
+            "total_ms": (time.perf_counter() - t0) * 1000.0,
+            "attempts": float(attempts),
+        }
+        return CaptionResult(
+            text=text.strip(), tokens=(), model=self.name, finish_reason=reason, timings=timings
+        )
+
+    def _post(
+        self,
+        body: dict[str, Any],
+        stream: bool,
+        deadline: float | None,
+        cancel: threading.Event | None,
+        on_token: Callable[[str], None] | None,
+        *,
+        raw: bool = False,
+    ) -> tuple[Any, int]:
+        """One request with retries: (text, finish reason) or, with `raw`, the parsed JSON answer."""
+        data = json.dumps(body).encode()
         attempt = 0
         while True:
             try:
-                text, reason = self._send(data, stream, deadline, cancel, on_token)
-                break
+                return self._send(data, stream, deadline, cancel, on_token, raw=raw), attempt + 1
             except RemoteError as exc:
                 if not exc.retryable or attempt >= self.config.retries or self._expired(deadline):
                     raise
@@ -140,14 +184,66 @@ class RemoteCaptioner:
                 attempt += 1
                 self._log.warning("remote_retry", attempt=attempt, error=str(exc), delay_s=delay)
                 time.sleep(delay)
-        timings = {
-            "encode_ms": (t_encoded - t0) * 1000.0,
-            "total_ms": (time.perf_counter() - t0) * 1000.0,
-            "attempts": float(attempt + 1),
-        }
-        return CaptionResult(
-            text=text.strip(), tokens=(), model=self.name, finish_reason=reason, timings=timings
-        )
+
+    def look(
+        self,
+        image: np.ndarray,
+        prompts: Sequence[str],
+        questions: Sequence[str],
+        *,
+        max_new_tokens: int | None = None,
+        deadline: float | None = None,
+        cancel: threading.Event | None = None,
+    ) -> Look:
+        """Questions, then prompts, about one frame: the JPEG is made once, each is its own request.
+
+        A yes/no question asks for one token with its top log-probabilities (OpenAI's `logprobs`), so
+        P(yes) is the mass of the yes spellings over yes and no among them; a server that refuses
+        log-probabilities (or lists neither word) gets the one-word answer read as 1.0 or 0.0.
+        """
+        asked = [_checked(i, q) for i, q in enumerate(questions)]
+        t0 = time.perf_counter()
+        timings: dict[str, float] = {}
+        answers: list[YesNo] = []
+        texts: list[CaptionResult] = []
+        if not asked and not prompts:
+            return Look(texts=(), answers=(), timings={"vision_passes": 0.0, "total_ms": 0.0})
+        url = self.image_url(image)
+        timings["encode_ms"] = (time.perf_counter() - t0) * 1000.0
+        for q in asked:
+            if self._stopped(deadline, cancel):
+                break
+            t = time.perf_counter()
+            answers.append(YesNo(question=q, p_yes=self._yes_no(url, q, deadline)))
+            timings["questions_ms"] = timings.get("questions_ms", 0.0) + (time.perf_counter() - t) * 1000.0
+        for prompt in prompts if len(answers) == len(asked) else ():
+            if self._stopped(deadline, cancel):
+                break
+            t = time.perf_counter()
+            texts.append(self._caption(url, prompt, max_new_tokens, deadline, cancel, None, t, 0.0))
+            if texts[-1].finish_reason in ("cancelled", "deadline"):
+                break
+        # Each request carries the image: the server encodes it once per request unless it caches it.
+        timings["vision_passes"] = timings["requests"] = float(len(answers) + len(texts))
+        timings["total_ms"] = (time.perf_counter() - t0) * 1000.0
+        return Look(texts=tuple(texts), answers=tuple(answers), timings=timings)
+
+    def _stopped(self, deadline: float | None, cancel: threading.Event | None) -> bool:
+        return (cancel is not None and cancel.is_set()) or self._expired(deadline)
+
+    def _yes_no(self, url: str, question: str, deadline: float | None) -> float:
+        body = self._body(url, question_prompt(question), 1, False)
+        if self._logprobs:
+            body |= {"logprobs": True, "top_logprobs": TOP_LOGPROBS}
+        try:
+            answer, _ = self._post(body, False, deadline, None, None, raw=True)
+        except RemoteError as exc:
+            if not self._logprobs or "logprob" not in str(exc).lower():
+                raise
+            self._logprobs = False  # this server refuses them: ask for the word alone from now on
+            self._log.info("remote_no_logprobs", hint="yes/no answers are read from the answer's word")
+            return self._yes_no(url, question, deadline)
+        return yes_no_from_answer(self.base, answer)
 
     @staticmethod
     def _expired(deadline: float | None) -> bool:
@@ -165,7 +261,9 @@ class RemoteCaptioner:
         deadline: float | None,
         cancel: threading.Event | None,
         on_token: Callable[[str], None] | None,
-    ) -> tuple[str, FinishReason]:
+        *,
+        raw: bool = False,
+    ) -> Any:
         url = f"{self.base}/chat/completions"
         req = urllib.request.Request(url, data=data, headers=self._headers(), method="POST")
         try:
@@ -179,6 +277,8 @@ class RemoteCaptioner:
             raise RemoteError(f"{url}: {getattr(exc, 'reason', exc)}", retryable=True) from None
         with resp:
             try:
+                if raw:
+                    return _json_answer(url, resp.read())
                 if not stream:
                     return _parse_completion(url, resp.read())
                 return self._read_stream(url, resp, deadline, cancel, on_token)
@@ -214,6 +314,53 @@ class RemoteCaptioner:
 
     def close(self) -> None:
         """Nothing to release: each request opens its own connection."""
+
+
+def _checked(i: int, question: str) -> str:
+    try:
+        return validate_question(question)
+    except BadQuestion as exc:
+        raise BadQuestion(f"question {i + 1}: {exc}") from None
+
+
+def _json_answer(url: str, raw: bytes) -> dict[str, Any]:
+    try:
+        body = json.loads(raw)
+    except ValueError:
+        raise RemoteError(f"{url}: not a chat-completions answer: {raw[:200]!r}") from None
+    if not isinstance(body, dict):
+        raise RemoteError(f"{url}: not a chat-completions answer: {raw[:200]!r}")
+    return body
+
+
+def yes_no_from_answer(url: str, body: dict[str, Any]) -> float:
+    """P(yes) from a one-token chat-completions answer: its top log-probabilities, else its word."""
+    try:
+        choice = body["choices"][0]
+        text = str(choice["message"]["content"] or "")
+    except (KeyError, IndexError, TypeError):
+        raise RemoteError(f"{url}: not a chat-completions answer: {str(body)[:200]}") from None
+    mass = {"yes": 0.0, "no": 0.0}
+    for entry in _first_top_logprobs(choice):
+        word = str(entry.get("token", "")).strip().strip(".,!").lower()
+        if word in mass and isinstance(entry.get("logprob"), (int, float)):
+            mass[word] += math.exp(float(entry["logprob"]))
+    if mass["yes"] + mass["no"] > 0:
+        return mass["yes"] / (mass["yes"] + mass["no"])
+    words = text.strip().split()
+    word = words[0].strip(".,!").lower() if words else ""
+    if word in ("yes", "no"):
+        return 1.0 if word == "yes" else 0.0
+    raise RemoteError(f"{url}: the answer to a yes/no question was neither: {text[:80]!r}")
+
+
+def _first_top_logprobs(choice: dict[str, Any]) -> list[dict[str, Any]]:
+    """`choices[0].logprobs.content[0].top_logprobs` (OpenAI's shape), or [] when absent."""
+    try:
+        top = choice["logprobs"]["content"][0]["top_logprobs"]
+    except (KeyError, IndexError, TypeError):
+        return []
+    return [e for e in top if isinstance(e, dict)] if isinstance(top, list) else []
 
 
 def _parse_completion(url: str, raw: bytes) -> tuple[str, FinishReason]:
