@@ -11,6 +11,7 @@ import difflib
 import ipaddress
 import re
 import socket
+import unicodedata
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -435,6 +436,8 @@ def question_problems(question: str) -> Iterator[tuple[str, str]]:
     elif len(question) > QUESTION_LIMIT:
         yield "question", (f"is {len(question)} characters; the limit is {QUESTION_LIMIT} (a Home Assistant "
                            "text entity holds that many)")
+    elif any(unicodedata.category(c) == "Cc" for c in question.strip()):
+        yield "question", "holds control characters (a line break, a tab): write it on one line"
 
 
 @dataclass(frozen=True)

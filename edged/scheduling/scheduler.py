@@ -509,8 +509,12 @@ class Scheduler:
                 running.caption.finish(None, TriggerError(f"the model failed: {exc}", "failed"))
             return
         self._answer_watches(running, result.model)
-        if running.caption is None:
-            return  # it only asked watches: those it did not answer (cancelled, late) are still due
+        if running.caption is None:  # it only asked watches: those it did not answer (cancelled, late) are still due
+            preempted = result.finish_reason == "cancelled" and not self._stop.is_set() and running.frame is not None \
+                and self.events.gate.allows(running.trigger.camera, running.frame.ts)
+            with self._lock:
+                self.counters.preempted += int(preempted)
+            return
         if running.caption is not running.trigger:  # a periodic caption a watch trigger took along
             running = dataclasses.replace(running, trigger=running.caption)
         trigger = running.trigger
@@ -629,7 +633,7 @@ class Scheduler:
                 return False
             job.future = self.worker.submit(job)
             job.future.add_done_callback(self._wake)
-            self._running = Running(trigger, job, None, now)
+            self._running = Running(trigger, job, None, now, caption=trigger)
             self._last_served[IMAGE_LANE] = now
             self._after_image = True
         return True

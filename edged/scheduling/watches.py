@@ -62,7 +62,7 @@ class Watch:
     def start(cls, config: WatchConfig, now: float) -> Watch:
         period = config.period
         # A periodic watch is asked soon after start: its state is unknown until then.
-        return cls(config, config.question, config.enabled, None if period is None else now)
+        return cls(config, config.question.strip(), config.enabled, None if period is None else now)
 
     @property
     def name(self) -> str:
