@@ -467,6 +467,9 @@ def test_home_assistant_shows_a_watch_answered_by_the_tiny_model(tmp_path: Path,
         ids = entity_ids(ha, edged)
         sensor = next(e for a, e in ids.items() if a.domain == "binary_sensor" and a.unique_id.endswith("_package"))
         text = next(e for a, e in ids.items() if a.domain == "text")
+        image = next(e for a, e in ids.items() if a.domain == "image" and a.unique_id.endswith("_package"))
+        assert (sensor, image, text) == ("binary_sensor.porch_package", "image.porch_package_snapshot",
+                                         "text.porch_question_package")  # the ids the README's example uses
         topic = f"{edged.base}/porch/watch/package"
         state = edged.sub.wait_topic(topic, timeout=60).payload.decode()
         edged.sub.wait_topic(f"{topic}/attributes", timeout=10)

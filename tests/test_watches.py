@@ -10,10 +10,12 @@ test_watches_live.py.
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -21,8 +23,11 @@ import pytest
 
 from edged.config import ConfigError, parse_config
 from edged.config.schema import WatchConfig
+from edged.control.commands import CommandError
+from edged.control.features import FeatureRegistry, FeatureStore
 from edged.events import CameraEvent, Caption, TriggerKind, WatchAttributes, WatchSnapshot, WatchState
 from edged.inference.protocol import Look, Looker, YesNo
+from edged.pipeline import Pipeline
 from edged.scheduling.policy import (
     AGED_WATCH_PRIORITY,
     WATCH_AGE_S,
@@ -120,6 +125,36 @@ def test_an_edited_question_restarts_the_run_and_keeps_the_state() -> None:
     assert (w.state, w.debounce.run, w.question, w.due_since) == (True, 0, "Is the gate open?", 2.0)
     assert w.answered(0.1, 3.0, 3.0) is False
     assert w.answered(0.1, 4.0, 4.0) is True and w.state is False and w.since == 4.0
+
+
+# -- the question and switch at run time ------------------------------------------------------------
+
+def test_a_question_set_at_run_time_is_checked_kept_and_restored(tmp_path: Path) -> None:
+    """`question_<watch>/set` takes the config's rule (a clear error for an empty or 10 kB question),
+    is saved, and comes back at the next start unless the config's question changed since."""
+    def pipeline(question: str) -> tuple[FeatureRegistry, Pipeline]:
+        cfg = parse_config(f"state_dir: {tmp_path}\ncameras:\n  porch:\n    url: a.mp4\n    watches:\n"
+                           f"      package: {{question: '{question}', on: [motion]}}\n")
+        registry = FeatureRegistry(FeatureStore(cfg.state_dir / "features.json"))
+        pipe = Pipeline(cfg, lambda _e: None, lambda _c: None, registry)
+        pipe._register_camera_features(cfg.cameras["porch"])
+        return registry, pipe
+
+    registry, pipe = pipeline(PACKAGE)
+    for bad, why in (("x" * 10240, "must be 1 to 255 characters (got 10240)"),
+                     ("Is it\tdark?", "holds control characters")):
+        with pytest.raises(CommandError, match=re.escape(why)):
+            registry.set("porch", "question_package", bad)
+    state = registry.set("porch", "question_package", f"  {DOOR} ")
+    assert state.to_payload() == DOOR
+    assert pipe.scheduler.cameras["porch"].watches["package"].question == DOOR
+    registry.set("porch", "watch_package", "OFF")
+    registry, pipe = pipeline(PACKAGE)  # a restart with the same config
+    assert registry.value("porch", "question_package") == DOOR
+    watch = pipe.scheduler.cameras["porch"].watches["package"]
+    assert (watch.question, watch.enabled) == (DOOR, False)
+    registry, pipe = pipeline("Is the light on?")  # the config's question changed: it wins
+    assert pipe.scheduler.cameras["porch"].watches["package"].question == "Is the light on?"
 
 
 # -- the scheduling rules -------------------------------------------------------------------------
