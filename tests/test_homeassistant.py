@@ -161,7 +161,8 @@ def everything(tmp_path: Path, mode: str) -> tuple[Config, FeatureRegistry, dict
         f"device: {{id: pi-1, name: Pi}}\nstate_dir: {tmp_path}\nmqtt: {{discovery: {{mode: {mode}}}}}\n"
         f"models: {{wakeword: {{keywords: {json.dumps(KEYWORDS_ALL)}}}}}\n"
         "cameras:\n  porch: {url: a.mp4, microphone: {device: camera}, watches: {package: "
-        "{question: 'Is there a package on the doormat?'}, gate-open: {question: 'Is the gate open?'}}}\n"
+        "{question: 'Is there a package on the doormat?'}, gate-open: {question: 'Is the gate open?', "
+        "device_class: opening}}}\n"
         "  yard: {url: b.mp4}\n"
         "microphones:\n  hall: {device: 'hw:1,0'}\n")
     return (cfg, *pipeline_features(cfg))
@@ -343,6 +344,7 @@ def test_each_watch_is_a_binary_sensor_with_its_snapshot_switch_and_question(tmp
     assert (question["p"], question["max"], question["mode"]) == ("text", 255, "text")
     assert question["command_topic"] == "edged/pi-1/porch/question_package/set"
     assert cam["watched_gate-open"]["name"] == "Gate open"  # names with '-' keep their topics
+    assert cam["watched_gate-open"]["device_class"] == "opening" and "device_class" not in watch
     assert not [k for k in cam if k.startswith("watch") and "yard" in k]
 
 

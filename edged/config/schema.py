@@ -380,6 +380,11 @@ class CaptionsConfig:
 QUESTION_LIMIT = 255  # characters: a watch's question is a Home Assistant text entity, whose state holds 255
 WATCH_TRIGGERS = (TriggerKind.MOTION, TriggerKind.KEYWORD, TriggerKind.PERIODIC)
 RESERVED_WATCH_NAMES = ("set", "state")  # <base>/<cam>/watch/set would read as a `/set` command
+# Home Assistant's binary_sensor device classes (2025.4): how the state is shown (door: Open/Closed, ...).
+BinarySensorClass = Literal[
+    "battery", "battery_charging", "carbon_monoxide", "cold", "connectivity", "door", "garage_door", "gas",
+    "heat", "light", "lock", "moisture", "motion", "moving", "occupancy", "opening", "plug", "power",
+    "presence", "problem", "running", "safety", "smoke", "sound", "tamper", "update", "vibration", "window"]
 
 
 @dataclass(frozen=True)
@@ -405,6 +410,9 @@ class WatchConfig:
         gt=0.5, lt=1))
     hold: int = field(default=2, metadata=spec(
         "Confident answers in a row, on the other side, that change the state (debounce)", ge=1, le=20))
+    device_class: BinarySensorClass | None = field(default=None, metadata=spec(
+        "Home Assistant device class of its binary_sensor (garage_door shows Open/Closed, occupancy "
+        "Detected/Clear, ...); default none: On/Off"))
 
     @property
     def display_name(self) -> str:
@@ -438,6 +446,8 @@ def question_problems(question: str) -> Iterator[tuple[str, str]]:
                            "text entity holds that many)")
     elif any(unicodedata.category(c) == "Cc" for c in question.strip()):
         yield "question", "holds control characters (a line break, a tab): write it on one line"
+    elif "<|" in question:
+        yield "question", "holds '<|', which the model reads as a chat-template token (like <|user|>)"
 
 
 @dataclass(frozen=True)

@@ -121,7 +121,8 @@ def _watch_entities(base: str, watch: WatchConfig) -> list[Entity]:
     return [
         Entity(f"watched_{watch.id}", "binary_sensor", watch.display_name, {
             "state_topic": topic, "payload_on": "ON", "payload_off": "OFF",
-            "json_attributes_topic": f"{topic}/attributes", "icon": "mdi:eye-check-outline"}),
+            "json_attributes_topic": f"{topic}/attributes",
+            **({"device_class": watch.device_class} if watch.device_class else {"icon": "mdi:eye-check-outline"})}),
         Entity(f"snapshot_{watch.id}", "image", f"{watch.display_name} snapshot", {
             "image_topic": f"{topic}/snapshot", "content_type": "image/jpeg"}),
     ]
