@@ -419,6 +419,33 @@ def test_a_watch_job_takes_a_pending_periodic_caption_along(make_rig: Any) -> No
     assert rig.scheduler.stats()["watches"]["jobs"] == 0  # it rode along: no job of its own
 
 
+def test_a_question_its_cameras_caption_and_due_watches_share_one_look(make_rig: Any) -> None:
+    """An `ask`, a motion caption and a due watch of one camera, all waiting while the model works for
+    another camera: one look on one frame, the question's prompt first; the asker gets its answer, the
+    caption is published as the motion caption, the watch is answered."""
+    model = ScriptedLooker(["The yard is empty.", "The door is closed.", "A man at the door."], {DOOR: [0.9]},
+                           tokens=20, token_s=0.05)
+    rig = make_rig(model, cameras="porch,yard",
+                   extra=f", watches: {{door: {{question: '{DOOR}', on: [motion], hold: 1}}}}")
+    rig.scheduler.set_watch("yard", "door", enabled=False)
+    answers: list[tuple[str | None, str | None]] = []
+    motion(rig, "yard")
+    rig.wait(lambda: model.calls == 1)  # the yard's caption runs
+    ask = rig.scheduler.make_trigger(TriggerKind.ASK, "porch", question="Is the door closed?",
+                                     on_done=lambda _t, r, e: answers.append((r.text if r else None, e)))
+    rig.scheduler.trigger(ask)
+    event_id = motion(rig, "porch")
+    rig.wait(lambda: bool(answers) and any(c.camera == "porch" for c in rig.of(Caption)) and bool(rig.of(WatchState)))
+    porch = [c for c in model.looks if c.image is rig.histories["porch"].latest().image]
+    assert len(porch) == 1, porch
+    assert porch[0].questions == (DOOR,)
+    assert porch[0].prompts[0].endswith("Is the door closed?") and len(porch[0].prompts) == 2
+    assert answers == [("The door is closed.", None)]
+    caption = next(c for c in rig.of(Caption) if c.camera == "porch")
+    assert (caption.id, caption.trigger, caption.caption) == (event_id, TriggerKind.MOTION, "A man at the door.")
+    assert [(s.camera, s.on) for s in rig.of(WatchState)] == [("porch", True)]
+
+
 def test_watches_are_asked_when_captions_are_off(make_rig: Any) -> None:
     """Motion with captions switched off: no caption, but the motion watch is asked."""
     model = ScriptedLooker(["never"], {DOOR: [0.9]})

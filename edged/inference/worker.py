@@ -3,9 +3,11 @@
 The scheduler submits one job at a time and never blocks on it: it polls the future and, to
 preempt, sets the job's cancel event (the model checks it between tokens).
 
-A job with `questions` (a camera's due watches) is one `look` at its image: the caption prompt (if
-any) and every yes/no question share one image encode. Its answers are on `job.answers` when the
-future resolves; the future's result is the caption (empty text for a job that only asks).
+A job with `questions` (a camera's due watches) or `more_prompts` (questions and a caption of one
+camera batched together) is one `look` at its image: every prompt and yes/no question share one image
+encode. When the future resolves, `job.texts` holds each prompt's result (fewer when the job was cut
+short) and `job.answers` each question's; the future's result is the first prompt's (an empty text
+for a job that only asks yes/no questions).
 """
 
 from __future__ import annotations
@@ -33,11 +35,13 @@ class Job:
     max_new_tokens: int | None = None
     on_token: Callable[[str], None] | None = None  # each new piece of text, on the model's thread
     questions: tuple[str, ...] = ()
+    more_prompts: tuple[str, ...] = ()  # after `prompt`, on the same image encode
     cancel: threading.Event = field(default_factory=threading.Event)
     future: Future[CaptionResult] = field(default_factory=Future)
     # The answers to `questions`, in order, written by the worker before the future resolves; fewer when
     # the job was cancelled or ran out of time first.
     answers: tuple[YesNo, ...] = ()
+    texts: tuple[CaptionResult, ...] = ()  # each prompt's result, in order (likewise written by the worker)
 
 
 class WorkerBusy(RuntimeError):
@@ -112,15 +116,17 @@ class InferenceWorker:
             job.future.set_result(result)
 
     def _run_job(self, job: Job) -> CaptionResult:
-        if not job.questions:
-            return self.captioner.caption(job.image, job.prompt, max_new_tokens=job.max_new_tokens,
-                                          deadline=job.deadline, cancel=job.cancel, on_token=job.on_token)
+        if not job.questions and not job.more_prompts:
+            result = self.captioner.caption(job.image, job.prompt, max_new_tokens=job.max_new_tokens,
+                                            deadline=job.deadline, cancel=job.cancel, on_token=job.on_token)
+            job.texts = (result,)
+            return result
         if not isinstance(self.captioner, Looker):
-            raise TypeError(f"the {self.captioner.name} backend cannot answer yes/no questions")
-        prompts = [job.prompt] if job.prompt else []
+            raise TypeError(f"the {self.captioner.name} backend cannot look at one image for several prompts")
+        prompts = [*([job.prompt] if job.prompt else []), *job.more_prompts]
         look = self.captioner.look(job.image, prompts, job.questions, max_new_tokens=job.max_new_tokens,
                                    deadline=job.deadline, cancel=job.cancel)
-        job.answers = tuple(look.answers)
+        job.answers, job.texts = tuple(look.answers), tuple(look.texts)
         if look.texts:
             return look.texts[0]
         complete = len(look.answers) == len(job.questions) and not prompts

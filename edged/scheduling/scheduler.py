@@ -20,12 +20,15 @@ is not preempted by images), so a stream of API requests gets at most every othe
 wait. It has no camera state, privacy gate or event, and its answer goes to its caller only. A caller
 that gives up is `withdraw`n: dropped from the queue, or its job cancelled between tokens.
 
-Watches (a camera's standing yes/no questions, `edged.scheduling.watches`) become due on motion, a
-keyword or their interval. Every job of a camera carries the camera's due watches, so they are asked
-on the frame the caption describes, in the same model pass (`Job.questions`). When no caption of the
-camera is pending to carry them, a `watch` trigger fetches them (with a pending periodic caption taken
-along); see `policy` for its priority. Each answer goes through the watch's debounce; a change is
-published as the watch's state, snapshot and attributes, and opens (ON) or ends (OFF) an event.
+One image, many questions: a job for a camera takes along everything else pending for that camera
+(with a model that can `look`): its questions (`ask`s, answered first: someone waits for them), its
+caption, and its due watches (a camera's standing yes/no questions, `edged.scheduling.watches`, due on
+motion, a keyword or their interval), all on one frame and one image encode. The job runs at the rank
+of the trigger that was chosen (the highest pending), and each text is then handled as its own job's
+would be (published, answered, back in line when preempted, stale). When nothing pending carries due
+watches, a `watch` trigger fetches them; see `policy` for its rank. Each answer goes through the
+watch's debounce; a change is published as the watch's state, snapshot and attributes, and opens (ON)
+or ends (OFF) an event.
 """
 
 from __future__ import annotations
@@ -41,7 +44,7 @@ from typing import Any
 from edged.analysis.history import AnalysedFrame, FrameHistory, encode_jpeg
 from edged.config.schema import CameraConfig, Config
 from edged.events import Caption, CaptionUnchanged, Event, TriggerKind, WatchAttributes, WatchSnapshot, WatchState
-from edged.inference.protocol import CaptionResult, YesNo
+from edged.inference.protocol import CaptionResult, FinishReason, YesNo
 from edged.inference.worker import InferenceWorker, Job
 from edged.logs import get_logger
 from edged.metrics import Percentiles
@@ -87,8 +90,9 @@ class Running:
     frame: AnalysedFrame | None  # None for a handed-in image
     started: float
     cameras_turn: bool = False  # a camera's job started on its turn after an image: images do not preempt it
-    caption: Trigger | None = None  # whose caption (or answer) the job writes: `trigger`, a periodic caption
-    #                                 a watch trigger took along, or None (it only asks watches)
+    # Whose text the job writes, one per prompt in the job's order: the camera's questions (asks) first,
+    # then its caption; `trigger` itself unless it is a watch trigger. Empty: it only asks watches.
+    texts_for: tuple[Trigger, ...] = ()
     watches: tuple[tuple[str, str], ...] = ()  # (name, question) of each watch asked, in the job's order
 
     @property
@@ -183,8 +187,8 @@ class Scheduler:
             for triggers in self._pending.values():
                 triggers.clear()
             running = self._running
-        if running is not None:  # a job the thread left when it stopped: its caller still gets an answer
-            waiting.append(running.trigger)
+        if running is not None:  # a job the thread left when it stopped: its callers still get an answer
+            waiting.extend(running.texts_for)
         for t in waiting:
             t.finish(None, TriggerError("edged is stopping", "unavailable"))
         return not self._thread.is_alive()
@@ -414,13 +418,17 @@ class Scheduler:
                 return ()
             return tuple((w.name, w.question) for w in due(state.watches.values()))
 
-    def _take_periodic(self, camera: str) -> Trigger | None:
-        """A pending periodic caption of `camera`, taken out to ride along with a watch job."""
+    def _take_riders(self, camera: str) -> list[Trigger]:
+        """Everything else pending for `camera` (its questions and caption; not a watch trigger, whose
+        watches the job takes anyway), taken out to ride along on the same frame. Only a model that can
+        `look` runs several prompts on one image encode; otherwise each waits for its own job."""
+        if self.worker is None or not self.worker.can_look:
+            return []
         with self._lock:
-            periodic = next((t for t in self._pending[camera] if t.kind is TriggerKind.PERIODIC), None)
-            if periodic is not None:
-                self._pending[camera].remove(periodic)
-        return periodic
+            riders = [t for t in self._pending[camera] if t.kind is not TriggerKind.WATCH and not t.withdrawn]
+            for t in riders:
+                self._pending[camera].remove(t)
+        return riders
 
     def _watches_failed(self, running: Running) -> None:
         """The model raised: the job's watches skip this round (not retried on every tick while it fails)."""
@@ -504,47 +512,54 @@ class Scheduler:
             self._watches_failed(running)
             with self._lock:
                 self.counters.failed += 1
-            if running.caption is not None:
-                self._close_event(running.caption)
-                running.caption.finish(None, TriggerError(f"the model failed: {exc}", "failed"))
+            for trigger in running.texts_for:
+                self._close_event(trigger)
+                trigger.finish(None, TriggerError(f"the model failed: {exc}", "failed"))
             return
         self._answer_watches(running, result.model)
-        if running.caption is None:  # it only asked watches: those it did not answer (cancelled, late) are still due
-            preempted = result.finish_reason == "cancelled" and not self._stop.is_set() and running.frame is not None \
-                and self.events.gate.allows(running.trigger.camera, running.frame.ts)
-            with self._lock:
-                self.counters.preempted += int(preempted)
-            return
-        if running.caption is not running.trigger:  # a periodic caption a watch trigger took along
-            running = dataclasses.replace(running, trigger=running.caption)
-        trigger = running.trigger
-        if result.finish_reason == "cancelled":
-            self._cancelled(running, now)
-            return
+        texts = running.job.texts
+        cut: FinishReason = "cancelled" if running.job.cancel.is_set() else "deadline"  # what an absent text missed
+        outcomes = [texts[i] if i < len(texts) else CaptionResult("", (), result.model, cut)
+                    for i in range(len(running.texts_for))]
+        preempted = self._was_preempted(running, [*outcomes, result])
         with self._lock:
-            took = now - running.started
-            self._expected_s = 0.7 * self._expected_s + 0.3 * took if self._expected_s else took
-        if result.finish_reason == "deadline":
-            self._stale(trigger, "the caption did not finish before its deadline")
-            return
-        if running.frame is None:
-            self._answer_image(trigger, result)
-            return
-        self._publish_caption(trigger, running.frame, result)
+            self.counters.preempted += int(preempted)
+            if running.texts_for and outcomes[0].finish_reason != "cancelled":
+                took = now - running.started
+                self._expected_s = 0.7 * self._expected_s + 0.3 * took if self._expected_s else took
+        for trigger, text in zip(running.texts_for, outcomes, strict=True):
+            self._finished_text(trigger, running.frame, text, now)
 
-    def _cancelled(self, running: Running, now: float) -> None:
-        """A cancelled job: privacy, stopping, or preempted (then back in line while it can still make it)."""
-        trigger = running.trigger
+    def _was_preempted(self, running: Running, outcomes: list[CaptionResult]) -> bool:
+        """Cancelled neither for privacy nor for stopping: something of higher rank took the model."""
+        if not any(t.finish_reason == "cancelled" for t in outcomes) or self._stop.is_set():
+            return False
+        if running.texts_for and all(t.withdrawn for t in running.texts_for):
+            return False  # its callers gave up
+        return running.frame is None or self.events.gate.allows(running.trigger.camera, running.frame.ts)
+
+    def _finished_text(self, trigger: Trigger, frame: AnalysedFrame | None, text: CaptionResult, now: float) -> None:
+        """One text of a finished job: published or answered, back in line when cut short, or stale."""
+        if text.finish_reason == "cancelled":
+            self._cancelled(trigger, frame, now)
+        elif text.finish_reason == "deadline":
+            self._stale(trigger, "the caption did not finish before its deadline")
+        elif frame is None:
+            self._answer_image(trigger, text)
+        else:
+            self._publish_caption(trigger, frame, text)
+
+    def _cancelled(self, trigger: Trigger, frame: AnalysedFrame | None, now: float) -> None:
+        """A cancelled job's trigger: privacy, stopping, or preempted (then back in line while it can still
+        make it)."""
         if trigger.withdrawn:
             return
-        if running.frame is not None and not self.events.gate.allows(trigger.camera, running.frame.ts):
+        if frame is not None and not self.events.gate.allows(trigger.camera, frame.ts):
             self._cancel_for_privacy(trigger)
             return
         if self._stop.is_set():
             trigger.finish(None, TriggerError("edged is stopping", "unavailable"))
             return
-        with self._lock:
-            self.counters.preempted += 1
         if now < trigger.deadline:
             self._admit(trigger)  # back in line, unless something newer took its place
         else:
@@ -590,38 +605,38 @@ class Scheduler:
             self._close_event(trigger)
             trigger.finish(None, f"camera {trigger.camera!r} has no frame yet")
             return False
-        caption = self._caption_of(trigger, state, frame)
+        texts_for = self._texts_for(trigger, state, frame)
         watches = self._take_due_watches(trigger.camera)
-        if caption is None and not watches:
+        if not texts_for and not watches:
             return False
-        deadline = max(trigger.deadline, caption.deadline) if caption is not None else trigger.deadline
-        prompt = self._prompt(caption, state.config) if caption is not None else ""
-        job = Job(frame.image, prompt, deadline, self.config.models.captioner.max_new_tokens,
-                  questions=tuple(question for _name, question in watches))
+        prompts = [self._prompt(t, state.config) for t in texts_for]
+        deadline = max(t.deadline for t in [trigger, *texts_for])
+        job = Job(frame.image, prompts[0] if prompts else "", deadline, self.config.models.captioner.max_new_tokens,
+                  questions=tuple(question for _name, question in watches), more_prompts=tuple(prompts[1:]))
         with self._lock:  # set_privacy either sees this job running (and cancels it) or is seen here
             private = self.events.gate.is_closed(trigger.camera)
             if not private:
                 job.future = self.worker.submit(job)
                 job.future.add_done_callback(self._wake)
-                self._running = Running(trigger, job, frame, now, self._after_image, caption, watches)
+                self._running = Running(trigger, job, frame, now, self._after_image, texts_for, watches)
                 self._last_served[trigger.camera] = now
                 self._after_image = False
-                self.counters.watch_jobs += int(caption is None)
+                self.counters.watch_jobs += int(not texts_for)
         if private:
-            self._cancel_for_privacy(trigger)
-            if caption is not None and caption is not trigger:
-                self._cancel_for_privacy(caption)
+            for t in texts_for:
+                self._cancel_for_privacy(t)
             return False
         return True
 
-    def _caption_of(self, trigger: Trigger, state: CameraState, frame: AnalysedFrame) -> Trigger | None:
-        """The trigger whose caption this job writes: the trigger itself, or for a watch trigger a pending
-        periodic caption taken along; None when there is nothing to caption (an unchanged scene)."""
-        caption = self._take_periodic(trigger.camera) if trigger.kind is TriggerKind.WATCH else trigger
-        if caption is not None and caption.kind is TriggerKind.PERIODIC and self._scene_unchanged(state, frame):
+    def _texts_for(self, trigger: Trigger, state: CameraState, frame: AnalysedFrame) -> tuple[Trigger, ...]:
+        """Whose text this job writes: the trigger (unless a watch trigger) and whatever else is pending for
+        the camera, questions first; a periodic caption of an unchanged scene is a heartbeat instead."""
+        texts = [*([] if trigger.kind is TriggerKind.WATCH else [trigger]), *self._take_riders(trigger.camera)]
+        periodic = next((t for t in texts if t.kind is TriggerKind.PERIODIC), None)
+        if periodic is not None and self._scene_unchanged(state, frame):
             self._heartbeat(state, "scene")
-            return None
-        return caption
+            texts.remove(periodic)
+        return tuple(sorted(texts, key=lambda t: t.kind is not TriggerKind.ASK))  # stable: asks in order
 
     def _start_image(self, trigger: Trigger, image: HandedImage, now: float) -> bool:
         assert self.worker is not None
@@ -633,7 +648,7 @@ class Scheduler:
                 return False
             job.future = self.worker.submit(job)
             job.future.add_done_callback(self._wake)
-            self._running = Running(trigger, job, None, now, caption=trigger)
+            self._running = Running(trigger, job, None, now, texts_for=(trigger,))
             self._last_served[IMAGE_LANE] = now
             self._after_image = True
         return True
