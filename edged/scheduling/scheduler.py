@@ -499,9 +499,10 @@ class Scheduler:
             return
         with self._lock:
             waiting = [t for ts in self._pending.values() for t in ts]
-        better = should_preempt(running.trigger, waiting, running.cameras_turn)
+        ranked = max([running.trigger, *running.texts_for], key=lambda t: t.priority)  # a job's highest rider
+        better = should_preempt(ranked, waiting, running.cameras_turn)
         if better is not None and not running.job.cancel.is_set():
-            self.log.info("caption_preempted", camera=running.trigger.camera, running=running.trigger.kind,
+            self.log.info("caption_preempted", camera=running.trigger.camera, running=ranked.kind,
                           by=better.kind, by_camera=better.camera)
             running.job.cancel.set()
 
