@@ -11,6 +11,8 @@ test_watches_live.py.
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -125,6 +127,20 @@ def test_an_edited_question_restarts_the_run_and_keeps_the_state() -> None:
     assert (w.state, w.debounce.run, w.question, w.due_since) == (True, 0, "Is the gate open?", 2.0)
     assert w.answered(0.1, 3.0, 3.0) is False
     assert w.answered(0.1, 4.0, 4.0) is True and w.state is False and w.since == 4.0
+
+
+def test_check_config_counts_watches_and_names_a_bad_one(tmp_path: Path) -> None:
+    """`edged check-config`: a valid file says how many watches; a 10 kB question is one line naming it."""
+    good = tmp_path / "good.yaml"
+    good.write_text(f"cameras:\n  porch:\n    url: a.mp4\n    watches:\n      package: {{question: '{PACKAGE}'}}\n")
+    ok = subprocess.run([sys.executable, "-m", "edged", "check-config", str(good)], capture_output=True, text=True)
+    assert ok.returncode == 0 and "1 watches" in ok.stdout, ok
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(good.read_text().replace(PACKAGE, "x" * 10240))
+    fail = subprocess.run([sys.executable, "-m", "edged", "check-config", str(bad)], capture_output=True, text=True)
+    assert fail.returncode == 2
+    assert fail.stderr.strip() == (f"{bad}:5 cameras.porch.watches.package.question: is 10240 characters; the limit "
+                                   "is 255 (a Home Assistant text entity holds that many)")
 
 
 # -- the question and switch at run time ------------------------------------------------------------
