@@ -5,6 +5,12 @@ prefill of a ~600-token prompt (578 image rows plus text), greedy decode, decode
 runtime's overhead (decode wall time minus time inside onnxruntime). llama.cpp runs in the same
 benchmark when llama-cpp-python and gguf are installed; otherwise the anchors measured on this machine
 kind are printed.
+
+The look row (`--look-variant`) asks one caption plus `--questions` yes/no questions of one frame,
+as a camera with watches does: once with prefix reuse (`look()`: one vision pass, one prefill of the
+shared prefix, a short prefill per question) and once the naive way (the caption, then a full
+`caption()` run per question: its own vision pass and whole prefill, one token), both against the
+caption alone, all in one process.
 """
 
 from __future__ import annotations
@@ -49,6 +55,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--llama", choices=("auto", "on", "off"), default="auto", help="run llama.cpp alongside")
     p.add_argument("--gguf", type=Path, default=Path(".cache/glm-2b-random-q4_0.gguf"))
+    p.add_argument(
+        "--look-variant",
+        default="int4",
+        help="variant for the caption + questions row ('' skips it; need not be in --variants)",
+    )
+    p.add_argument("--questions", type=int, default=4, help="yes/no questions in the look row")
     p.add_argument("--report", type=Path, help="write the figures as Markdown here")
     p.add_argument("--child", default="", help=argparse.SUPPRESS)
 
@@ -63,27 +75,28 @@ def _prompt_for(captioner: Any, total: int) -> str:
     return text
 
 
+QUESTIONS = (
+    "Is there a package on the porch?",
+    "Is the garage door open?",
+    "Is a car parked in the driveway?",
+    "Is someone standing at the door?",
+    "Is it night?",
+    "Is there a dog in the yard?",
+)
+
+
 def run_child(args: argparse.Namespace) -> int:
     """One variant, measured in this (fresh) process; prints one JSON line."""
     import numpy as np
 
-    from edged.config.schema import CaptionerConfig
-    from edged.inference.glm_edge_v import GlmEdgeVCaptioner, peak_rss_mb
-    from edged.inference.manifest import Generation
+    if args.child.startswith("look:"):
+        return run_look_child(args, args.child.removeprefix("look:"))
+
+    from edged.inference.glm_edge_v import peak_rss_mb
 
     t0 = time.perf_counter()
-    cfg = CaptionerConfig(
-        path=args.bundle,
-        variant=args.child,
-        threads=args.threads,
-        repetition_penalty=1.0,
-        max_new_tokens=args.new_tokens,
-        optimized_cache=False,
-    )
-    cap = GlmEdgeVCaptioner(cfg)
+    cap = _load(args, args.child)
     load_s = time.perf_counter() - t0
-    # Random weights can hit an end-of-text id early; the benchmark always decodes the full count.
-    cap.manifest = dataclasses.replace(cap.manifest, generation=Generation(stop_ids=()))
     prompt = _prompt_for(cap, args.prompt_tokens)
     frame = np.random.default_rng(0).integers(0, 256, (720, 1280, 3), dtype=np.uint8)
     res = cap.caption(frame, prompt, max_new_tokens=args.new_tokens)
@@ -98,6 +111,72 @@ def run_child(args: argparse.Namespace) -> int:
     }
     print(json.dumps(out), flush=True)
     return 0
+
+
+def run_look_child(args: argparse.Namespace, variant: str) -> int:
+    """The caption alone, then caption + questions with prefix reuse, then without; one JSON line."""
+    import numpy as np
+
+    cap = _load(args, variant)
+    prompt = _prompt_for(cap, args.prompt_tokens)
+    frame = np.random.default_rng(0).integers(0, 256, (720, 1280, 3), dtype=np.uint8)
+    questions = [QUESTIONS[i % len(QUESTIONS)] for i in range(args.questions)]
+    rounds = [_look_round(cap, frame, prompt, questions, args.new_tokens) for _ in range(args.repeat)]
+    out = {k: min(r[k] for r in rounds) if k.endswith("_ms") else rounds[-1][k] for k in rounds[0]}
+    out |= {
+        "variant": variant,
+        "rounds": len(rounds),
+        "look_x": out["look_ms"] / out["caption_ms"],
+        "naive_x": out["naive_ms"] / out["caption_ms"],
+        "same_caption": all(r["same_caption"] for r in rounds),
+    }
+    print(json.dumps(out), flush=True)
+    return 0
+
+
+def _look_round(cap: Any, frame: Any, prompt: str, questions: list[str], new_tokens: int) -> dict[str, Any]:
+    """One round: the caption alone, the look, the naive runs (each figure's best is kept over rounds)."""
+    from edged.inference.yesno import question_prompt
+
+    t0 = time.perf_counter()
+    alone = cap.caption(frame, prompt, max_new_tokens=new_tokens)
+    t1 = time.perf_counter()
+    look = cap.look(frame, [prompt], questions, max_new_tokens=new_tokens)
+    t2 = time.perf_counter()
+    naive = [cap.caption(frame, question_prompt(q), max_new_tokens=1) for q in questions]
+    t3 = time.perf_counter()
+    return {
+        "questions": len(questions),
+        "caption_ms": (t1 - t0) * 1000,
+        "look_ms": (t2 - t1) * 1000,
+        "naive_ms": (t1 - t0 + t3 - t2) * 1000,
+        "same_caption": look.texts[0].tokens == alone.tokens,
+        "new_tokens": len(alone.tokens),
+        "prompt_tokens": alone.timings["prompt_tokens"],
+        "naive_question_ms": sum(r.timings["total_ms"] for r in naive) / len(naive),
+        **{f"look_{k}": v for k, v in look.timings.items()},
+        **{f"caption_{k}": alone.timings[k] for k in ("vision_ms", "prefill_ms", "decode_ms")},
+        "p_yes": [a.p_yes for a in look.answers],
+    }
+
+
+def _load(args: argparse.Namespace, variant: str) -> Any:
+    from edged.config.schema import CaptionerConfig
+    from edged.inference.glm_edge_v import GlmEdgeVCaptioner
+    from edged.inference.manifest import Generation
+
+    cfg = CaptionerConfig(
+        path=args.bundle,
+        variant=variant,
+        threads=args.threads,
+        repetition_penalty=1.0,
+        max_new_tokens=args.new_tokens,
+        optimized_cache=False,
+    )
+    cap = GlmEdgeVCaptioner(cfg)
+    # Random weights can hit an end-of-text id early; the benchmark always decodes the full count.
+    cap.manifest = dataclasses.replace(cap.manifest, generation=Generation(stop_ids=()))
+    return cap
 
 
 def _child(args: argparse.Namespace, variant: str) -> dict[str, Any]:
@@ -116,6 +195,10 @@ def _child(args: argparse.Namespace, variant: str) -> dict[str, Any]:
         str(args.prompt_tokens),
         "--new-tokens",
         str(args.new_tokens),
+        "--questions",
+        str(args.questions),
+        "--repeat",
+        str(args.repeat),
     ]
     proc = subprocess.run(cmd, capture_output=True, text=True, check=False, env=child_env())
     if proc.returncode != 0:
@@ -203,6 +286,42 @@ def report(args: argparse.Namespace, rows: list[dict[str, Any]], llama: dict[str
     return "\n".join(lines) + "\n"
 
 
+def look_report(args: argparse.Namespace, r: dict[str, Any]) -> str:
+    """The caption + questions row: prefix reuse and the naive way, each over the caption alone."""
+    n = r["questions"]
+    return "\n".join(
+        [
+            "",
+            f"### One caption and {n} yes/no questions on one frame ({r['variant']}, same process)",
+            "",
+            f"- command: `python -m benchmarks caption --bundle {args.bundle} --variants {args.variants!r} "
+            f"--look-variant {args.look_variant} --questions {n} --threads {args.threads} "
+            f"--prompt-tokens {args.prompt_tokens} --new-tokens {args.new_tokens} --repeat {args.repeat} "
+            f"--llama {args.llama}`",
+            f"- machine: {machine()} ({args.threads} threads); date: {time.strftime('%Y-%m-%d')}",
+            f"- goal: caption + {n} questions <= 1.3x the caption alone (the naive way about {n + 1}x)",
+            f"- caption: {r['prompt_tokens']:.0f} prompt positions, {r['new_tokens']} new tokens; "
+            f"{r['rounds']} round(s) of caption, look, naive in turn, the best of each figure kept",
+            "",
+            "| run | wall ms | x caption | vision passes |",
+            "|---|---|---|---|",
+            f"| caption alone | {r['caption_ms']:.0f} | 1.00 | 1 |",
+            f"| caption + {n} questions, prefix reuse (`look`) | {r['look_ms']:.0f} | {r['look_x']:.2f} "
+            f"| {r['look_vision_passes']:.0f} |",
+            f"| caption + {n} questions, a caption() run each | {r['naive_ms']:.0f} | {r['naive_x']:.2f} "
+            f"| {n + 1} |",
+            "",
+            f"In the look: vision {r['look_vision_ms']:.0f} ms, shared prefix {r['look_shared_tokens']:.0f} "
+            f"positions prefilled once in {r['look_shared_prefill_ms']:.0f} ms, the {n} questions "
+            f"{r['look_questions_ms']:.0f} ms together ({r['look_questions_ms'] / n:.0f} ms each, against "
+            f"{r['naive_question_ms']:.0f} ms for a caption() run per question), the caption's own "
+            f"prefill and decode {r['look_prompts_ms']:.0f} ms. The caption alone: vision "
+            f"{r['caption_vision_ms']:.0f} ms, prefill {r['caption_prefill_ms']:.0f} ms, decode "
+            f"{r['caption_decode_ms']:.0f} ms. Caption tokens identical to caption(): {r['same_caption']}.",
+        ]
+    ) + "\n"
+
+
 def run(args: argparse.Namespace) -> int:
     if args.child:
         return run_child(args)
@@ -213,7 +332,7 @@ def run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
-    variants = args.variants.split(",")
+    variants = [v for v in args.variants.split(",") if v]
     runs: dict[str, list[dict[str, Any]]] = {v: [] for v in variants}
     llama_runs: list[dict[str, Any]] = []
     # Rounds interleave the variants and llama.cpp, so on a shared machine both see the same load.
@@ -227,7 +346,10 @@ def run(args: argparse.Namespace) -> int:
             llama_runs.append(one)
             _progress("llama.cpp", one)
     rows = [best(runs[v]) for v in variants]
-    text = report(args, rows, best(llama_runs) if llama_runs else None)
+    text = report(args, rows, best(llama_runs) if llama_runs else None) if variants else ""
+    if args.look_variant:
+        print(f"[caption bench] look: {args.look_variant} ...", file=sys.stderr, flush=True)
+        text += look_report(args, _child(args, f"look:{args.look_variant}"))
     print(text)
     if args.report:
         args.report.write_text(text, encoding="utf-8")

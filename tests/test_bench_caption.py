@@ -41,6 +41,11 @@ def test_bench_runs_each_variant_in_a_child_and_writes_a_report(tmp_path: Path) 
     assert "machine:" in text
     assert "anchor" in text  # without llama.cpp in the run, the spec's anchor figures are the baseline
     assert "[caption bench] int4: vision" in proc.stderr
+    # The look row: caption + 4 questions with prefix reuse (one vision pass) and the naive way (five).
+    reuse = next(line for line in text.splitlines() if line.startswith("| caption + 4 questions, prefix reuse"))
+    naive = next(line for line in text.splitlines() if line.startswith("| caption + 4 questions, a caption()"))
+    assert reuse.endswith("| 1 |") and naive.endswith("| 5 |")
+    assert "Caption tokens identical to caption(): True" in text
 
 
 def test_bench_without_bundle_says_how_to_make_one(tmp_path: Path) -> None:

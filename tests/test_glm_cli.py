@@ -98,9 +98,9 @@ def test_caption_ask_answers_questions_in_one_pass(capsys: pytest.CaptureFixture
     cap = captioner()
     want = cap.look(load_image(BUNDLE / name), [], questions).answers
     cap.close()
-    assert line["answers"] == [
-        {"question": a.question, "answer": a.answer, "p_yes": round(a.p_yes, 4)} for a in want
-    ]
+    assert [(a["question"], a["answer"]) for a in line["answers"]] == [(a.question, a.answer) for a in want]
+    # Printed to 4 decimals; the CLI's session may be graph-optimized differently (summation order).
+    assert [a["p_yes"] for a in line["answers"]] == pytest.approx([a.p_yes for a in want], abs=1e-3)
 
 
 def test_caption_ask_without_caption_and_a_bad_question(capsys: pytest.CaptureFixture[str]) -> None:

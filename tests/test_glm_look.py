@@ -219,3 +219,13 @@ def _look_with_clock(cap: Any, image: np.ndarray, passed: Any) -> Any:
         return cap.look(image, [GOLDEN["prompt"]], QUESTIONS, deadline=deadline)
     finally:
         module.time = time
+
+
+def test_rewind_keeps_only_what_was_written(cap: Any) -> None:
+    """The cache rewinds to any length it holds, never past its end."""
+    cache = cap.decoder.start(8)
+    cap.decoder.step(cache, cap.embed([1, 2, 3]))
+    cap.decoder.rewind(cache, 1)
+    assert cache.length == 1
+    with pytest.raises(ValueError, match="cannot rewind a cache of 1 positions to 2"):
+        cap.decoder.rewind(cache, 2)

@@ -5,6 +5,9 @@ The frame is scaled to `image_width`, sent as a base64 data URL next to the prom
 callback the answer is streamed (server-sent events) and cancellation and the deadline are checked
 between chunks. Failed requests (connection errors, 429, 5xx) are retried with doubling back-off;
 4xx answers are not. The API key is read from its secret file and only ever sent in the header.
+
+`look` (several prompts and yes/no questions about one frame) makes the JPEG once and sends one
+request per question or prompt; the server encodes the image for each unless it caches prompts.
 """
 
 from __future__ import annotations
