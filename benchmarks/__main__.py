@@ -22,6 +22,7 @@ BENCHMARKS: dict[str, str] = {
     "motion": "motion",
     "pipeline": "pipeline",
     "reconnect": "camera_reconnect",
+    "history": "history",
     "soak": "soak_cli",
     "synth": "synth.cli",
 }

@@ -26,10 +26,12 @@ from edged.control.commands import Command, parse
 from edged.control.executor import CommandExecutor
 from edged.control.features import FeatureRegistry, FeatureStore
 from edged.control.requests import CameraRequests
+from edged.control.search import SearchRequests
 from edged.events import Event, HealthReport, Incoming, Message, Stats
 from edged.inference.protocol import Captioner
 from edged.inference.registry import try_load_captioner
 from edged.logs import get_logger
+from edged.memory.recorder import Recorder, Snapshot
 from edged.outputs.discovery import Discovery
 from edged.outputs.mqtt.publisher import MqttPublisher
 from edged.pipeline import Pipeline
@@ -45,6 +47,7 @@ STOP_BUDGET = 5.0  # SIGTERM to exit
 FLUSH_SHARE = 1.5  # of STOP_BUDGET: flushing the MQTT outbox, which stops last
 EXIT_SHARE = 1.0  # of STOP_BUDGET: the main loop's last tick, `offline`, the interpreter's exit
 API_SHARE = 0.5  # of STOP_BUDGET, when the HTTP API runs: answering its callers 503, closing its sockets
+HISTORY_SHARE = 0.5  # of STOP_BUDGET, when history is on: writing the moments still queued
 
 
 class Daemon:
@@ -69,6 +72,8 @@ class Daemon:
         self.captioner: Captioner | None = None
         self._captioner_config: CaptionerConfig | None = None
         self.api: ApiServer | None = None
+        self.history: Recorder | None = None
+        self._history_settings: tuple[Any, ...] = ()
         self._api_settings: tuple[Any, ...] = ()
         self._api_listening = False  # it started listening: from then on its thread must stay alive
         self.exit_code = 0  # set when the daemon stops itself because it cannot go on
@@ -124,6 +129,8 @@ class Daemon:
         self.discovery = Discovery(self.config, self._send_discovery)
         self._secrets = secrets
         stack.callback(self._close_captioner)
+        self._start_history(self.config)
+        stack.callback(self._stop_history)  # after the pipeline: its last captions are written
         self._start_pipeline(self.config)
         stack.callback(self._stop_pipeline)
         self._start_api(self.config, secrets)
@@ -143,6 +150,7 @@ class Daemon:
         executor.register("health", lambda _r, _resp: self.health().to_payload())
         executor.register("config", lambda _r, _resp: to_plain(self.config))
         CameraRequests(lambda: self.config.cameras, lambda: self.pipeline).register(executor)
+        SearchRequests(lambda: self.config).register(executor)
         return executor
 
     def _on_home_assistant_online(self) -> None:
@@ -163,7 +171,7 @@ class Daemon:
     def _start_pipeline(self, config: Config) -> None:
         self._load_captioner(config)
         pipeline = Pipeline(config, self.publish, lambda cam: self._secrets.get(f"cameras.{cam.id}.password"),
-                            self.features, self.captioner)
+                            self.features, self.captioner, record=self._record)
         pipeline.start()
         self.pipeline = pipeline
         for state in self.features.states():
@@ -189,8 +197,38 @@ class Daemon:
             # Every thread of the pipeline against one deadline; the rest of the budget flushes the outbox.
             api = self.config.api
             api_share = API_SHARE if api is not None and api.enabled else 0.0
-            self.pipeline.stop(timeout=STOP_BUDGET - FLUSH_SHARE - EXIT_SHARE - api_share)
+            history_share = HISTORY_SHARE if self.history is not None else 0.0
+            self.pipeline.stop(timeout=STOP_BUDGET - FLUSH_SHARE - EXIT_SHARE - api_share - history_share)
             self.pipeline = None
+
+    def _start_history(self, config: Config) -> None:
+        """The memory, when enabled; one that cannot open is logged and everything else runs on."""
+        self._history_settings = (config.history, config.history_path)
+        if not config.history.enabled:
+            return
+        try:
+            recorder = Recorder(config.history, config.history_path)
+        except Exception as exc:
+            self.log.error("history_unavailable", path=str(config.history_path), error=str(exc))
+            return
+        try:
+            recorder.start()
+        except Exception as exc:
+            recorder.stop(0.0)
+            self.log.error("history_unavailable", path=str(config.history_path), error=str(exc))
+            return
+        self.history = recorder
+
+    def _stop_history(self) -> None:
+        if self.history is not None:
+            self.history.stop(HISTORY_SHARE)
+            self.history = None
+
+    def _record(self, event: Event, snapshot: Snapshot) -> None:
+        """The scheduler's thread: hand a caption or answer to the memory (queued, never blocks)."""
+        history = self.history
+        if history is not None:
+            history.record(event, snapshot)
 
     def _start_api(self, config: Config, secrets: dict[str, str]) -> None:
         """The HTTP API, when configured; one that cannot listen is logged and shown in stats, and
@@ -290,7 +328,8 @@ class Daemon:
         pipeline_ok = self.pipeline is not None and self.pipeline.healthy()
         publisher_ok = self.publisher is not None and self.publisher.sender.alive and self.publisher.link.alive
         api_ok = not self._api_listening or (self.api is not None and self.api.alive)
-        return pipeline_ok and publisher_ok and api_ok
+        history_ok = self.history is None or self.history.alive
+        return pipeline_ok and publisher_ok and api_ok and history_ok
 
     # -- reload ----------------------------------------------------------------------------------------
     def reload(self) -> bool:
@@ -331,6 +370,10 @@ class Daemon:
         if api_changed:
             self._stop_api()
         self._stop_pipeline()
+        history_changed = (config.history, config.history_path) != self._history_settings
+        if history_changed:
+            self._stop_history()
+            self._start_history(config)
         self.discovery = Discovery(config, self._send_discovery)
         self.config = config
         self._secrets = secrets
@@ -368,6 +411,8 @@ class Daemon:
             system["scheduler"] = self.pipeline.scheduler.stats()
         if self.api is not None:
             system["api"] = self.api.stats()
+        if self.history is not None:
+            system["history"] = self.history.stats()
         return Stats(time.time(), time.monotonic() - self._started, sources, system)
 
     def _status_line(self) -> str:

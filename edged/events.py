@@ -333,6 +333,11 @@ class Caption(Event):
     labels: tuple[str, ...] = ()
     question: str = ""
     tokens: int = 0
+    # A structured caption (`captions.summary: structured`), Frigate's review-summary fields: `title` is the
+    # model's title, `summary` (also in `caption`) its summary, `threat_level` 0 normal, 1 suspicious,
+    # 2 threat (None: the model gave none). Plain captions have neither key in their payload.
+    summary: str = ""
+    threat_level: int | None = None
     durable: ClassVar[bool] = True
     retain: ClassVar[bool] = True
 
@@ -340,6 +345,8 @@ class Caption(Event):
         object.__setattr__(self, "trigger", TriggerKind(self.trigger))  # a kind's name is taken too
         if len(self.title) > TITLE_LIMIT:
             raise ValueError(f"caption title is {len(self.title)} characters; Home Assistant takes {TITLE_LIMIT}")
+        if self.threat_level is not None and self.threat_level not in (0, 1, 2):
+            raise ValueError(f"threat_level must be 0, 1 or 2 (got {self.threat_level})")
 
     def topic(self, base: str) -> str:
         return f"{base}/{self.camera}/caption"
@@ -348,14 +355,17 @@ class Caption(Event):
         return {"id": self.id, "camera": self.camera, "title": self.title, "caption": self.caption,
                 "labels": list(self.labels), "trigger": self.trigger.value, "frame_ts": self.frame_ts,
                 "published_ts": self.published_ts, "latency_ms": round(self.latency_ms, 1), "model": self.model,
-                "question": self.question, "tokens": self.tokens}
+                "question": self.question, "tokens": self.tokens,
+                **({"summary": self.summary, "threat_level": self.threat_level} if self.summary else {})}
 
     @classmethod
     def from_message(cls, base: str, topic: str, payload: bytes) -> Caption:
         d = _json(topic, payload)
+        threat = d.get("threat_level")
         return cls(d["id"], _suffix(base, topic, "caption"), d["title"], d["caption"], TriggerKind(d["trigger"]),
                    float(d["frame_ts"]), float(d["published_ts"]), float(d["latency_ms"]), d["model"],
-                   tuple(d.get("labels", ())), d.get("question", ""), int(d.get("tokens", 0)))
+                   tuple(d.get("labels", ())), d.get("question", ""), int(d.get("tokens", 0)),
+                   str(d.get("summary", "")), None if threat is None else int(threat))
 
 
 @dataclass(frozen=True)

