@@ -29,6 +29,7 @@ from edged.control.commands import CommandError
 from edged.control.features import FeatureRegistry, FeatureStore
 from edged.events import CameraEvent, Caption, TriggerKind, WatchAttributes, WatchSnapshot, WatchState
 from edged.inference.protocol import Look, Looker, YesNo
+from edged.memory.recorder import watch_change_moment
 from edged.pipeline import Pipeline
 from edged.scheduling.policy import (
     AGED_WATCH_PRIORITY,
@@ -460,6 +461,24 @@ def test_a_question_its_cameras_caption_and_due_watches_share_one_look(make_rig:
     caption = next(c for c in rig.of(Caption) if c.camera == "porch")
     assert (caption.id, caption.trigger, caption.caption) == (event_id, TriggerKind.MOTION, "A man at the door.")
     assert [(s.camera, s.on) for s in rig.of(WatchState)] == [("porch", True)]
+
+
+def test_a_watch_change_is_a_moment_of_the_history_and_an_answer_alone_is_not(make_rig: Any) -> None:
+    """The scheduler hands each state change (not every answer) to the memory, which keeps it as a
+    `watch` moment with the deciding frame."""
+    model = ScriptedLooker(["x"], {DOOR: [0.9, 0.95, 0.1]})
+    rig = make_rig(model, extra=f", watches: {{door: {{question: '{DOOR}', on: [motion], hold: 1}}}}")
+    recorded: list[tuple[Any, Any]] = []
+    rig.scheduler._record = lambda event, frame: recorded.append((event, frame))
+    for n in (1, 2, 3):
+        motion(rig)
+        rig.wait(lambda n=n: len(rig.of(WatchAttributes)) == n)  # type: ignore[misc]
+    changes = [e for e, _f in recorded if isinstance(e, WatchAttributes)]
+    assert [(c.state, c.p_yes) for c in changes] == [(True, 0.9), (False, 0.1)]
+    moments = [watch_change_moment(c) for c in changes]
+    assert [(m.kind, m.title, m.text) for m in moments if m is not None] == [
+        ("watch", "door: ON", f"{DOOR} yes (p_yes 0.90)"), ("watch", "door: OFF", f"{DOOR} no (p_yes 0.10)")]
+    assert all(f is not None and f.camera == "porch" for _e, f in recorded)
 
 
 def test_watches_are_asked_when_captions_are_off(make_rig: Any) -> None:

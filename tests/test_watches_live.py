@@ -10,6 +10,8 @@ depends on timing, so the tests check the published stream for consistency with 
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -106,6 +108,12 @@ def test_the_daemon_publishes_a_watch_as_the_debounce_decides(tmp_path: Path, br
     # the state changes in order (retained state is re-asserted after start-up: repeats are not changes)
     assert without_repeats(published) == without_repeats(states)
     assert any(line.get("event") == "watch_changed" for line in daemon.lines())
+    # each change is a moment of the board's history, found by the CLI with its deciding frame
+    found = subprocess.run([sys.executable, "-m", "edged", "history", "search", "package", "--kind", "watch",
+                            "--json", "-c", str(tmp_path / "edged.yaml")], capture_output=True, text=True, check=True)
+    moments = [json.loads(line) for line in found.stdout.splitlines()]
+    assert "package: ON" in {m["title"] for m in moments}, moments
+    assert all(m["kind"] == "watch" and m["question"] == QUESTION and Path(m["snapshot"]).is_file() for m in moments)
 
 
 def set_and_wait(sub: Subscriber, feature: str, value: str) -> Received:

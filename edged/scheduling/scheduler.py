@@ -471,8 +471,11 @@ class Scheduler:
         self.log.debug("watch_answered", camera=camera, watch=name, p_yes=round(answer.p_yes, 4), changed=changed)
         if changed:
             self._watch_changed(state, watch, frame, answer, bool(decided), question)
-        self._publish(WatchAttributes(camera, name, decided, question, answer.p_yes, frame.wall_ts, since, model,
-                                      run, snapshot if since is not None else ""))
+        attributes = WatchAttributes(camera, name, decided, question, answer.p_yes, frame.wall_ts, since, model,
+                                     run, snapshot if since is not None else "")
+        self._publish(attributes)
+        if changed:
+            self._remember(attributes, frame)  # a change is a moment of the board's memory; an answer alone is not
 
     def _watch_changed(self, state: CameraState, watch: Watch, frame: AnalysedFrame, answer: YesNo, on: bool,
                        question: str) -> None:
