@@ -214,6 +214,9 @@ class Scheduler:
     def trigger(self, trigger: Trigger) -> None:
         """Hand in a trigger (any thread). A full inbox answers a waiting caller `busy`, a stopped one
         `unavailable`."""
+        state = self.cameras.get(trigger.camera)
+        if state is not None and trigger.kind in (TriggerKind.MOTION, TriggerKind.KEYWORD):
+            self._watches_triggered(state, trigger.kind)  # when it happened (not again when a preempted one returns)
         try:
             accepted = self._inbox.put(trigger)
         except QueueClosed:
@@ -339,8 +342,6 @@ class Scheduler:
         if self.worker is None:
             self._no_model(trigger)
             return
-        if trigger.kind in (TriggerKind.MOTION, TriggerKind.KEYWORD):
-            self._watches_triggered(state, trigger.kind)
         if trigger.kind is not TriggerKind.WATCH and trigger.kind.admitted_by not in state.config.captions.on:
             trigger.finish(None, f"camera {trigger.camera!r} takes no {trigger.kind.admitted_by} captions "
                                  f"(captions.on: {', '.join(state.config.captions.on) or 'none'})")
