@@ -481,6 +481,31 @@ def test_a_watch_change_is_a_moment_of_the_history_and_an_answer_alone_is_not(ma
     assert all(f is not None and f.camera == "porch" for _e, f in recorded)
 
 
+class FailingLooker(ScriptedLooker):
+    """A Looker whose look raises (a backend down, a question it refuses), counting its calls."""
+
+    def look(self, image: np.ndarray, prompts: Sequence[str], questions: Sequence[str], *,
+             max_new_tokens: int | None = None, deadline: float | None = None,
+             cancel: threading.Event | None = None) -> Look:
+        self.looks.append(LookCall(image, tuple(prompts), tuple(questions)))
+        raise RuntimeError("the model server is down")
+
+
+def test_a_look_that_fails_skips_the_round_instead_of_retrying_every_tick(make_rig: Any) -> None:
+    """The model raises on a watch job: counted as failed, the watch waits for its next trigger (not
+    asked again on every 50 ms tick), and the next motion asks it again."""
+    model = FailingLooker(["x"], {})
+    rig = make_rig(model, extra=f", captions: {{on: [keyword]}}, watches: {{door: {{question: '{DOOR}', "
+                                "on: [motion]}}")
+    motion(rig)
+    rig.wait(lambda: rig.scheduler.stats()["failed"] == 1)
+    time.sleep(0.5)  # ten ticks
+    assert len(model.looks) == 1 and not rig.of(WatchAttributes)
+    motion(rig)
+    rig.wait(lambda: rig.scheduler.stats()["failed"] == 2)
+    assert len(model.looks) == 2
+
+
 def test_watches_are_asked_when_captions_are_off(make_rig: Any) -> None:
     """Motion with captions switched off: no caption, but the motion watch is asked."""
     model = ScriptedLooker(["never"], {DOOR: [0.9]})
