@@ -472,7 +472,10 @@ class WatchAttributes(Event):
     def from_message(cls, base: str, topic: str, payload: bytes) -> WatchAttributes:
         camera, watch = _watch_topic(base, topic, "/attributes")
         d = _json(topic, payload)
-        state = {"ON": True, "OFF": False, None: None}[d.get("state")]
+        states = {"ON": True, "OFF": False, None: None}
+        if d.get("state") not in states:
+            raise PayloadError(f"{topic}: state must be ON, OFF or null (got {str(d.get('state'))[:40]!r})")
+        state = states[d.get("state")]
         return cls(camera, watch, state, d["question"], float(d["p_yes"]), float(d["frame_ts"]),
                    None if d.get("since") is None else float(d["since"]), d.get("model", ""), int(d.get("run", 0)),
                    d.get("snapshot", ""))

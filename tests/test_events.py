@@ -86,6 +86,7 @@ def test_replayed_flag_is_not_part_of_the_event() -> None:
     (events.WatchState, f"{BASE}/porch/watch/package", b"yes"),
     (events.WatchState, f"{BASE}/porch/motion", b"ON"),
     (events.WatchAttributes, f"{BASE}/porch/watch/package/attributes", b"[]"),
+    (events.WatchAttributes, f"{BASE}/porch/watch/package/attributes", b'{"state": "maybe", "question": "q"}'),
 ])
 def test_bad_payloads_name_the_topic(cls: type[Event], topic: str, payload: bytes) -> None:
     """A payload that doesn't fit says which topic and what is wrong."""
