@@ -36,6 +36,7 @@ class TriggerKind(str, enum.Enum):
     KEYWORD = "keyword"  # a keyword heard by the camera's microphone
     MOTION = "motion"  # motion started
     PERIODIC = "periodic"  # the adaptive periodic caption
+    WATCH = "watch"  # a camera's standing yes/no questions (`watches:`) came due: answered, not captioned
 
     def __str__(self) -> str:  # the value, as in payloads and logs (not `TriggerKind.ASK`)
         return self.value
@@ -55,8 +56,10 @@ class TriggerKind(str, enum.Enum):
         return TriggerKind.REQUEST if self is TriggerKind.ASK else self
 
 
+# A watch ranks with motion: the least recently served camera goes first among equals, so watches and
+# motion captions of different cameras take turns (see edged.scheduling.policy for how a waiting watch ages).
 _PRIORITY = {TriggerKind.ASK: 4, TriggerKind.REQUEST: 4, TriggerKind.KEYWORD: 3, TriggerKind.MOTION: 2,
-             TriggerKind.PERIODIC: 1}
+             TriggerKind.WATCH: 2, TriggerKind.PERIODIC: 1}
 
 
 class PayloadError(ValueError):
@@ -284,6 +287,7 @@ class CameraEvent(Event):
     keyword: str | None = None
     has_snapshot: bool = False
     rules: tuple[str, ...] = ()
+    watch: str | None = None  # a watch's event (trigger `watch`): open while the watch is ON
     durable: ClassVar[bool] = True
 
     def __post_init__(self) -> None:
@@ -293,10 +297,13 @@ class CameraEvent(Event):
         return f"{base}/events"
 
     def to_payload(self) -> dict[str, Any]:
-        return {"type": self.type, "id": self.id, "camera": self.camera, "trigger": self.trigger.value,
+        data = {"type": self.type, "id": self.id, "camera": self.camera, "trigger": self.trigger.value,
                 "start_ts": self.start_ts, "ts": self.ts, "end_ts": self.end_ts, "title": self.title,
                 "caption": self.caption, "labels": list(self.labels), "motion_area": round(self.motion_area, 4),
                 "keyword": self.keyword, "has_snapshot": self.has_snapshot, "rules": list(self.rules)}
+        if self.watch is not None:
+            data["watch"] = self.watch
+        return data
 
     @classmethod
     def from_message(cls, base: str, topic: str, payload: bytes) -> CameraEvent:
@@ -307,7 +314,7 @@ class CameraEvent(Event):
                    float(d["ts"]),
                    d.get("end_ts"), d.get("title", ""), d.get("caption", ""), tuple(d.get("labels", ())),
                    float(d.get("motion_area", 0.0)), d.get("keyword"), bool(d.get("has_snapshot", False)),
-                   tuple(d.get("rules", ())))
+                   tuple(d.get("rules", ())), d.get("watch"))
 
 
 @dataclass(frozen=True)
@@ -412,12 +419,114 @@ class Snapshot(Event):
 
 
 @dataclass(frozen=True)
+class WatchState(Event):
+    """`<base>/<camera>/watch/<name>`: a watch's debounced answer, ON (yes) or OFF (no); retained, never lost."""
+
+    camera: str
+    watch: str
+    on: bool
+    durable: ClassVar[bool] = True
+    retain: ClassVar[bool] = True
+
+    def topic(self, base: str) -> str:
+        return f"{base}/{self.camera}/watch/{self.watch}"
+
+    def to_payload(self) -> str:
+        return "ON" if self.on else "OFF"
+
+    @classmethod
+    def from_message(cls, base: str, topic: str, payload: bytes) -> WatchState:
+        camera, watch = _watch_topic(base, topic, "")
+        return cls(camera, watch, _text(topic, payload, ("ON", "OFF")) == "ON")
+
+
+@dataclass(frozen=True)
+class WatchAttributes(Event):
+    """`<base>/<camera>/watch/<name>/attributes`: the latest answer behind a watch (JSON, retained; Home
+    Assistant's binary_sensor attributes). `p_yes` and `frame_ts` are of the latest answer, `since` is when
+    the state last changed, `snapshot` the topic holding the frame that decided it."""
+
+    camera: str
+    watch: str
+    state: bool | None  # None: not decided yet
+    question: str
+    p_yes: float
+    frame_ts: float  # wall clock of the frame the latest answer is about
+    since: float | None  # wall clock of the last state change
+    model: str = ""
+    run: int = 0  # confident answers in a row toward a change
+    snapshot: str = ""  # the topic of the deciding frame's JPEG (`WatchSnapshot`); empty before a decision
+    retain: ClassVar[bool] = True
+
+    def topic(self, base: str) -> str:
+        return f"{base}/{self.camera}/watch/{self.watch}/attributes"
+
+    def to_payload(self) -> dict[str, Any]:
+        state = None if self.state is None else ("ON" if self.state else "OFF")
+        return {"camera": self.camera, "watch": self.watch, "state": state, "question": self.question,
+                "p_yes": round(self.p_yes, 4), "answer": "yes" if self.p_yes >= 0.5 else "no",
+                "frame_ts": self.frame_ts, "since": self.since, "model": self.model, "run": self.run,
+                "snapshot": self.snapshot}
+
+    @classmethod
+    def from_message(cls, base: str, topic: str, payload: bytes) -> WatchAttributes:
+        camera, watch = _watch_topic(base, topic, "/attributes")
+        d = _json(topic, payload)
+        states = {"ON": True, "OFF": False, None: None}
+        if d.get("state") not in states:
+            raise PayloadError(f"{topic}: state must be ON, OFF or null (got {str(d.get('state'))[:40]!r})")
+        state = states[d.get("state")]
+        return cls(camera, watch, state, d["question"], float(d["p_yes"]), float(d["frame_ts"]),
+                   None if d.get("since") is None else float(d["since"]), d.get("model", ""), int(d.get("run", 0)),
+                   d.get("snapshot", ""))
+
+
+@dataclass(frozen=True, eq=False)
+class WatchSnapshot(Event):
+    """`<base>/<camera>/watch/<name>/snapshot`: JPEG of the frame that decided the watch's state (retained)."""
+
+    camera: str
+    watch: str
+    jpeg: bytes
+    retain: ClassVar[bool] = True
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, WatchSnapshot) and (self.camera, self.watch, self.jpeg) == (
+            other.camera, other.watch, other.jpeg)
+
+    def __hash__(self) -> int:
+        return hash((self.camera, self.watch, len(self.jpeg)))
+
+    def topic(self, base: str) -> str:
+        return f"{base}/{self.camera}/watch/{self.watch}/snapshot"
+
+    def to_payload(self) -> bytes:
+        return self.jpeg
+
+    @classmethod
+    def from_message(cls, base: str, topic: str, payload: bytes) -> WatchSnapshot:
+        if not payload.startswith(b"\xff\xd8"):
+            raise PayloadError(f"{topic}: payload is not a JPEG image")
+        return cls(*_watch_topic(base, topic, "/snapshot"), payload)
+
+
+def _watch_topic(base: str, topic: str, tail: str) -> tuple[str, str]:
+    """(camera, watch) of `<base>/<camera>/watch/<watch><tail>`; raises `PayloadError` for another topic."""
+    parts = topic[len(base) + 1:].split("/") if topic.startswith(base + "/") and topic.endswith(tail) else []
+    expected = 3 + tail.count("/")
+    if len(parts) != expected or parts[1] != "watch" or not parts[0] or not parts[2]:
+        raise PayloadError(f"{topic}: not a {base}/<camera>/watch/<name>{tail} topic")
+    return parts[0], parts[2]
+
+
+@dataclass(frozen=True)
 class FeatureState(Event):
-    """`<base>/<source>/<feature>/state`: a runtime switch (ON/OFF) or number, after a `/set`."""
+    """`<base>/<source>/<feature>/state`: a runtime switch (ON/OFF), number or text (a watch's question),
+    after a `/set`."""
 
     source: str
     feature: str
-    value: bool | float
+    value: bool | float | str
     retain: ClassVar[bool] = True
 
     def topic(self, base: str) -> str:
@@ -426,6 +535,8 @@ class FeatureState(Event):
     def to_payload(self) -> str:
         if isinstance(self.value, bool):
             return "ON" if self.value else "OFF"
+        if isinstance(self.value, str):
+            return self.value
         return f"{self.value:g}"
 
     @classmethod
@@ -436,14 +547,14 @@ class FeatureState(Event):
         if not topic.startswith(base + "/") or len(parts) != 3:
             raise PayloadError(f"{topic}: not {base}/<source>/<feature>/state")
         text = payload.decode(errors="replace")
-        value: bool | float
+        value: bool | float | str
         if text in ("ON", "OFF"):
             value = text == "ON"
         else:
             try:
                 value = float(text)
             except ValueError:
-                raise PayloadError(f"{topic}: payload must be ON, OFF or a number (got {text[:40]!r})") from None
+                value = text  # a text feature (which of the three a feature is, its registry knows)
         return cls(parts[0], parts[1], value)
 
 

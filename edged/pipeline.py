@@ -25,8 +25,8 @@ from edged.analysis.camera import CameraAnalyser
 from edged.analysis.frame_analysis import FrameAnalysis
 from edged.analysis.history import AnalysedFrame, FrameHistory
 from edged.analysis.kws.spotter import KeywordSpotter
-from edged.config.schema import CameraConfig, Config, MicrophoneConfig
-from edged.control.features import Feature, FeatureRegistry
+from edged.config.schema import QUESTION_LIMIT, CameraConfig, Config, MicrophoneConfig, question_problems
+from edged.control.features import Feature, FeatureRegistry, Value
 from edged.events import Event, KeywordDetected, MotionState, SourceHealth, SourceStatus, TriggerKind
 from edged.inference.protocol import Captioner
 from edged.inference.worker import InferenceWorker
@@ -53,6 +53,11 @@ def health_events(source: str, kind: str, health: Health) -> list[Event]:
         SourceHealth(source, kind, health.state.value, health.reason, round(health.since_wall, 3),  # type: ignore[arg-type]
                      health.reconnects, health.stalls),
     ]
+
+
+def _question_problem(question: str) -> str | None:
+    """What is wrong with a question sent to `question_<watch>/set` (the config's own rule), or None."""
+    return next((message for _key, message in question_problems(question)), None)
 
 
 def fixed_health(state: SourceState, reason: str) -> Health:
@@ -334,28 +339,48 @@ class Pipeline:
         add(Feature(cid, "motion_contour_area", "number", float(cam.motion.contour_area),
                     functools.partial(self._set_contour_area, cid), 1, 1000, 1))
         on = add(Feature(cid, "privacy", "switch", cam.privacy, functools.partial(self._privacy_switch, cid)))
+        self._register_watch_features(cam)
         if cid in self.histories:
             self.scheduler.set_captions(cid, self.camera_settings[cid].captions)
         if on:  # configured on (a restored value was applied above already)
             self.set_privacy(cid, True)
 
-    def _privacy_switch(self, camera: str, value: bool | float) -> None:
+    def _register_watch_features(self, cam: CameraConfig) -> None:
+        """Per watch a switch (`watch_<name>`) and its question as text (`question_<name>`), both restored
+        from the feature store: a question edited over MQTT outlives a restart until the config's changes."""
+        assert self._features is not None
+        for name, watch in cam.watches.items():
+            self._features.add(Feature(cam.id, f"watch_{name}", "switch", watch.enabled,
+                                       functools.partial(self._set_watch, cam.id, name, "enabled")))
+            self._features.add(Feature(cam.id, f"question_{name}", "text", watch.question,
+                                       functools.partial(self._set_watch, cam.id, name, "question"),
+                                       1, QUESTION_LIMIT, check=_question_problem))
+
+    def _set_watch(self, camera: str, name: str, what: str, value: Value) -> None:
+        if camera not in self.histories:  # a disabled camera has no scheduler state
+            return
+        if what == "enabled":
+            self.scheduler.set_watch(camera, name, enabled=bool(value))
+        else:
+            self.scheduler.set_watch(camera, name, question=str(value))
+
+    def _privacy_switch(self, camera: str, value: Value) -> None:
         self.set_privacy(camera, bool(value))
 
-    def _set_captions(self, camera: str, value: bool | float) -> None:
+    def _set_captions(self, camera: str, value: Value) -> None:
         self.camera_settings[camera].captions = bool(value)
         if camera in self.histories:
             self.scheduler.set_captions(camera, bool(value))
 
-    def _set_motion(self, camera: str, value: bool | float) -> None:
+    def _set_motion(self, camera: str, value: Value) -> None:
         self.camera_settings[camera].motion = bool(value)
         self._apply_camera(camera)
 
-    def _set_threshold(self, camera: str, value: bool | float) -> None:
+    def _set_threshold(self, camera: str, value: Value) -> None:
         self.camera_settings[camera].threshold = int(value)
         self._apply_camera(camera)
 
-    def _set_contour_area(self, camera: str, value: bool | float) -> None:
+    def _set_contour_area(self, camera: str, value: Value) -> None:
         self.camera_settings[camera].contour_area = int(value)
         self._apply_camera(camera)
 
@@ -376,16 +401,16 @@ class Pipeline:
             add(Feature(mic.id, f"cutoff_{keyword}", "number", round(cutoff, 3),
                         functools.partial(self._set_cutoff, mic.id, keyword), 0.01, 0.99, 0.01))
 
-    def _set_kws(self, mic: str, value: bool | float) -> None:
+    def _set_kws(self, mic: str, value: Value) -> None:
         """Keyword spotting on this microphone, all keywords at once."""
         self.mic_settings[mic].kws = bool(value)
         self._apply_mic(mic)
 
-    def _set_keyword(self, mic: str, keyword: str, value: bool | float) -> None:
+    def _set_keyword(self, mic: str, keyword: str, value: Value) -> None:
         self.mic_settings[mic].keywords[keyword] = bool(value)
         self._apply_mic(mic)
 
-    def _set_cutoff(self, mic: str, keyword: str, value: bool | float) -> None:
+    def _set_cutoff(self, mic: str, keyword: str, value: Value) -> None:
         self.mic_settings[mic].cutoffs[keyword] = float(value)
         self._apply_mic(mic)
 

@@ -47,7 +47,7 @@ def test_every_problem_is_reported_at_once_in_file_order() -> None:
     assert problems(text) == [
         "config.yaml:2 mqtt.port: must be <= 65535 (got 99999)",
         "config.yaml:3 mqtt.keepalive: must be a duration such as 30s, 5m or 7d (got 'soon')",
-        "config.yaml:7 cameras.a.captions.on[1]: must be one of ask, request, keyword, motion, periodic "
+        "config.yaml:7 cameras.a.captions.on[1]: must be one of ask, request, keyword, motion, periodic, watch "
         "(got 'sometimes')",
     ]
 

@@ -67,7 +67,8 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
     config.write_text(f"device: {{id: fz, name: Fuzz}}\nstate_dir: {tmp / 'state'}\nlog: {{format: json}}\n"
                       f"mqtt: {{port: {broker.port}, stats_interval: 1}}\n"
                       f"models: {{captioner: {{path: {TINY}, max_new_tokens: 4}}}}\n"
-                      f"cameras:\n  porch: {{url: {SAMPLE}, loop: true, microphone: {{device: camera, loop: true}}}}\n")
+                      f"cameras:\n  porch: {{url: {SAMPLE}, loop: true, microphone: {{device: camera, loop: true}},\n"
+                      "    watches: {package: {question: 'Is there a package on the doormat?'}}}\n")
     sub = Subscriber(broker.port, [f"{BASE}/#", "homeassistant/#"]).start()
     daemon = DaemonProcess(config)
     try:

@@ -28,6 +28,11 @@ EXAMPLES: dict[type[Event], Event] = {
     events.CaptionUnchanged: events.CaptionUnchanged("porch", "ev-1", 1_700_000_000.0, 1_700_000_600.0, "text"),
     events.Snapshot: events.Snapshot("porch", b"\xff\xd8\xff\xe0fakejpeg"),
     events.FeatureState: events.FeatureState("porch", "motion_threshold", 25.0),
+    events.WatchState: events.WatchState("porch", "package", True),
+    events.WatchAttributes: events.WatchAttributes("porch", "package", True, "Is there a package on the doormat?",
+                                                   0.9312, 1_700_000_000.0, 1_700_000_000.5, "glm-edge-v-tiny", 0,
+                                                   f"{BASE}/porch/watch/package/snapshot"),
+    events.WatchSnapshot: events.WatchSnapshot("porch", "package", b"\xff\xd8\xff\xe0fakejpeg"),
     events.CommandResponse: events.CommandResponse("health", "ok", {"healthy": True}, None, "t-42"),
     events.Stats: events.Stats(1_700_000_000.0, 12.5, {"porch": {"input_fps": 15.0}}, {"rss_mb": 80.0}),
 }
@@ -78,6 +83,10 @@ def test_replayed_flag_is_not_part_of_the_event() -> None:
     (events.Caption, f"{BASE}/porch/caption", b"{not json"),
     (events.Snapshot, f"{BASE}/porch/snapshot", b"GIF89a"),
     (events.SourceStatus, "other/porch/status", b"online"),
+    (events.WatchState, f"{BASE}/porch/watch/package", b"yes"),
+    (events.WatchState, f"{BASE}/porch/motion", b"ON"),
+    (events.WatchAttributes, f"{BASE}/porch/watch/package/attributes", b"[]"),
+    (events.WatchAttributes, f"{BASE}/porch/watch/package/attributes", b'{"state": "maybe", "question": "q"}'),
 ])
 def test_bad_payloads_name_the_topic(cls: type[Event], topic: str, payload: bytes) -> None:
     """A payload that doesn't fit says which topic and what is wrong."""
@@ -89,3 +98,15 @@ def test_caption_title_limit() -> None:
     """A title over Home Assistant's 255-character state limit is refused at construction."""
     with pytest.raises(ValueError, match="255"):
         events.Caption("x", "porch", "t" * 256, "", "motion", 0, 0, 0, "m")
+
+
+def test_text_feature_state_and_watch_event() -> None:
+    """A question edited with `/set` is a text state; a watch's event names its watch."""
+    question = events.FeatureState("porch", "question_package", "Is the gate open?")
+    message = question.to_message(BASE)
+    assert message.payload == b"Is the gate open?" and message.retain
+    assert events.FeatureState.from_message(BASE, message.topic, message.payload) == question
+    event = events.CameraEvent("new", "ev-2", "porch", "watch", 1.0, 1.0, title="Is there a package?", watch="package")
+    assert event.to_payload()["watch"] == "package"
+    assert events.CameraEvent.from_message(BASE, f"{BASE}/events", event.to_message(BASE).payload) == event
+    assert "watch" not in EXAMPLES[events.CameraEvent].to_payload()  # other events' payloads are as before

@@ -34,6 +34,7 @@ REQUIRED = {
     "switch": {"command_topic"},
     "number": {"command_topic"},
     "button": {"command_topic"},
+    "text": {"command_topic"},
 }
 
 
@@ -159,7 +160,10 @@ def everything(tmp_path: Path, mode: str) -> tuple[Config, FeatureRegistry, dict
     cfg = parse_config(
         f"device: {{id: pi-1, name: Pi}}\nstate_dir: {tmp_path}\nmqtt: {{discovery: {{mode: {mode}}}}}\n"
         f"models: {{wakeword: {{keywords: {json.dumps(KEYWORDS_ALL)}}}}}\n"
-        "cameras:\n  porch: {url: a.mp4, microphone: {device: camera}}\n  yard: {url: b.mp4}\n"
+        "cameras:\n  porch: {url: a.mp4, microphone: {device: camera}, watches: {package: "
+        "{question: 'Is there a package on the doormat?'}, gate-open: {question: 'Is the gate open?', "
+        "device_class: opening}}}\n"
+        "  yard: {url: b.mp4}\n"
         "microphones:\n  hall: {device: 'hw:1,0'}\n")
     return (cfg, *pipeline_features(cfg))
 
@@ -240,6 +244,9 @@ def published_topics(cfg: Config, registry: FeatureRegistry) -> dict[str, events
     for cam in cfg.cameras:
         examples += [events.MotionState(cam, True), events.Snapshot(cam, b""), events.SourceStatus(cam, "online"),
                      events.Caption("e", cam, "t", "c", "motion", 0.0, 0.0, 0.0, "m")]
+        for w in cfg.cameras[cam].watches:
+            examples += [events.WatchState(cam, w, True), events.WatchSnapshot(cam, w, b""),
+                         events.WatchAttributes(cam, w, True, "q?", 0.9, 0.0, 0.0)]
     for mic in cfg.all_microphones:
         examples += [events.KeywordDetected("k", mic.id, "okay_nabu", 1.0, 0.0, 0.0),
                      events.SourceStatus(mic.id, "online")]
@@ -247,8 +254,10 @@ def published_topics(cfg: Config, registry: FeatureRegistry) -> dict[str, events
 
 
 # Which event feeds which platform's state.
-STATE_EVENTS = {"binary_sensor": events.MotionState, "switch": events.FeatureState, "number": events.FeatureState,
-                "event": events.KeywordDetected, "image": events.Snapshot}
+STATE_EVENTS: dict[str, type | tuple[type, ...]] = {
+    "binary_sensor": (events.MotionState, events.WatchState), "switch": events.FeatureState,
+    "number": events.FeatureState, "text": events.FeatureState, "event": events.KeywordDetected,
+    "image": (events.Snapshot, events.WatchSnapshot)}
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -271,12 +280,22 @@ def test_every_state_and_command_topic_is_one_edged_uses(tmp_path: Path, mode: s
             assert isinstance(published.get(a["topic"]), events.Availability | events.SourceStatus), a
         if c["p"] == "binary_sensor":
             assert {c["payload_on"], c["payload_off"]} == {"ON", "OFF"} == {
-                events.MotionState("x", v).to_payload() for v in (True, False)}
+                e.to_payload() for e in _on_off(published[state])}
+        if "json_attributes_topic" in c:
+            assert c["json_attributes_topic"] in published, f"{key}: edged never publishes its attributes"
         if "command_topic" in c:
             check_command(cfg, registry, c, published.get(state or ""))
     assert not [r for r, n in readers.items() if n > 1], "two entities read the same value of one topic"
     assert readers, "no state topics at all"
     assert all(topic_matches_sub(f"{base}/#", topic) for topic, _ in readers)
+
+
+def _on_off(event: events.Event) -> tuple[events.Event, events.Event]:
+    """The ON and OFF examples of a binary state event (motion or a watch)."""
+    if isinstance(event, events.WatchState):
+        return events.WatchState(event.camera, event.watch, True), events.WatchState(event.camera, event.watch, False)
+    assert isinstance(event, events.MotionState), event
+    return events.MotionState(event.camera, True), events.MotionState(event.camera, False)
 
 
 def check_command(cfg: Config, registry: FeatureRegistry, c: dict[str, Any], state: events.Event | None) -> None:
@@ -285,7 +304,8 @@ def check_command(cfg: Config, registry: FeatureRegistry, c: dict[str, Any], sta
     base = cfg.base_topic
     subscriptions = [f"{base}/+/+/set", f"{base}/request/+"]
     assert any(topic_matches_sub(s, c["command_topic"]) for s in subscriptions), c["command_topic"]
-    payload = c.get("payload_press") or c.get("payload_on") or str(c.get("max", ""))
+    text = "Is the gate open?" if c["p"] == "text" else str(c.get("max", ""))
+    payload = c.get("payload_press") or c.get("payload_on") or text
     command = parse(Incoming(c["command_topic"], payload.encode()), base, cfg.mqtt.discovery.prefix)
     if c["p"] == "button":
         assert command.command == "caption_now", command  # type: ignore[union-attr]
@@ -304,3 +324,29 @@ def test_a_feature_named_like_a_fixed_entity_is_refused(tmp_path: Path) -> None:
     clash = [Feature("porch", "caption_now", "switch", True, lambda v: None)]
     with pytest.raises(ValueError, match="share the key 'caption_now'"):
         devices(config(tmp_path), clash, KEYWORDS)
+
+
+def test_each_watch_is_a_binary_sensor_with_its_snapshot_switch_and_question(tmp_path: Path) -> None:
+    """A watch shows on its camera as a binary_sensor (ON/OFF, the latest answer as attributes), the image
+    of the frame that decided it, a switch and its question as a text entity (255 characters, as
+    Home Assistant's text state holds)."""
+    cfg, registry, keywords = everything(tmp_path, "device")
+    cam = payloads_of(cfg, registry, keywords)["homeassistant/device/edged_pi_1_porch/config"]["cmps"]
+    watch = cam["watched_package"]
+    assert watch["p"] == "binary_sensor" and watch["name"] == "Package"
+    assert watch["state_topic"] == "edged/pi-1/porch/watch/package"
+    assert watch["json_attributes_topic"] == "edged/pi-1/porch/watch/package/attributes"
+    assert watch["unique_id"] == "edged_pi_1_porch_watched_package"
+    assert cam["snapshot_package"]["image_topic"] == "edged/pi-1/porch/watch/package/snapshot"
+    assert cam["watch_package"]["p"] == "switch"
+    assert cam["watch_package"]["command_topic"] == "edged/pi-1/porch/watch_package/set"
+    question = cam["question_package"]
+    assert (question["p"], question["max"], question["mode"]) == ("text", 255, "text")
+    assert question["command_topic"] == "edged/pi-1/porch/question_package/set"
+    assert cam["watched_gate-open"]["name"] == "Gate open"  # names with '-' keep their topics
+    assert cam["watched_gate-open"]["device_class"] == "opening" and "device_class" not in watch
+    assert not [k for k in cam if k.startswith("watch") and "yard" in k]
+
+
+def payloads_of(cfg: Config, registry: FeatureRegistry, keywords: dict[str, list[str]]) -> dict[str, Any]:
+    return {m.topic: json.loads(m.payload) for m in discovery_messages(cfg, registry.features(), keywords)}

@@ -13,6 +13,7 @@ import contextlib
 import itertools
 import json
 import os
+import re
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -143,15 +144,21 @@ def home_assistant(tmp_path_factory: pytest.TempPathFactory, ha_broker: Broker) 
         ha.stop()
 
 
-def write_config(tmp_path: Path, broker: Broker, mode: str) -> Path:
-    """The porch sample (looped) with its microphone, no captioner, discovery in `mode`, a fresh device
-    id (no entity left over from another test)."""
+TINY = ROOT / "tests" / "fixtures" / "glm-edge-v-tiny"
+WATCH = ("package: {question: 'Is there a package on the doormat?', interval: 5s, min_confidence: 0.6, hold: 1, "
+         "device_class: occupancy}")
+
+
+def write_config(tmp_path: Path, broker: Broker, mode: str, captioner: str = "{backend: none}") -> Path:
+    """The porch sample (looped) with its microphone and a watch, no captioner (unless given), discovery
+    in `mode`, a fresh device id (no entity left over from another test)."""
     config = tmp_path / "edged.yaml"
     config.write_text(
         f"device: {{id: live{next(_device_ids)}, name: Porch Pi}}\nstate_dir: {tmp_path / 'state'}\n"
         f"log: {{format: json}}\nmqtt: {{port: {broker.port}, stats_interval: 2s, discovery: {{mode: {mode}}}}}\n"
-        f"models: {{captioner: {{backend: none}}}}\n"
-        f"cameras:\n  porch: {{url: {SAMPLE}, loop: true, microphone: {{device: camera, loop: true}}}}\n")
+        f"models: {{captioner: {captioner}}}\n"
+        f"cameras:\n  porch: {{url: {SAMPLE}, loop: true, microphone: {{device: camera, loop: true}},\n"
+        f"          watches: {{{WATCH}}}}}\n")
     return config
 
 
@@ -234,7 +241,7 @@ def registry(ha: HomeAssistant, expected: list[Announced]) -> dict[tuple[str, st
 # template errors), the entity platforms (duplicate unique ids, unit / device-class / state-class
 # mismatches) and the helpers (templates, registries).
 _OUR_LOGGERS = tuple(f"homeassistant.components.{d}" for d in
-                     ("mqtt", "sensor", "binary_sensor", "switch", "number", "button", "event", "image"))
+                     ("mqtt", "sensor", "binary_sensor", "switch", "number", "button", "event", "image", "text"))
 
 
 def discovery_problems(ha: HomeAssistant, edged: Edged) -> list[str]:
@@ -323,6 +330,9 @@ def test_home_assistant_shows_every_entity_edged_announces(home_assistant: HomeA
     for model, domains in PROMISED.items():
         shown = {a.domain for a in expected if a.model == model and (a.domain, a.unique_id) in found}
         assert domains <= shown, f"{model}: Home Assistant shows no {sorted(domains - shown)}"
+    watch = {a.domain: a for a in expected if a.unique_id.endswith("_package")}
+    assert set(watch) == {"binary_sensor", "image", "switch", "text"}, sorted(watch)
+    assert all((a.domain, a.unique_id) in found for a in watch.values())
 
 
 def entity_ids(ha: HomeAssistant, edged: Edged) -> dict[Announced, str]:
@@ -432,7 +442,7 @@ def test_upgrade_keeps_the_entity_ids_home_assistant_had(tmp_path: Path, ha_brok
         assert len(after) == len(edged.announced)
         kept = {key: entity_id for key, entity_id in before.items() if key in after}
         assert all(after[key] == entity_id for key, entity_id in kept.items()), (kept, after)
-        motion = next(key for key in after if key[0] == "binary_sensor")
+        motion = next(key for key in after if key[0] == "binary_sensor" and "_watched_" not in key[1])
         assert motion[1].endswith("_porch_motion_detected")
         if mode == "component":
             gone = next(key for key in before if key not in after)
@@ -442,5 +452,46 @@ def test_upgrade_keeps_the_entity_ids_home_assistant_had(tmp_path: Path, ha_brok
             assert after[motion] == before[gone]  # same entity_id: the recorder's history continues
         else:
             assert set(before) == set(after) - {motion}
+    finally:
+        stop(edged)
+
+
+@pytest.mark.slow
+def test_home_assistant_shows_a_watch_answered_by_the_tiny_model(tmp_path: Path, ha_broker: Broker,
+                                                                  home_assistant: HomeAssistant) -> None:
+    """With the tiny model answering the watch on clip frames, Home Assistant's binary_sensor takes the
+    state edged publishes (on/off) with the latest answer (p_yes, question) as attributes, and the
+    question's text entity shows the question; a question typed into that text entity reaches edged."""
+    ha = home_assistant
+    edged = start_edged(write_config(tmp_path, ha_broker, "device", f"{{path: {TINY}, max_new_tokens: 8}}"),
+                        ha_broker)
+    try:
+        ids = entity_ids(ha, edged)
+        sensor = next(e for a, e in ids.items() if a.domain == "binary_sensor" and a.unique_id.endswith("_package"))
+        text = next(e for a, e in ids.items() if a.domain == "text")
+        image = next(e for a, e in ids.items() if a.domain == "image" and a.unique_id.endswith("_package"))
+        # the ids the README's example uses (HA adds _2, _3 when earlier tests' devices took them)
+        for entity_id, expected in ((sensor, "binary_sensor.porch_package"), (image, "image.porch_package_snapshot"),
+                                    (text, "text.porch_question_package")):
+            assert re.fullmatch(re.escape(expected) + r"(_\d+)?", entity_id), entity_id
+        topic = f"{edged.base}/porch/watch/package"
+        state = edged.sub.wait_topic(topic, timeout=60).payload.decode()
+        edged.sub.wait_topic(f"{topic}/attributes", timeout=10)
+
+        def shown() -> dict[str, Any] | None:
+            now = ha.states().get(sensor, {})
+            latest = received(edged, topic)
+            want = latest.payload.decode().lower() if latest is not None else state.lower()
+            return now if now.get("state") == want and "p_yes" in now.get("attributes", {}) else None
+
+        now = ha.wait_for(shown, 20, "the watch's state and attributes in Home Assistant")
+        assert now["attributes"]["question"] == "Is there a package on the doormat?"
+        assert 0.0 <= now["attributes"]["p_yes"] <= 1.0
+        assert ha.states()[text]["state"] == "Is there a package on the doormat?"
+        ha.call_service("text", "set_value", entity_id=text, value="Is the gate open?")
+        edged.sub.wait_topic(f"{edged.base}/porch/question_package/state", b"Is the gate open?", timeout=15)
+        edged.sub.wait_for(lambda _m: any(b"Is the gate open?" in m.payload
+                                          for m in edged.sub.on(f"{topic}/attributes")), timeout=30)
+        assert not discovery_problems(ha, edged), "\n".join(discovery_problems(ha, edged))
     finally:
         stop(edged)

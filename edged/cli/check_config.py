@@ -30,7 +30,9 @@ def run(args: argparse.Namespace) -> int:
         return 2
     if not args.quiet:
         mics = len(config.all_microphones)
-        print(f"{args.file}: valid ({len(config.cameras)} cameras, {mics} microphones, device {config.device.id})")
+        watches = sum(len(cam.watches) for cam in config.cameras.values())
+        print(f"{args.file}: valid ({len(config.cameras)} cameras, {mics} microphones, {watches} watches, "
+              f"device {config.device.id})")
     return 0
 
 

@@ -11,6 +11,7 @@ import difflib
 import ipaddress
 import re
 import socket
+import unicodedata
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -331,10 +332,15 @@ class DeadlinesConfig:
     keyword: float = field(default=15.0, metadata=spec("Keyword heard", unit="s", duration=True, gt=0))
     motion: float = field(default=20.0, metadata=spec("Motion started", unit="s", duration=True, gt=0))
     periodic: float = field(default=120.0, metadata=spec("Periodic caption", unit="s", duration=True, gt=0))
+    watch: float = field(default=60.0, metadata=spec(
+        "Due watches (`watches:`) asked in a job of their own (no caption pending to carry them)",
+        unit="s", duration=True, gt=0))
 
     def seconds(self, kind: TriggerKind) -> float:
         """The deadline of a trigger of `kind` (a question counts as a request)."""
         match kind:
+            case TriggerKind.WATCH:
+                return self.watch
             case TriggerKind.ASK | TriggerKind.REQUEST:
                 return self.request
             case TriggerKind.KEYWORD:
@@ -374,6 +380,81 @@ class CaptionsConfig:
     def _validate(self) -> Problems:
         if TriggerKind.ASK in self.on:
             yield "on", "a question is a request: list request (it admits caption_now and ask)"
+        if TriggerKind.WATCH in self.on:
+            yield "on", "watch is not a caption trigger: standing questions go under the camera's watches:"
+
+
+QUESTION_LIMIT = 255  # characters: a watch's question is a Home Assistant text entity, whose state holds 255
+WATCH_TRIGGERS = (TriggerKind.MOTION, TriggerKind.KEYWORD, TriggerKind.PERIODIC)
+RESERVED_WATCH_NAMES = ("set", "state")  # <base>/<cam>/watch/set would read as a `/set` command
+# Home Assistant's binary_sensor device classes (2025.4): how the state is shown (door: Open/Closed, ...).
+BinarySensorClass = Literal[
+    "battery", "battery_charging", "carbon_monoxide", "cold", "connectivity", "door", "garage_door", "gas",
+    "heat", "light", "lock", "moisture", "motion", "moving", "occupancy", "opening", "plug", "power",
+    "presence", "problem", "running", "safety", "smoke", "sound", "tamper", "update", "vibration", "window"]
+
+
+@dataclass(frozen=True)
+class WatchConfig:
+    """A standing yes/no question about a camera ("Is there a package on the doormat?"), answered from the
+    model's probabilities of yes and no, and published as an ON/OFF state once `hold` confident answers
+    in a row agree."""
+
+    id: str = field(metadata=spec("Watch name: its key under watches (topics, Home Assistant ids)",
+                                  pattern=ID_PATTERN))
+    question: str = field(default="", metadata=spec(
+        f"A yes/no question about what the camera sees (at most {QUESTION_LIMIT} characters)"))
+    name: str = field(default="", metadata=spec("Display name in Home Assistant (default: the watch name)"))
+    enabled: bool = field(default=True, metadata=spec("Ask it (switchable at run time)"))
+    on: tuple[TriggerKind, ...] = field(default=(TriggerKind.MOTION, TriggerKind.PERIODIC), metadata=spec(
+        "When it is asked: motion (motion started), keyword (a keyword heard), periodic (every interval, "
+        "motion or not); it also rides along with any caption of the camera"))
+    interval: float | None = field(default=None, metadata=spec(
+        "How often a periodic watch is asked (default 5m; needs periodic in on)", unit="s", duration=True,
+        ge=5, le=86400))
+    min_confidence: float = field(default=0.7, metadata=spec(
+        "An answer counts when its side's probability (p_yes for yes, 1 - p_yes for no) is at least this",
+        gt=0.5, lt=1))
+    hold: int = field(default=2, metadata=spec(
+        "Confident answers in a row, on the other side, that change the state (debounce)", ge=1, le=20))
+    device_class: BinarySensorClass | None = field(default=None, metadata=spec(
+        "Home Assistant device class of its binary_sensor (garage_door shows Open/Closed, occupancy "
+        "Detected/Clear, ...); default none: On/Off"))
+
+    @property
+    def display_name(self) -> str:
+        return self.name or self.id.replace("_", " ").replace("-", " ").capitalize()
+
+    @property
+    def period(self) -> float | None:
+        """Seconds between periodic askings, or None when it is not periodic."""
+        if TriggerKind.PERIODIC not in self.on:
+            return None
+        return self.interval if self.interval is not None else 300.0
+
+    def _validate(self) -> Problems:
+        yield from question_problems(self.question)
+        for kind in self.on:
+            if kind not in WATCH_TRIGGERS:
+                yield "on", (f"a watch is asked on {', '.join(WATCH_TRIGGERS)} (got {kind}); it also rides "
+                             "along with every caption and question of its camera")
+        if not self.on:
+            yield "on", "a watch needs at least one of motion, keyword, periodic"
+        if self.interval is not None and TriggerKind.PERIODIC not in self.on:
+            yield "interval", "is only used with periodic in on (add periodic, or remove interval)"
+
+
+def question_problems(question: str) -> Iterator[tuple[str, str]]:
+    """What is wrong with a watch's question (the config's and a `/set`'s rule)."""
+    if not question.strip():
+        yield "question", "is required: a yes/no question about what the camera sees"
+    elif len(question) > QUESTION_LIMIT:
+        yield "question", (f"is {len(question)} characters; the limit is {QUESTION_LIMIT} (a Home Assistant "
+                           "text entity holds that many)")
+    elif any(unicodedata.category(c) == "Cc" for c in question.strip()):
+        yield "question", "holds control characters (a line break, a tab): write it on one line"
+    elif "<|" in question:
+        yield "question", "holds '<|', which the model reads as a chat-template token (like <|user|>)"
 
 
 @dataclass(frozen=True)
@@ -449,6 +530,8 @@ class CameraConfig:
     motion: MotionConfig = field(default_factory=MotionConfig)
     captions: CaptionsConfig = field(default_factory=CaptionsConfig)
     snapshot: SnapshotConfig = field(default_factory=SnapshotConfig)
+    watches: Mapping[str, WatchConfig] = field(default_factory=_empty, metadata=spec(  # type: ignore[arg-type]
+        "Standing yes/no questions, by name (each a Home Assistant binary_sensor)"))
 
     @property
     def display_name(self) -> str:
@@ -475,6 +558,15 @@ class CameraConfig:
                           "in password_file (or password_credential)")
         if self.password_file is not None and self.password_credential is not None:
             yield "password_credential", "set password_file or password_credential, not both"
+        seen: dict[str, str] = {}
+        for name in self.watches:  # Home Assistant's unique ids turn '-' into '_': one entity for both
+            if name in RESERVED_WATCH_NAMES:
+                yield f"watches.{name}", (f"the name {name!r} is reserved (its topic <camera>/watch/{name} would "
+                                          "read as a command)")
+            if _ha_key(name) in seen:
+                yield f"watches.{name}", (f"watch {name!r} and {seen[_ha_key(name)]!r} differ only in '-' and "
+                                          "'_': Home Assistant would see one entity")
+            seen[_ha_key(name)] = name
 
 
 @dataclass(frozen=True)

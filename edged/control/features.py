@@ -1,4 +1,4 @@
-"""Runtime features: the switches and numbers MQTT `/set` changes (and Home Assistant shows).
+"""Runtime features: the switches, numbers and texts MQTT `/set` changes (and Home Assistant shows).
 
 Each feature knows its range and how to apply a value. Values set at run time are saved to a small
 JSON file and restored on the next start, unless the config's own value for that feature changed
@@ -19,7 +19,8 @@ from edged.control.commands import CommandError, parse_number, parse_switch
 from edged.events import FeatureState
 from edged.logs import get_logger
 
-Value = bool | float
+Value = bool | float | str
+TextCheck = Callable[[str], str | None]  # a text feature's rule: what is wrong with a value, or None
 
 
 @dataclass(frozen=True)
@@ -28,12 +29,13 @@ class Feature:
 
     source: str
     name: str
-    kind: Literal["switch", "number"]
+    kind: Literal["switch", "number", "text"]
     initial: Value  # the config's value
     apply: Callable[[Value], None]
-    minimum: float = 0.0
+    minimum: float = 0.0  # numbers: the range; texts: the length in characters
     maximum: float = 1.0
     step: float = 1.0  # numbers move in these steps (how Home Assistant presents it lives with discovery)
+    check: TextCheck | None = None  # texts: a rule beyond the length
 
     @property
     def key(self) -> str:
@@ -42,7 +44,28 @@ class Feature:
     def parse(self, text: str) -> Value:
         if self.kind == "switch":
             return parse_switch(text)
+        if self.kind == "text":
+            return self._parse_text(text)
         return parse_number(text, self.minimum, self.maximum)
+
+    def _parse_text(self, text: str) -> str:
+        value = text.strip()
+        if not self.minimum <= len(value) <= self.maximum:
+            raise CommandError(f"must be {self.minimum:g} to {self.maximum:g} characters (got {len(value)})")
+        problem = self.check(value) if self.check is not None else None
+        if problem:
+            raise CommandError(problem)
+        return value
+
+    def accepts(self, value: object) -> bool:
+        """A stored value this feature can take again (the store is a file: anything may be in it)."""
+        if self.kind == "switch":
+            return isinstance(value, bool)
+        if self.kind == "text":
+            return isinstance(value, str) and self.minimum <= len(value) <= self.maximum and not (
+                self.check is not None and self.check(value))
+        return isinstance(value, int | float) and not isinstance(value, bool) and (
+            self.minimum <= value <= self.maximum)
 
 
 class FeatureStore:
@@ -69,11 +92,9 @@ class FeatureStore:
         if not isinstance(entry, dict) or entry.get("config") != feature.initial:
             return None
         value = entry.get("value")
-        if feature.kind == "switch":
-            return value if isinstance(value, bool) else None
-        if not isinstance(value, int | float) or isinstance(value, bool):
+        if not feature.accepts(value):
             return None
-        return float(value) if feature.minimum <= value <= feature.maximum else None
+        return float(value) if feature.kind == "number" else value  # type: ignore[arg-type]
 
     def save(self, feature: Feature, value: Value) -> None:
         with self._lock:

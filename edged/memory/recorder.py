@@ -21,7 +21,7 @@ import numpy as np
 
 from edged.analysis.history import AnalysedFrame, encode_jpeg
 from edged.config.schema import HistoryConfig
-from edged.events import Caption, Event, TriggerKind
+from edged.events import Caption, Event, TriggerKind, WatchAttributes
 from edged.logs import get_logger
 from edged.memory.store import HistoryStore, Moment
 from edged.queues import BoundedQueue, DropPolicy, QueueClosed
@@ -38,8 +38,21 @@ def caption_moment(caption: Caption) -> Moment:
                   caption.threat_level, caption.model)
 
 
-# Event type -> its moment. A new kind of moment (a watch's state change) is one function added here.
-MOMENTS: dict[type[Event], Callable[[Any], Moment | None]] = {Caption: caption_moment}
+def watch_change_moment(change: WatchAttributes) -> Moment | None:
+    """A watch's state change (the scheduler hands over the attributes of changes only): the decided state
+    as title, the question and the deciding answer as text."""
+    if change.state is None:
+        return None
+    state = "ON" if change.state else "OFF"
+    answer = "yes" if change.p_yes >= 0.5 else "no"
+    return Moment(change.frame_ts, change.camera, "watch", f"{change.watch}: {state}",
+                  f"{change.question} {answer} (p_yes {change.p_yes:.2f})", TriggerKind.WATCH.value,
+                  question=change.question, model=change.model)
+
+
+# Event type -> its moment. A new kind of moment is one function added here.
+MOMENTS: dict[type[Event], Callable[[Any], Moment | None]] = {Caption: caption_moment,
+                                                              WatchAttributes: watch_change_moment}
 
 Snapshot = AnalysedFrame | bytes | None  # a frame (encoded on the recorder's thread) or a JPEG already made
 

@@ -10,7 +10,10 @@ An entity's key is its component key in `cmps` and the end of its unique id, so 
 device must never share one: in a JSON object the second would silently replace the first (the
 `motion` switch once hid the motion binary_sensor that way). Runtime features take their feature's
 name as key (`/set` topics use the same name); the fixed entities' keys are chosen not to clash with
-them, and `DiscoveredDevice` refuses a device whose keys do.
+them, and `DiscoveredDevice` refuses a device whose keys do. A watch `<name>` has four entities on
+its camera: the binary_sensor `watched_<name>`, the image `snapshot_<name>`, and its features, the
+switch `watch_<name>` and the text `question_<name>`; no prefix starts another or a fixed key, so no
+watch name can collide with them.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from edged import __version__
-from edged.config.schema import CameraConfig, Config, MicrophoneConfig
+from edged.config.schema import CameraConfig, Config, MicrophoneConfig, WatchConfig
 from edged.control.features import Feature
 from edged.events import Message
 
@@ -104,11 +107,25 @@ def camera_device(config: Config, cam: CameraConfig, features: Sequence[Feature]
         _diag("caption_latency", "Caption latency", stats, f"{{{{ {src}.caption_latency_ms.p50 | default(0) }}}}",
               "ms", device_class="duration"),
     ]
+    entities += [e for w in cam.watches.values() for e in _watch_entities(base, w)]
     entities += [_feature_entity(base, f) for f in features if f.source == cam.id]
     device = {"ids": [uid(config, cam.id)], "name": cam.display_name, "mf": "edged", "mdl": "camera",
               "via_device": uid(config)}
     return DiscoveredDevice(uid(config, cam.id), device, tuple(entities),
                             (f"{config.base_topic}/available", f"{base}/status"))
+
+
+def _watch_entities(base: str, watch: WatchConfig) -> list[Entity]:
+    """A watch's answer (ON/OFF with the latest answer as attributes) and the frame that decided it."""
+    topic = f"{base}/watch/{watch.id}"
+    return [
+        Entity(f"watched_{watch.id}", "binary_sensor", watch.display_name, {
+            "state_topic": topic, "payload_on": "ON", "payload_off": "OFF",
+            "json_attributes_topic": f"{topic}/attributes",
+            **({"device_class": watch.device_class} if watch.device_class else {"icon": "mdi:eye-check-outline"})}),
+        Entity(f"snapshot_{watch.id}", "image", f"{watch.display_name} snapshot", {
+            "image_topic": f"{topic}/snapshot", "content_type": "image/jpeg"}),
+    ]
 
 
 def microphone_device(config: Config, mic: MicrophoneConfig, keywords: Sequence[str],
@@ -157,11 +174,12 @@ FEATURE_LOOKS: dict[str, Look] = {
 
 
 def feature_look(name: str) -> Look:
-    """The look of a feature; a keyword's switch and cutoff (`kw_<keyword>`, `cutoff_<keyword>`) are named
-    after their keyword."""
-    for prefix, title in (("kw_", "Keyword"), ("cutoff_", "Cutoff")):
+    """The look of a feature; a keyword's switch and cutoff (`kw_<keyword>`, `cutoff_<keyword>`) and a
+    watch's switch and question (`watch_<name>`, `question_<name>`) are named after theirs."""
+    for prefix, title, icon in (("kw_", "Keyword", ""), ("cutoff_", "Cutoff", ""), ("watch_", "Watch", "mdi:eye"),
+                                ("question_", "Question", "mdi:help-circle-outline")):
         if name.startswith(prefix):
-            return Look(f"{title} {name[len(prefix):]}")
+            return Look(f"{title} {name[len(prefix):]}", icon)
     return FEATURE_LOOKS.get(name, Look(name.replace("_", " ").capitalize()))
 
 
@@ -172,6 +190,9 @@ def _feature_entity(base: str, f: Feature) -> Entity:
     if f.kind == "switch":
         return Entity(f.name, "switch", look.name, {**topics, "payload_on": "ON", "payload_off": "OFF",
                                                     "state_on": "ON", "state_off": "OFF", **extra})
+    if f.kind == "text":
+        return Entity(f.name, "text", look.name, {**topics, "min": int(f.minimum), "max": int(f.maximum),
+                                                  "mode": "text", "entity_category": "config", **extra})
     number = {"min": f.minimum, "max": f.maximum, "step": f.step, "mode": "box", "entity_category": "config"}
     if look.unit:
         number["unit_of_measurement"] = look.unit

@@ -31,6 +31,7 @@ class EventTracker:
         self.gate = gate if gate is not None else PrivacyGate()
         self._lock = threading.Lock()
         self._open: dict[str, tuple[str, TriggerKind, float]] = {}  # event id -> (camera, trigger, start wall ts)
+        self._watches: dict[str, str] = {}  # event id -> its watch (a watch's `end` names it too)
         self._motion: dict[str, str] = {}  # camera -> its open motion event
         self.new_latency_ms = Percentiles()  # trigger -> `new` published
         self._log = get_logger(component="events")
@@ -44,7 +45,8 @@ class EventTracker:
         return allowed
 
     def open(self, camera: str, trigger: TriggerKind, frame: AnalysedFrame | None, trigger_ts: float, *,
-             motion_area: float = 0.0, keyword: str | None = None) -> str:
+             motion_area: float = 0.0, keyword: str | None = None, watch: str | None = None,
+             title: str = "") -> str:
         """Publish `new` (and the frame as snapshot); returns the event id. A camera in privacy mode (or a
         frame from before it) publishes nothing, and the id returned is of no open event."""
         event_id = new_id("ev")
@@ -54,12 +56,15 @@ class EventTracker:
                 return event_id
             if frame is not None:
                 self.snapshot(camera, frame)
-            self._publish(CameraEvent("new", event_id, camera, trigger, wall, wall, motion_area=motion_area,
-                                      keyword=keyword, has_snapshot=frame is not None))
+            self._publish(CameraEvent("new", event_id, camera, trigger, wall, wall, title=title,
+                                      motion_area=motion_area,
+                                      keyword=keyword, has_snapshot=frame is not None, watch=watch))
             with self._lock:  # behind the gate too: whatever a privacy switch cancels next finds the event open
                 self._open[event_id] = (camera, trigger, wall)
                 if trigger is TriggerKind.MOTION:
                     self._motion[camera] = event_id
+                if watch is not None:
+                    self._watches[event_id] = watch
         latency_ms = (time.monotonic() - trigger_ts) * 1000
         self.new_latency_ms.add(latency_ms)
         self._log.info("event_new", camera=camera, trigger=trigger.value, id=event_id,
@@ -90,11 +95,12 @@ class EventTracker:
         """Publish `end` (once)."""
         with self._lock:
             known = self._open.pop(event_id, None)
+            watch = self._watches.pop(event_id, None)
         if known is None:
             return
         camera, trigger, start = known
         now = time.time()
-        self._publish(CameraEvent("end", event_id, camera, trigger, start, now, now))
+        self._publish(CameraEvent("end", event_id, camera, trigger, start, now, now, watch=watch))
 
     def close_all(self) -> None:
         with self._lock:

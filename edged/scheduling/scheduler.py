@@ -19,6 +19,16 @@ then the lane served longest ago), with one more: after an image, waiting camera
 is not preempted by images), so a stream of API requests gets at most every other turn while cameras
 wait. It has no camera state, privacy gate or event, and its answer goes to its caller only. A caller
 that gives up is `withdraw`n: dropped from the queue, or its job cancelled between tokens.
+
+One image, many questions: a job for a camera takes along everything else pending for that camera
+(with a model that can `look`): its questions (`ask`s, answered first: someone waits for them), its
+caption, and its due watches (a camera's standing yes/no questions, `edged.scheduling.watches`, due on
+motion, a keyword or their interval), all on one frame and one image encode. The job runs at the rank
+of the trigger that was chosen (the highest pending), and each text is then handled as its own job's
+would be (published, answered, back in line when preempted, stale). When nothing pending carries due
+watches, a `watch` trigger fetches them; see `policy` for its rank. Each answer goes through the
+watch's debounce; a change is published as the watch's state, snapshot and attributes, and opens (ON)
+or ends (OFF) an event.
 """
 
 from __future__ import annotations
@@ -31,10 +41,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from edged.analysis.history import AnalysedFrame, FrameHistory
+from edged.analysis.history import AnalysedFrame, FrameHistory, encode_jpeg
 from edged.config.schema import CameraConfig, Config
-from edged.events import Caption, CaptionUnchanged, Event, TriggerKind
-from edged.inference.protocol import CaptionResult
+from edged.events import Caption, CaptionUnchanged, Event, TriggerKind, WatchAttributes, WatchSnapshot, WatchState
+from edged.inference.protocol import CaptionResult, FinishReason, YesNo
 from edged.inference.worker import InferenceWorker, Job
 from edged.logs import get_logger
 from edged.metrics import Percentiles
@@ -45,6 +55,7 @@ from edged.scheduling.lifecycle import EventTracker
 from edged.scheduling.policy import AdaptiveInterval, admit, choose_next, should_preempt
 from edged.scheduling.summaries import STRUCTURED_PROMPT, parse_summary
 from edged.scheduling.triggers import IMAGE_LANE, Done, HandedImage, Trigger, TriggerError
+from edged.scheduling.watches import Watch, due
 
 TICK = 0.05
 SceneDistance = Callable[[AnalysedFrame, AnalysedFrame], float]
@@ -65,6 +76,7 @@ class CameraState:
     last_id: str | None = None
     last_frame: AnalysedFrame | None = None
     unchanged_since: float | None = None
+    watches: dict[str, Watch] = field(default_factory=dict)
 
     def forget(self) -> None:
         """Privacy ON: nothing seen before may shape what is published after (no scene or text heartbeat
@@ -80,6 +92,14 @@ class Running:
     frame: AnalysedFrame | None  # None for a handed-in image
     started: float
     cameras_turn: bool = False  # a camera's job started on its turn after an image: images do not preempt it
+    # Whose text the job writes, one per prompt in the job's order: the camera's questions (asks) first,
+    # then its caption; `trigger` itself unless it is a watch trigger. Empty: it only asks watches.
+    texts_for: tuple[Trigger, ...] = ()
+    watches: tuple[tuple[str, str], ...] = ()  # (name, question) of each watch asked, in the job's order
+
+    @property
+    def watch_names(self) -> tuple[str, ...]:
+        return tuple(name for name, _question in self.watches)
 
 
 @dataclass
@@ -95,6 +115,9 @@ class Counters:
     privacy_cancelled: int = 0
     images: int = 0  # handed-in images answered
     withdrawn: int = 0  # callers that gave up
+    watch_answers: int = 0
+    watch_changes: int = 0
+    watch_jobs: int = 0  # jobs that only asked watches (no caption to carry them)
     by_trigger: dict[str, int] = field(default_factory=dict)
 
 
@@ -135,10 +158,15 @@ class Scheduler:
     @staticmethod
     def _camera_state(cam: CameraConfig, history: FrameHistory, now: float) -> CameraState:
         interval = AdaptiveInterval.start(cam.captions.interval.min, cam.captions.interval.max)
-        return CameraState(cam, history, interval, now + interval.current, captions_on=cam.captions.enabled)
+        watches = {name: Watch.start(w, now) for name, w in cam.watches.items()}
+        return CameraState(cam, history, interval, now + interval.current, captions_on=cam.captions.enabled,
+                           watches=watches)
 
     # -- owner API ----------------------------------------------------------------------------------
     def start(self) -> None:
+        if self.worker is not None and not self.worker.can_look and any(s.watches for s in self.cameras.values()):
+            self.log.warning("watches_unsupported", model=self.worker.name,
+                             reason="the model backend cannot answer yes/no questions: watches are not asked")
         self._thread.start()
 
     def stop(self, timeout: float = 3.0) -> bool:
@@ -163,8 +191,8 @@ class Scheduler:
             for triggers in self._pending.values():
                 triggers.clear()
             running = self._running
-        if running is not None:  # a job the thread left when it stopped: its caller still gets an answer
-            waiting.append(running.trigger)
+        if running is not None:  # a job the thread left when it stopped: its callers still get an answer
+            waiting.extend(running.texts_for)
         for t in waiting:
             t.finish(None, TriggerError("edged is stopping", "unavailable"))
         return not self._thread.is_alive()
@@ -186,6 +214,9 @@ class Scheduler:
     def trigger(self, trigger: Trigger) -> None:
         """Hand in a trigger (any thread). A full inbox answers a waiting caller `busy`, a stopped one
         `unavailable`."""
+        state = self.cameras.get(trigger.camera)
+        if state is not None and trigger.kind in (TriggerKind.MOTION, TriggerKind.KEYWORD):
+            self._watches_triggered(state, trigger.kind)  # when it happened (not again when a preempted one returns)
         try:
             accepted = self._inbox.put(trigger)
         except QueueClosed:
@@ -231,6 +262,22 @@ class Scheduler:
 
     def set_captions(self, camera: str, on: bool) -> None:
         self.cameras[camera].captions_on = on
+
+    def set_watch(self, camera: str, name: str, *, enabled: bool | None = None, question: str | None = None) -> None:
+        """A watch's switch or edited question (any thread); either way it is asked again right away."""
+        now = self._clock()
+        with self._lock:
+            watch = self.cameras[camera].watches[name]
+            if enabled is not None:
+                watch.set_enabled(enabled, now)
+            if question is not None and question != watch.question:
+                watch.set_question(question, now)
+
+    def watch_states(self, camera: str) -> dict[str, bool | None]:
+        """Each watch's decided state (None: not decided yet)."""
+        state = self.cameras.get(camera)
+        with self._lock:
+            return {} if state is None else {name: w.state for name, w in state.watches.items()}
 
     def set_privacy(self, camera: str, on: bool) -> None:
         """Privacy ON (any thread): close the camera's gate (nothing it captured before is published from now
@@ -295,12 +342,12 @@ class Scheduler:
         if self.worker is None:
             self._no_model(trigger)
             return
-        if trigger.kind.admitted_by not in state.config.captions.on:
+        if trigger.kind is not TriggerKind.WATCH and trigger.kind.admitted_by not in state.config.captions.on:
             trigger.finish(None, f"camera {trigger.camera!r} takes no {trigger.kind.admitted_by} captions "
                                  f"(captions.on: {', '.join(state.config.captions.on) or 'none'})")
             self._close_event(trigger)
             return
-        if not state.captions_on and not trigger.answers:
+        if not state.captions_on and not trigger.answers and trigger.kind is not TriggerKind.WATCH:
             self._close_event(trigger)
             return
         with self._lock:
@@ -339,6 +386,115 @@ class Scheduler:
                 continue
             state.next_periodic = now + state.interval.current
             self._admit(self.make_trigger(TriggerKind.PERIODIC, cid))
+        for cid, state in self.cameras.items():
+            if state.watches:
+                self._fetch_watches(cid, state, now)
+
+    # -- watches --------------------------------------------------------------------------------------
+    def _watches_triggered(self, state: CameraState, kind: TriggerKind) -> None:
+        now = self._clock()
+        with self._lock:
+            for watch in state.watches.values():
+                watch.triggered(kind, now)
+
+    def _fetch_watches(self, cid: str, state: CameraState, now: float) -> None:
+        """Due watches with no pending caption of their camera to carry them: a watch trigger fetches them."""
+        assert self.worker is not None
+        if not self.worker.can_look or self.events.gate.is_closed(cid) or state.history.latest() is None:
+            return  # (no frame yet: a camera still connecting would be tried on every tick)
+        with self._lock:
+            for watch in state.watches.values():
+                watch.tick(now)
+            running = self._running
+            busy = running.watch_names if running is not None and running.trigger.camera == cid else ()
+            ready = due(state.watches.values(), busy)
+            covered = any(t.kind is TriggerKind.WATCH or (t.kind is not TriggerKind.ASK and t.priority >=
+                                                          TriggerKind.WATCH.priority) for t in self._pending[cid])
+        if ready and not covered:
+            self._admit(self.make_trigger(TriggerKind.WATCH, cid, ts=min(w.due_since or now for w in ready)))
+
+    def _take_due_watches(self, camera: str) -> tuple[tuple[str, str], ...]:
+        """The camera's due watches for the job starting now; a pending watch trigger is no longer needed."""
+        state = self.cameras[camera]
+        with self._lock:
+            for t in [t for t in self._pending[camera] if t.kind is TriggerKind.WATCH]:
+                self._pending[camera].remove(t)
+            if self.worker is None or not self.worker.can_look:
+                return ()
+            return tuple((w.name, w.question) for w in due(state.watches.values()))
+
+    def _take_riders(self, camera: str) -> list[Trigger]:
+        """Everything else pending for `camera` (its questions and caption; not a watch trigger, whose
+        watches the job takes anyway), taken out to ride along on the same frame. Only a model that can
+        `look` runs several prompts on one image encode; otherwise each waits for its own job."""
+        if self.worker is None or not self.worker.can_look:
+            return []
+        with self._lock:
+            riders = [t for t in self._pending[camera] if t.kind is not TriggerKind.WATCH and not t.withdrawn]
+            for t in riders:
+                self._pending[camera].remove(t)
+        return riders
+
+    def _watches_failed(self, running: Running) -> None:
+        """The model raised: the job's watches skip this round (not retried on every tick while it fails)."""
+        now = self._clock()
+        with self._lock:
+            for name in running.watch_names:
+                watch = self.cameras[running.trigger.camera].watches.get(name)
+                if watch is not None:
+                    watch.skipped(now)
+
+    def _answer_watches(self, running: Running, model: str) -> None:
+        """Every answer the job got, whatever became of its caption, goes through its watch's debounce."""
+        answers = running.job.answers
+        frame = running.frame
+        if not answers or frame is None:
+            return
+        camera = running.trigger.camera
+        with self.events.gate.passing(camera, frame.ts) as allowed:
+            if not allowed:  # captured before privacy went on: nothing about it is published
+                return
+            for (name, question), answer in zip(running.watches, answers, strict=False):
+                self._watch_answered(camera, name, question, answer, frame, model)
+
+    def _watch_answered(self, camera: str, name: str, question: str, answer: YesNo, frame: AnalysedFrame,
+                        model: str) -> None:
+        state = self.cameras[camera]
+        with self._lock:
+            watch = state.watches.get(name)
+            if watch is None or watch.question != question:  # edited meanwhile: an answer to the old question
+                return
+            changed = watch.answered(answer.p_yes, self._clock(), time.time())
+            self.counters.watch_answers += 1
+            self.counters.watch_changes += int(changed)
+            decided, since, run = watch.state, watch.since, watch.debounce.run
+        snapshot = WatchSnapshot(camera, name, b"").topic(self.config.base_topic)
+        self.log.debug("watch_answered", camera=camera, watch=name, p_yes=round(answer.p_yes, 4), changed=changed)
+        if changed:
+            self._watch_changed(state, watch, frame, answer, bool(decided), question)
+        attributes = WatchAttributes(camera, name, decided, question, answer.p_yes, frame.wall_ts, since, model,
+                                     run, snapshot if since is not None else "")
+        self._publish(attributes)
+        if changed:
+            self._remember(attributes, frame)  # a change is a moment of the board's memory; an answer alone is not
+
+    def _watch_changed(self, state: CameraState, watch: Watch, frame: AnalysedFrame, answer: YesNo, on: bool,
+                       question: str) -> None:
+        """A new decided state: the deciding frame, the state, and an event open while it is ON."""
+        camera, cfg = state.config.id, state.config.snapshot
+        self.log.info("watch_changed", camera=camera, watch=watch.name, state="ON" if on else "OFF",
+                      p_yes=round(answer.p_yes, 4))
+        self._publish(WatchSnapshot(camera, watch.name, encode_jpeg(frame.image, cfg.height, cfg.quality)))
+        self._publish(WatchState(camera, watch.name, on))
+        if on and watch.event_id is None:
+            event_id = self.events.open(camera, TriggerKind.WATCH, frame, frame.ts, watch=watch.name,
+                                        title=question)
+            with self._lock:
+                watch.event_id = event_id
+        elif not on and watch.event_id is not None:
+            with self._lock:
+                event_id, watch.event_id = watch.event_id, None
+            self.events.close(event_id)
 
     # -- running job --------------------------------------------------------------------------------
     def _check_running(self, now: float) -> None:
@@ -351,49 +507,68 @@ class Scheduler:
             return
         with self._lock:
             waiting = [t for ts in self._pending.values() for t in ts]
-        better = should_preempt(running.trigger, waiting, running.cameras_turn)
+        ranked = max([running.trigger, *running.texts_for], key=lambda t: t.priority)  # a job's highest rider
+        better = should_preempt(ranked, waiting, running.cameras_turn)
         if better is not None and not running.job.cancel.is_set():
-            self.log.info("caption_preempted", camera=running.trigger.camera, running=running.trigger.kind,
+            self.log.info("caption_preempted", camera=running.trigger.camera, running=ranked.kind,
                           by=better.kind, by_camera=better.camera)
             running.job.cancel.set()
 
     def _finished(self, running: Running, now: float) -> None:
-        trigger = running.trigger
         try:
             result = running.job.future.result()
         except Exception as exc:
+            self._watches_failed(running)
             with self._lock:
                 self.counters.failed += 1
-            self._close_event(trigger)
-            trigger.finish(None, TriggerError(f"the model failed: {exc}", "failed"))
+            for trigger in running.texts_for:
+                self._close_event(trigger)
+                trigger.finish(None, TriggerError(f"the model failed: {exc}", "failed"))
             return
-        if result.finish_reason == "cancelled":
-            self._cancelled(running, now)
-            return
+        self._answer_watches(running, result.model)
+        texts = running.job.texts
+        cut: FinishReason = "cancelled" if running.job.cancel.is_set() else "deadline"  # what an absent text missed
+        outcomes = [texts[i] if i < len(texts) else CaptionResult("", (), result.model, cut)
+                    for i in range(len(running.texts_for))]
+        preempted = self._was_preempted(running, [*outcomes, result])
         with self._lock:
-            took = now - running.started
-            self._expected_s = 0.7 * self._expected_s + 0.3 * took if self._expected_s else took
-        if result.finish_reason == "deadline":
-            self._stale(trigger, "the caption did not finish before its deadline")
-            return
-        if running.frame is None:
-            self._answer_image(trigger, result)
-            return
-        self._publish_caption(trigger, running.frame, result)
+            self.counters.preempted += int(preempted)
+            if running.texts_for and outcomes[0].finish_reason != "cancelled":
+                took = now - running.started
+                self._expected_s = 0.7 * self._expected_s + 0.3 * took if self._expected_s else took
+        for trigger, text in zip(running.texts_for, outcomes, strict=True):
+            self._finished_text(trigger, running.frame, text, now)
 
-    def _cancelled(self, running: Running, now: float) -> None:
-        """A cancelled job: privacy, stopping, or preempted (then back in line while it can still make it)."""
-        trigger = running.trigger
+    def _was_preempted(self, running: Running, outcomes: list[CaptionResult]) -> bool:
+        """Cancelled neither for privacy nor for stopping: something of higher rank took the model."""
+        if not any(t.finish_reason == "cancelled" for t in outcomes) or self._stop.is_set():
+            return False
+        if running.texts_for and all(t.withdrawn for t in running.texts_for):
+            return False  # its callers gave up
+        return running.frame is None or self.events.gate.allows(running.trigger.camera, running.frame.ts)
+
+    def _finished_text(self, trigger: Trigger, frame: AnalysedFrame | None, text: CaptionResult, now: float) -> None:
+        """One text of a finished job: published or answered, back in line when cut short, or stale."""
+        if text.finish_reason == "cancelled":
+            self._cancelled(trigger, frame, now)
+        elif text.finish_reason == "deadline":
+            self._stale(trigger, "the caption did not finish before its deadline")
+        elif frame is None:
+            self._answer_image(trigger, text)
+        else:
+            self._publish_caption(trigger, frame, text)
+
+    def _cancelled(self, trigger: Trigger, frame: AnalysedFrame | None, now: float) -> None:
+        """A cancelled job's trigger: privacy, stopping, or preempted (then back in line while it can still
+        make it)."""
         if trigger.withdrawn:
             return
-        if running.frame is not None and not self.events.gate.allows(trigger.camera, running.frame.ts):
+        if frame is not None and not self.events.gate.allows(trigger.camera, frame.ts):
             self._cancel_for_privacy(trigger)
             return
         if self._stop.is_set():
             trigger.finish(None, TriggerError("edged is stopping", "unavailable"))
             return
-        with self._lock:
-            self.counters.preempted += 1
         if now < trigger.deadline:
             self._admit(trigger)  # back in line, unless something newer took its place
         else:
@@ -439,23 +614,40 @@ class Scheduler:
             self._close_event(trigger)
             trigger.finish(None, f"camera {trigger.camera!r} has no frame yet")
             return False
-        if trigger.kind is TriggerKind.PERIODIC and self._scene_unchanged(state, frame):
-            self._heartbeat(state, "scene")
+        texts_for = self._texts_for(trigger, state, frame)
+        watches = self._take_due_watches(trigger.camera)
+        if not texts_for and not watches:
             return False
-        job = Job(frame.image, self._prompt(trigger, state.config), trigger.deadline,
-                  self._max_tokens(trigger, state.config))
+        prompts = [self._prompt(t, state.config) for t in texts_for]
+        deadline = max(t.deadline for t in [trigger, *texts_for])
+        max_tokens = max((self._max_tokens(t, state.config) for t in texts_for),
+                         default=self.config.models.captioner.max_new_tokens)
+        job = Job(frame.image, prompts[0] if prompts else "", deadline, max_tokens,
+                  questions=tuple(question for _name, question in watches), more_prompts=tuple(prompts[1:]))
         with self._lock:  # set_privacy either sees this job running (and cancels it) or is seen here
             private = self.events.gate.is_closed(trigger.camera)
             if not private:
                 job.future = self.worker.submit(job)
                 job.future.add_done_callback(self._wake)
-                self._running = Running(trigger, job, frame, now, cameras_turn=self._after_image)
+                self._running = Running(trigger, job, frame, now, self._after_image, texts_for, watches)
                 self._last_served[trigger.camera] = now
                 self._after_image = False
+                self.counters.watch_jobs += int(not texts_for)
         if private:
-            self._cancel_for_privacy(trigger)
+            for t in texts_for:
+                self._cancel_for_privacy(t)
             return False
         return True
+
+    def _texts_for(self, trigger: Trigger, state: CameraState, frame: AnalysedFrame) -> tuple[Trigger, ...]:
+        """Whose text this job writes: the trigger (unless a watch trigger) and whatever else is pending for
+        the camera, questions first; a periodic caption of an unchanged scene is a heartbeat instead."""
+        texts = [*([] if trigger.kind is TriggerKind.WATCH else [trigger]), *self._take_riders(trigger.camera)]
+        periodic = next((t for t in texts if t.kind is TriggerKind.PERIODIC), None)
+        if periodic is not None and self._scene_unchanged(state, frame):
+            self._heartbeat(state, "scene")
+            texts.remove(periodic)
+        return tuple(sorted(texts, key=lambda t: t.kind is not TriggerKind.ASK))  # stable: asks in order
 
     def _start_image(self, trigger: Trigger, image: HandedImage, now: float) -> bool:
         assert self.worker is not None
@@ -467,7 +659,7 @@ class Scheduler:
                 return False
             job.future = self.worker.submit(job)
             job.future.add_done_callback(self._wake)
-            self._running = Running(trigger, job, None, now)
+            self._running = Running(trigger, job, None, now, texts_for=(trigger,))
             self._last_served[IMAGE_LANE] = now
             self._after_image = True
         return True
@@ -644,6 +836,7 @@ class Scheduler:
             "unchanged_scene": c.unchanged_scene, "unchanged_text": c.unchanged_text, "failed": c.failed,
             "no_frame": c.no_frame, "privacy_cancelled": c.privacy_cancelled,
             "images": c.images, "images_pending": images_pending, "withdrawn": c.withdrawn,
+            "watches": {"answers": c.watch_answers, "changes": c.watch_changes, "jobs": c.watch_jobs},
             "pending": pending, "running": running, "expected_caption_s": round(expected_s, 2),
             "latency_ms": {k: v.summary() for k, v in latency.items()},
             "event_new_latency_ms": self.events.new_latency_ms.summary(),
@@ -653,6 +846,10 @@ class Scheduler:
         state = self.cameras.get(camera)
         if state is None:
             return {}
-        return {"caption_interval_s": round(state.interval.current, 1),
-                "caption_latency_ms": self.camera_latency_ms[camera].summary()}
+        out: dict[str, Any] = {"caption_interval_s": round(state.interval.current, 1),
+                               "caption_latency_ms": self.camera_latency_ms[camera].summary()}
+        if state.watches:
+            out["watches"] = {name: None if on is None else ("ON" if on else "OFF")
+                              for name, on in self.watch_states(camera).items()}
+        return out
 
