@@ -60,7 +60,7 @@ _NOISE_RISE = 3.0  # s: time constant of the per-pixel noise envelope when it ri
 _NOISE_FALL = 20.0  # s: ... and when it falls
 _RANGE_EVERY = 2.0  # s between updates of the scene's luma range (improve_contrast)
 _NOISE_EVERY = 0.35  # s between updates of the noise estimate (it changes slowly)
-_LIGHT_CHANGING = 0.02  # the whole scene's brightness (median cell) differs this much from the background's
+_LIGHT_CHANGING = 0.02  # the whole scene's brightness differs this much from the background's
 _SAME_LIGHT = 0.02  # gain-field deviation below which compensation is skipped (< ~4 luma)
 _INITIAL_NOISE = 2.5  # luma: assumed noise before any is measured
 _MIN_THRESHOLD = 3.0  # luma: no pixel threshold goes below this
@@ -290,8 +290,9 @@ class MotionDetector:
         if expected is not model.mean:
             diff = cv2.absdiff(luma, expected)
             fast = self._over(diff, thr, geo)
-            # The slow channel lags the light a little: it is compared under its own lighting.
-            slow_diff = cv2.absdiff(model.slow, self._compensate(model, self._cells(model.slow, geo), geo))
+            # The slow channel lags the light a little: it is compared under its own (overall) light.
+            lag = cv2.mean(self._cells(model.slow, geo))[0] / cv2.mean(cells)[0]
+            slow_diff = cv2.absdiff(model.slow, (expected + _RATIO_OFFSET) * np.float32(lag) - _RATIO_OFFSET)
             slow = self._over(slow_diff, slow_thr, geo)
         fg = cv2.bitwise_or(fast, slow)
         if cv2.countNonZero(fg) > self._config.lightning_threshold * geo.valid:
@@ -391,7 +392,7 @@ class MotionDetector:
         if model.mean_cells is None:
             model.mean_cells = self._cells(model.mean, geo)
         ratio = cv2.medianBlur(cells / model.mean_cells, 3)
-        model.light_changing = abs(float(np.median(ratio)) - 1.0) > _LIGHT_CHANGING
+        model.light_changing = abs(cv2.mean(ratio)[0] - 1.0) > _LIGHT_CHANGING  # median-filtered: robust
         low, high, _, _ = cv2.minMaxLoc(ratio)
         if low > 1.0 - _SAME_LIGHT and high < 1.0 + _SAME_LIGHT:
             return model.mean
@@ -485,8 +486,9 @@ class MotionDetector:
         darker, is a shadow's edge sliding over the scene or the trail an object left fading: a moving
         object covers the scene on one side and uncovers it on the other.
         """
-        ref = self._relight(ref, luma, geo)
-        ref_slow = self._relight(ref_slow, model.slow, geo)
+        if model.light_changing:
+            ref = self._relight(ref, luma, geo)
+            ref_slow = self._relight(ref_slow, model.slow, geo)
         changed = self._changed(model, luma, fast, ref, ref_slow)
         counts = _label_counts(labels, changed, len(stats))
         ids = ids[counts[ids] >= enough[ids]]
@@ -496,9 +498,9 @@ class MotionDetector:
         return np.asarray([i for i in ids if _both_ways(brighter, changed, stats[i, :4])], np.intp)
 
     def _relight(self, before: np.ndarray, now: np.ndarray, geo: _Geometry) -> np.ndarray:
-        """`before` under the light of `now`: scaled by the median brightness ratio of their grid cells
-        (auto-exposure and slow light changes between the two; an object moves a few cells at most)."""
-        gain = float(np.median(self._cells(now, geo) / self._cells(before, geo)))
+        """`before` under the light of `now`: scaled by the mean of the median-filtered brightness ratios
+        of their grid cells (auto-exposure and slow light changes; an object moves a few cells at most)."""
+        gain = cv2.mean(cv2.medianBlur(self._cells(now, geo) / self._cells(before, geo), 3))[0]
         if abs(gain - 1.0) < _SAME_LIGHT:
             return before
         relit: np.ndarray = (before + _RATIO_OFFSET) * np.float32(gain) - _RATIO_OFFSET
