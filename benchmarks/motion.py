@@ -58,6 +58,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--markdown", type=Path, help="write the figures as Markdown here")
     parser.add_argument("--plot", type=Path, help="write the PNG report (timelines and a mask example) here")
     parser.add_argument("--json", type=Path, help="write raw per-clip results as JSON here")
+    parser.add_argument("--small-movers", choices=("heldout", "tune"),
+                        help="instead: frame-level quality on small, slow movers (the held-out or the tuning set)"
+                             " and false motion on the light, wind and noise clips, edged vs. its detector before"
+                             " the slow channel and the baseline (see benchmarks.motion_small); --markdown then"
+                             " rewrites its section of that file")
 
 
 @dataclass
@@ -86,6 +91,10 @@ class Sample:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.small_movers:
+        from benchmarks import motion_small
+
+        return motion_small.run(args)
     cv2.setNumThreads(1)  # one core per camera, as on the board; thread CPU time then covers all the work
     width, height = (int(v) for v in args.size.lower().split("x"))
     scenes = [s.strip() for s in args.scenes.split(",") if s.strip()]

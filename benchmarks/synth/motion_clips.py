@@ -243,8 +243,8 @@ class SmallMover:
     seed: int
 
     def describe(self) -> str:
-        return (f"a figure of {100 * self.size:.1f} % of the frame walks at {100 * self.speed:.1f} % of the width"
-                f" per second, opacity {self.opacity:.2f}, noise {self.noise:.3f}, light {self.ambient:.2f}")
+        return (f"figure {100 * self.size:.1f} % of the frame, {100 * self.speed:.1f} % of the width per s,"
+                f" opacity {self.opacity:.2f}, noise {self.noise:.3f}, light {self.ambient:.2f}")
 
     def spec(self, name: str) -> SceneSpec:
         depth = 0.55 + 0.45 * (self.y - 0.45) / 0.55  # as in `actor_box`
