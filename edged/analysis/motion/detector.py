@@ -14,13 +14,21 @@ Per analysed frame (all on a ~180x100 luma image, a few dozen vectorised operati
    the foreground, so sensor noise at night and leaves swaying in gusts raise their own thresholds
    while still parts of the scene stay sensitive, and a person standing still does not make their
    spot blind. `improve_contrast` scales `threshold` by the scene's luma range (as if the frame were
-   stretched to 0..255). Most frames end here: nothing differs, so nothing else is computed.
+   stretched to 0..255). The same test runs on a **slow channel**, the frame averaged over
+   `_SLOW_TIME` with its own noise envelope: about half as noisy, so a small, faint figure that the
+   frame's envelope swallows still stands out there while it moves less than its size in that
+   time. Most frames end here: nothing differs in either, so nothing else is computed.
 4. **Blobs**: isolated foreground pixels are removed (3x3 median), the rest dilated and split into
    connected components. A component is a candidate when its area reaches `contour_area` and a
    tenth of it changed since the previous frame; it is motion when a candidate was also near it in
-   the previous frame (one-frame flickers from keyframes or gusts are not). A component that has
-   stopped changing (a parked car, the hole a leaving one left) is not motion and is absorbed into
-   the background within about `_ABSORB_TIME`.
+   the previous frame (one-frame flickers from keyframes or gusts are not). The others get a
+   **second look**: a slow mover shifts by a fraction of a pixel per frame, so a component is also a
+   candidate when a tenth of it changed since a frame `_CHANGE_AGE` old (in the channel that shows
+   each pixel, under the light of now), and the change goes both ways: a moving object covers the
+   scene on one side and uncovers it on the other, while a shadow's edge sliding by, or the trail
+   of something gone fading, only darkens or only brightens. A component that has stopped changing
+   (a parked car, the hole a leaving one left) is not motion and is absorbed into the background
+   within about `_ABSORB_TIME`.
 5. **Light changes**: when most grid cells jump in brightness at once (lights on/off, IR switch,
    lightning) or more than `lightning_threshold` of the frame is foreground, the background is
    re-seeded from the current frame and the detector reports `calibrating` (no motion) until the
@@ -69,7 +77,7 @@ _MOVING_SHARE = 0.1  # share of a blob that must have changed since the last fra
 _NEAR = 4  # px: a blob must come this close to a candidate of the last frame (persistence)
 _BOTH_WAYS = 0.1  # share of a slow blob that must change the other way than most of it
 _SLOW_TIME = 0.5  # s: time constant of the slow channel (the frame averaged over a few frames)
-_CHANGE_AGE = 0.6  # s: a blob moves when it changed since a frame at least this old
+_CHANGE_AGE = 0.6  # s: the second look compares with a frame at least this old (a stopped blob: this long)
 _MAX_DT = 1.0  # s: a longer gap between frames (a stall) is treated as this long
 
 
