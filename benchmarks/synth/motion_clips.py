@@ -269,9 +269,9 @@ def small_movers(which: str) -> dict[str, SceneSpec]:
     u = (np.argsort(rng.random((6, count)), axis=1) + rng.random((6, count))) / count
     out = {}
     for i in range(count):
-        mover = SmallMover(size=0.005 * 4.0 ** u[0, i], speed=0.008 + 0.022 * u[1, i],
-                           opacity=0.35 + 0.65 * u[2, i], noise=0.006 + 0.024 * u[3, i],
-                           ambient=0.15 * 6.0 ** u[4, i], y=0.5 + 0.25 * u[5, i],
+        v = [float(x) for x in u[:, i]]
+        mover = SmallMover(size=0.005 * 4.0 ** v[0], speed=0.008 + 0.022 * v[1], opacity=0.35 + 0.65 * v[2],
+                           noise=0.006 + 0.024 * v[3], ambient=0.15 * 6.0 ** v[4], y=0.5 + 0.25 * v[5],
                            left_to_right=bool(rng.integers(2)), seed=seed * 100 + i)
         name = f"small-{which[0]}{i}"
         out[name] = mover.spec(name)
