@@ -19,6 +19,7 @@ import cv2
 import numpy as np
 
 from benchmarks.frigate_motion import FrigateMotionBaseline
+from benchmarks.motion_before import MotionDetector as BeforeMotionDetector
 from benchmarks.synth.motion_clips import GroundTruth
 from edged.analysis.motion import MotionDetector, MotionResult
 from edged.analysis.motion.intervals import Interval, IntervalBuilder
@@ -165,6 +166,22 @@ class EdgedDetector(FrameDetector):
     def step(self, data: np.ndarray, frame: Frame) -> bool:
         self.last = self.detector.update(data, frame.pts)
         return self.last.motion
+
+
+BEFORE = "edged-before"
+
+
+class BeforeDetector(FrameDetector):
+    """edged's detector before the slow channel (`benchmarks.motion_before`), fed the BGR frame as the
+    daemon feeds the current one: what the slow channel changed, measured on the same frames."""
+
+    name = BEFORE
+
+    def __init__(self) -> None:
+        self.detector = BeforeMotionDetector(MotionConfig())
+
+    def step(self, data: np.ndarray, frame: Frame) -> bool:
+        return self.detector.update(data, frame.pts).motion
 
 
 class FrigateDetector(FrameDetector):

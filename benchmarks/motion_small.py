@@ -28,8 +28,9 @@ from typing import Any
 import cv2
 import numpy as np
 
-from benchmarks.motion_before import MotionDetector as BeforeMotionDetector
 from benchmarks.motion_eval import (
+    BEFORE,
+    BeforeDetector,
     ClipRun,
     EdgedDetector,
     FrameDetector,
@@ -48,26 +49,12 @@ from benchmarks.synth.motion_clips import (
     small_movers,
     write_clip,
 )
-from edged.config.schema import MotionConfig
-from edged.sources.frame import Frame
 
-EDGED, BEFORE, FRIGATE = "edged", "edged-before", "frigate"
+EDGED, FRIGATE = "edged", "frigate"
 DETECTORS = (EDGED, BEFORE, FRIGATE)
 CONTROL_SCENES = (*LIGHTING_SCENES, "trees", "noise")  # only ir_switch has anyone in it
 SECTION = "motion-small"
 _GOAL_F1 = 0.8
-
-
-class BeforeDetector(FrameDetector):
-    """edged's detector before the slow channel, fed the BGR frame as the daemon feeds the current one."""
-
-    name = BEFORE
-
-    def __init__(self) -> None:
-        self.detector = BeforeMotionDetector(MotionConfig())
-
-    def step(self, data: np.ndarray, frame: Frame) -> bool:
-        return self.detector.update(data, frame.pts).motion
 
 
 @dataclass
