@@ -286,7 +286,14 @@ class MotionDetector:
         slow_diff = cv2.absdiff(model.slow, model.mean)
         fast = self._over(diff, thr, geo)
         slow = self._over(slow_diff, slow_thr, geo)
-        if not cv2.countNonZero(fast) and not cv2.countNonZero(slow):  # the common case: nothing differs
+        quiet = not cv2.countNonZero(fast)
+        if quiet and cv2.countNonZero(slow):
+            # The slow channel is the more sensitive: an overall drift of the light (auto-exposure,
+            # dusk) shows there first. Scaled to the background's overall brightness, is it quiet?
+            gain = np.float32(cv2.mean(model.mean)[0] / max(1.0, cv2.mean(model.slow)[0]))
+            slow_diff = cv2.absdiff(model.slow * gain, model.mean)
+            quiet = not cv2.countNonZero(self._over(slow_diff, slow_thr, geo))
+        if quiet:  # the common case: nothing differs
             self._quiet(model, luma, diff, slow_diff, dt, ts)
             return self._result(ts, False, 0.0, (), False)
         cells = self._cells(luma, geo)
