@@ -25,7 +25,9 @@ import cv2
 import numpy as np
 
 from benchmarks.motion_eval import (
+    BEFORE,
     MIN_IOU,
+    BeforeDetector,
     ClipRun,
     EdgedDetector,
     FrameDetector,
@@ -58,6 +60,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--markdown", type=Path, help="write the figures as Markdown here")
     parser.add_argument("--plot", type=Path, help="write the PNG report (timelines and a mask example) here")
     parser.add_argument("--json", type=Path, help="write raw per-clip results as JSON here")
+    parser.add_argument("--small-movers", choices=("heldout", "tune"),
+                        help="instead: frame-level quality on small, slow movers (the held-out or the tuning set)"
+                             " and false motion on the light, wind and noise clips, edged vs. its detector before"
+                             " the slow channel and the baseline (see benchmarks.motion_small); --markdown then"
+                             " rewrites its section of that file")
 
 
 @dataclass
@@ -86,6 +93,10 @@ class Sample:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.small_movers:
+        from benchmarks import motion_small
+
+        return motion_small.run(args)
     cv2.setNumThreads(1)  # one core per camera, as on the board; thread CPU time then covers all the work
     width, height = (int(v) for v in args.size.lower().split("x"))
     scenes = [s.strip() for s in args.scenes.split(",") if s.strip()]
@@ -102,11 +113,11 @@ def run(args: argparse.Namespace) -> int:
         path = _ensure_clip(args.clips, scene, width, height, args.seed, args.lead_in, f"[{i}/{len(scenes)}]")
         truth = load_ground_truth(path)
         detectors: list[FrameDetector] = [EdgedDetector(), EdgedDetector(name=EDGED_LUMA, luma=True),
-                                          FrigateDetector()]
+                                          FrigateDetector(), BeforeDetector()]
         observer = _Progress(f"[{i}/{len(scenes)}] {scene}", truth, args.analysis_fps, sample)
         results.append(run_clip(str(path), truth, detectors, args.analysis_fps, observer=observer))
         observer.done(results[-1])
-    summaries = {name: summarise(results, name) for name in (EDGED, EDGED_LUMA, FRIGATE)}
+    summaries = {name: summarise(results, name) for name in (EDGED, EDGED_LUMA, FRIGATE, BEFORE)}
     report = render_markdown(results, summaries, args, width, height, started, load_before, load_average())
     print(report)
     if args.markdown:
@@ -199,7 +210,7 @@ def _pass(ok: bool) -> str:
 def render_markdown(results: Sequence[ClipRun], s: dict[str, Summary], args: argparse.Namespace, width: int,
                     height: int, started: float, load_before: str, load_after: str) -> str:
     """The benchmark's figures as a Markdown section."""
-    e, el, f = s[EDGED], s[EDGED_LUMA], s[FRIGATE]
+    e, el, f, b = s[EDGED], s[EDGED_LUMA], s[FRIGATE], s[BEFORE]
     ratio = e.cpu_us["mean"] / f.cpu_us["mean"]
     ratio_luma = el.cpu_us["mean"] / f.cpu_us["mean"]
     hours = sum(c.scored_seconds for c in results) / 3600.0
@@ -235,6 +246,11 @@ def render_markdown(results: Sequence[ClipRun], s: dict[str, Summary], args: arg
         f"{e.cpu_us['p95']:.0f}) | {f.cpu_us['mean']:.0f} us ({f.cpu_us['median']:.0f}, {f.cpu_us['p95']:.0f}) |",
         f"| CPU ratio edged / frigate, mean | **{ratio:.2f}x** (luma input: {ratio_luma:.2f}x,"
         f" {el.cpu_us['mean']:.0f} us) | 1 |",
+        "",
+        f"edged before its slow channel (`benchmarks.motion_before`, same frames): interval F1 {b.scores.f1:.3f}"
+        f" (TP / FP / FN {b.scores.tp} / {b.scores.fp} / {b.scores.fn}), false motion per hour on the lighting"
+        f" clips {b.lighting_fp_per_hour:.0f}, CPU per frame {b.cpu_us['mean']:.0f} us: edged now costs"
+        f" {e.cpu_us['mean'] / b.cpu_us['mean']:.2f}x that.",
         "",
         "Goals:",
         f"- F1 >= the baseline's: {e.scores.f1:.3f} vs {f.scores.f1:.3f}, {_pass(e.scores.f1 >= f.scores.f1)}",

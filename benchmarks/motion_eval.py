@@ -19,6 +19,7 @@ import cv2
 import numpy as np
 
 from benchmarks.frigate_motion import FrigateMotionBaseline
+from benchmarks.motion_before import MotionDetector as BeforeMotionDetector
 from benchmarks.synth.motion_clips import GroundTruth
 from edged.analysis.motion import MotionDetector, MotionResult
 from edged.analysis.motion.intervals import Interval, IntervalBuilder
@@ -88,6 +89,46 @@ def score_intervals(truth: Sequence[Interval], detected: Sequence[Interval], min
     return Scores(matched, len(detected) - matched, len(truth) - matched)
 
 
+@dataclass(frozen=True)
+class FrameScores:
+    """Frame-level counts: flagged while moving (tp), flagged while not (fp), not flagged while moving (fn)."""
+
+    tp: int = 0
+    fp: int = 0
+    fn: int = 0
+
+    @property
+    def precision(self) -> float:
+        return self.tp / (self.tp + self.fp) if self.tp + self.fp else 1.0
+
+    @property
+    def recall(self) -> float:
+        return self.tp / (self.tp + self.fn) if self.tp + self.fn else 1.0
+
+    @property
+    def f1(self) -> float:
+        return 2 * self.tp / (2 * self.tp + self.fp + self.fn) if self.tp + self.fp + self.fn else 1.0
+
+
+def score_frames(truth: Sequence[Interval], flags: Iterable[tuple[float, bool]], since: float = 0.0) -> FrameScores:
+    """Frame-level scores of `(time, motion)` flags from `since` on: a frame at `t` should be motion
+    exactly when some ground-truth interval `[a, b)` holds `t`."""
+    tp = fp = fn = 0
+    for t, motion in flags:
+        if t < since:
+            continue
+        moving = any(a <= t < b for a, b in truth)
+        tp += motion and moving
+        fp += motion and not moving
+        fn += moving and not motion
+    return FrameScores(tp, fp, fn)
+
+
+def frame_scores(clip: ClipRun, detector: str) -> FrameScores:
+    """One detector's frame-level scores on a clip, after its lead-in."""
+    return score_frames(clip.truth.motion, clip.runs[detector].flags, clip.truth.scored_from)
+
+
 # --- running detectors on clips --------------------------------------------------------------------
 
 
@@ -125,6 +166,22 @@ class EdgedDetector(FrameDetector):
     def step(self, data: np.ndarray, frame: Frame) -> bool:
         self.last = self.detector.update(data, frame.pts)
         return self.last.motion
+
+
+BEFORE = "edged-before"
+
+
+class BeforeDetector(FrameDetector):
+    """edged's detector before the slow channel (`benchmarks.motion_before`), fed the BGR frame as the
+    daemon feeds the current one: what the slow channel changed, measured on the same frames."""
+
+    name = BEFORE
+
+    def __init__(self) -> None:
+        self.detector = BeforeMotionDetector(MotionConfig())
+
+    def step(self, data: np.ndarray, frame: Frame) -> bool:
+        return self.detector.update(data, frame.pts).motion
 
 
 class FrigateDetector(FrameDetector):

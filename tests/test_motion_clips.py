@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from benchmarks.motion_eval import score_intervals
-from benchmarks.synth.motion_clips import load_ground_truth, motion_truth, write_clip
+from benchmarks.synth.motion_clips import actor_box, load_ground_truth, motion_truth, small_movers, write_clip
 from edged.analysis.motion import MotionDetector
 from edged.analysis.motion.intervals import Interval, motion_intervals
 from edged.config.schema import MotionConfig
@@ -102,3 +102,32 @@ def test_lighting_clips_produce_no_motion(tmp_path: Path, scene: str, duration: 
     truth = write_clip(path, scene, width=320, height=180, duration=duration, crf=28)
     assert truth.motion == ()
     assert detect(path) == []
+
+
+def test_small_mover_sets_span_their_ranges_and_do_not_overlap() -> None:
+    """The tuning and held-out sets are fixed (same scenes every run), disjoint, and each spreads its
+    figures over 0.5-2 % of the frame with every scene's figure box really that share of the frame."""
+    tune, heldout = small_movers("tune"), small_movers("heldout")
+    assert {n: s.description for n, s in tune.items()} == {n: s.description for n, s in small_movers("tune").items()}
+    assert len(tune) == 8 and len(heldout) == 10
+    assert not set(tune) & set(heldout)
+    assert {s.description for s in tune.values()}.isdisjoint(s.description for s in heldout.values())
+    for scenes in (tune, heldout):
+        sizes = []
+        for spec in scenes.values():
+            (actor,) = spec.actors
+            box = actor_box(actor, 10.0, 640, 360)
+            assert box is not None
+            sizes.append(box[2] * box[3] / (640 * 360))
+        assert min(sizes) < 0.008 and max(sizes) > 0.015
+        assert all(0.0045 <= s <= 0.021 for s in sizes), sizes
+
+
+@pytest.mark.parametrize("scene", ["small-t0", "small-h9"])
+def test_small_mover_ground_truth_is_its_two_walks(scene: str) -> None:
+    """A small mover walks from 4 s to 16 s, stands still until 21 s (not motion), walks until 33 s."""
+    truth = motion_truth(scene)
+    assert len(truth) == 2
+    (a0, b0), (a1, b1) = truth
+    assert 4.0 <= a0 <= 4.3 and 15.9 <= b0 <= 16.2
+    assert 21.0 <= a1 <= 21.3 and 32.9 <= b1 <= 33.2

@@ -87,6 +87,7 @@ class Actor:
     keys: tuple[Key, ...]
     colour_seed: int = 0
     scale: float = 1.0
+    opacity: float = 1.0  # < 1: the figure is blended into the scene behind it (low contrast)
 
     def position(self, t: float) -> tuple[float, float] | None:
         keys = self.keys
@@ -212,6 +213,77 @@ def _scenes() -> dict[str, SceneSpec]:
 SCENES: dict[str, SceneSpec] = _scenes()
 # Clips without any real motion: every detection on them is false motion.
 LIGHTING_SCENES = ("lights", "ramp", "ir_switch", "lightning", "shadows")
+
+
+# --- small, slow movers ---------------------------------------------------------------------------------
+#
+# One figure covering 0.5-2 % of the frame (its box) crosses a static scene slowly, stops for a few
+# seconds, and walks on. Each scene draws its size, speed, contrast (the figure's opacity over the
+# scene), sensor noise, light level and path from a Latin hypercube, so a set spans every range evenly.
+# The "tune" set is what the detector was tuned on; the "heldout" set has other seeds and so other
+# sizes, speeds, contrasts, noise, backdrops and clothes, and is only ever reported.
+
+_SMALL_WALK = 12.0  # s: each of the two walks
+_SMALL_PAUSE = 5.0  # s: standing still between them (not motion)
+_SMALL_START = 4.0  # s into the scene
+_SMALL_SETS = {"tune": (8, 16), "heldout": (10, 61)}  # set -> (scenes, seed)
+
+
+@dataclass(frozen=True)
+class SmallMover:
+    """The parameters of one small-slow-mover scene."""
+
+    size: float  # share of the frame covered by the figure's box
+    speed: float  # frame widths per second
+    opacity: float  # 1: the figure as it is; lower: blended into the scene (less contrast)
+    noise: float  # sensor noise at unit gain (fraction of full scale)
+    ambient: float  # daylight level (a dark scene means high gain: more noise)
+    y: float  # ground line, fraction of the height
+    left_to_right: bool
+    seed: int
+
+    def describe(self) -> str:
+        return (f"figure {100 * self.size:.1f} % of the frame, {100 * self.speed:.1f} % of the width per s,"
+                f" opacity {self.opacity:.2f}, noise {self.noise:.3f}, light {self.ambient:.2f}")
+
+    def spec(self, name: str) -> SceneSpec:
+        depth = 0.55 + 0.45 * (self.y - 0.45) / 0.55  # as in `actor_box`
+        # Box area = 0.5 h^2 for a person; at 16:9, h / height = sqrt(2 * size * 16 / 9).
+        scale = math.sqrt(2.0 * self.size * 16.0 / 9.0) / (0.34 * depth)
+        travel = self.speed * _SMALL_WALK
+        step = travel if self.left_to_right else -travel  # two walks of `travel` each, meeting at the centre
+        x0, x1 = 0.5 - step, 0.5
+        t0, t1 = _SMALL_START, _SMALL_START + _SMALL_WALK
+        t2, t3 = t1 + _SMALL_PAUSE, t1 + _SMALL_PAUSE + _SMALL_WALK
+        keys = ((t0, x0, self.y), (t1, x1, self.y), (t2, x1, self.y), (t3, x1 + step, self.y))
+        actor = Actor("person", keys, self.seed, scale, self.opacity)
+        return SceneSpec(name, self.describe(), t3 + _SMALL_START, (actor,), ambient=_const(self.ambient),
+                         noise=self.noise, seed=self.seed)
+
+
+def small_movers(which: str) -> dict[str, SceneSpec]:
+    """The scenes of one set of small slow movers ("tune" or "heldout"), by name."""
+    count, seed = _SMALL_SETS[which]
+    rng = np.random.default_rng(seed)
+    # Latin hypercube: each parameter's range cut into `count` strata, each stratum used once.
+    u = (np.argsort(rng.random((6, count)), axis=1) + rng.random((6, count))) / count
+    out = {}
+    for i in range(count):
+        v = [float(x) for x in u[:, i]]
+        mover = SmallMover(size=0.005 * 4.0 ** v[0], speed=0.008 + 0.022 * v[1], opacity=0.35 + 0.65 * v[2],
+                           noise=0.006 + 0.024 * v[3], ambient=0.15 * 6.0 ** v[4], y=0.5 + 0.25 * v[5],
+                           left_to_right=bool(rng.integers(2)), seed=seed * 100 + i)
+        name = f"small-{which[0]}{i}"
+        out[name] = mover.spec(name)
+    return out
+
+
+SMALL_MOVER_SCENES: dict[str, SceneSpec] = {**small_movers("tune"), **small_movers("heldout")}
+
+
+def scene_spec(name: str) -> SceneSpec:
+    """A scene of `SCENES` or of `SMALL_MOVER_SCENES` by name (KeyError when neither has it)."""
+    return SCENES[name] if name in SCENES else SMALL_MOVER_SCENES[name]
 
 
 # --- rendering ---------------------------------------------------------------------------------------
@@ -371,7 +443,7 @@ def _moving(spec: SceneSpec, t: float, width: int, height: int, fps: float) -> b
 def motion_truth(scene: str, width: int = 640, height: int = 360, fps: float = 10.0, lead_in: float = 0.0,
                  duration: float | None = None) -> tuple[Interval, ...]:
     """The ground-truth motion intervals `write_clip` would write for these settings, without rendering."""
-    spec = SCENES[scene]
+    spec = scene_spec(scene)
     frames = round(((spec.duration if duration is None else duration) + lead_in) * fps)
     return intervals_from_flags([_moving(spec, i / fps - lead_in, width, height, fps) for i in range(frames)], fps)
 
@@ -436,11 +508,12 @@ class _Renderer:
         else:
             colour, alpha = _car_sprite(ah, rng)
         shadow = np.zeros((max(2, ah // 8), aw), np.float32)
-        cv2.ellipse(shadow, (aw // 2, shadow.shape[0] // 2), (aw // 2, shadow.shape[0] // 2), 0, 0, 360, 0.45, -1)
+        cv2.ellipse(shadow, (aw // 2, shadow.shape[0] // 2), (aw // 2, shadow.shape[0] // 2), 0, 0, 360,
+                    0.45 * actor.opacity, -1)
         _paint(img, np.zeros((*shadow.shape, 3), np.float32), shadow, x, y + ah - shadow.shape[0] // 2)
         if ir:
             colour = np.repeat((colour @ np.asarray((0.3, 0.4, 0.3), np.float32) * 1.2)[..., None], 3, 2)
-        _paint(img, colour, alpha, x, y)
+        _paint(img, colour, alpha * actor.opacity if actor.opacity < 1.0 else alpha, x, y)
 
     def _illumination(self, t: float, ir: bool) -> np.ndarray | float:
         spec, bd = self.spec, self.backdrop
@@ -534,7 +607,7 @@ def write_clip(path: str | Path, scene: str = "sample", *, width: int = 640, hei
     opening scene (ground truth `scored_from`); times in the ground truth are clip times.
     Returns the ground truth.
     """
-    spec = SCENES[scene]
+    spec = scene_spec(scene)
     if duration is not None:
         spec = SceneSpec(**{**spec.__dict__, "duration": duration})
     out = Path(path)

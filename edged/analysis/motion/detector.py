@@ -14,13 +14,21 @@ Per analysed frame (all on a ~180x100 luma image, a few dozen vectorised operati
    the foreground, so sensor noise at night and leaves swaying in gusts raise their own thresholds
    while still parts of the scene stay sensitive, and a person standing still does not make their
    spot blind. `improve_contrast` scales `threshold` by the scene's luma range (as if the frame were
-   stretched to 0..255). Most frames end here: nothing differs, so nothing else is computed.
+   stretched to 0..255). The same test runs on a **slow channel**, the frame averaged over
+   `_SLOW_TIME` with its own noise envelope: about half as noisy, so a small, faint figure that the
+   frame's envelope swallows still stands out there while it moves less than its size in that
+   time. Most frames end here: nothing differs in either, so nothing else is computed.
 4. **Blobs**: isolated foreground pixels are removed (3x3 median), the rest dilated and split into
    connected components. A component is a candidate when its area reaches `contour_area` and a
    tenth of it changed since the previous frame; it is motion when a candidate was also near it in
-   the previous frame (one-frame flickers from keyframes or gusts are not). A component that has
-   stopped changing (a parked car, the hole a leaving one left) is not motion and is absorbed into
-   the background within about `_ABSORB_TIME`.
+   the previous frame (one-frame flickers from keyframes or gusts are not). The others get a
+   **second look**: a slow mover shifts by a fraction of a pixel per frame, so a component is also a
+   candidate when a tenth of it changed since a frame `_CHANGE_AGE` old (in the channel that shows
+   each pixel, under the light of now), and the change goes both ways: a moving object covers the
+   scene on one side and uncovers it on the other, while a shadow's edge sliding by, or the trail
+   of something gone fading, only darkens or only brightens. A component that has stopped changing
+   (a parked car, the hole a leaving one left) is not motion and is absorbed into the background
+   within about `_ABSORB_TIME`.
 5. **Light changes**: when most grid cells jump in brightness at once (lights on/off, IR switch,
    lightning) or more than `lightning_threshold` of the frame is foreground, the background is
    re-seeded from the current frame and the detector reports `calibrating` (no motion) until the
@@ -36,6 +44,7 @@ from __future__ import annotations
 
 import math
 import threading
+from collections import deque
 from dataclasses import dataclass, replace
 
 import cv2
@@ -59,12 +68,16 @@ _NOISE_RISE = 3.0  # s: time constant of the per-pixel noise envelope when it ri
 _NOISE_FALL = 20.0  # s: ... and when it falls
 _RANGE_EVERY = 2.0  # s between updates of the scene's luma range (improve_contrast)
 _NOISE_EVERY = 0.35  # s between updates of the noise estimate (it changes slowly)
+_LIGHT_CHANGING = 0.02  # the whole scene's brightness differs this much from the background's
 _SAME_LIGHT = 0.02  # gain-field deviation below which compensation is skipped (< ~4 luma)
 _INITIAL_NOISE = 2.5  # luma: assumed noise before any is measured
 _MIN_THRESHOLD = 3.0  # luma: no pixel threshold goes below this
 _MIN_SPAN = 32.0  # luma: contrast scaling never treats a scene as flatter than this
 _MOVING_SHARE = 0.1  # share of a blob that must have changed since the last frame
 _NEAR = 4  # px: a blob must come this close to a candidate of the last frame (persistence)
+_BOTH_WAYS = 0.1  # share of a slow blob that must change the other way than most of it
+_SLOW_TIME = 0.5  # s: time constant of the slow channel (the frame averaged over a few frames)
+_CHANGE_AGE = 0.6  # s: the second look compares with a frame at least this old (a stopped blob: this long)
 _MAX_DT = 1.0  # s: a longer gap between frames (a stall) is treated as this long
 
 
@@ -131,9 +144,16 @@ class _Model:
         self.var: np.ndarray = np.full_like(luma, _INITIAL_NOISE ** 2)
         self.noise_thr: np.ndarray = np.full_like(luma, noise_factor * _INITIAL_NOISE)
         self.thr: np.ndarray | None = None  # max(noise_thr, floor), rebuilt when either changes
+        # The slow channel: the frame averaged over ~_SLOW_TIME, with its own (lower) noise.
+        self.slow: np.ndarray = luma.copy()
+        self.slow_var: np.ndarray = np.full_like(luma, (0.5 * _INITIAL_NOISE) ** 2)
+        self.slow_noise_thr: np.ndarray = np.sqrt(self.slow_var) * noise_factor
+        self.slow_thr: np.ndarray | None = None
+        # (ts, frame, slow channel) of the last ~_CHANGE_AGE s: what a blob's change is measured against
+        self.history: deque[tuple[float, np.ndarray, np.ndarray]] = deque()
         self.floor = 0.0
         self.noise_at = ts
-        self.prev = luma
+        self.light_changing = False  # the whole scene is lit differently from the background (see _compensate)
         self.prev_boxes: np.ndarray = np.zeros((0, 4), np.int32)  # candidate blobs of the last frame (x, y, w, h)
         self.prev_cells: np.ndarray | None = None
         self.mean_cells: np.ndarray | None = None  # cell means of `mean`, kept in step while blends are uniform
@@ -260,11 +280,21 @@ class MotionDetector:
     def _analyse(self, model: _Model, luma: np.ndarray, luma8: np.ndarray, params: _Params, geo: _Geometry,
                  dt: float, ts: float) -> MotionResult:
         """One frame of a calibrated detector."""
-        thr = self._thresholds(model, params, luma8, ts)
+        cv2.accumulateWeighted(luma, model.slow, _alpha(dt, _SLOW_TIME))
+        thr, slow_thr = self._thresholds(model, params, luma8, ts)
         diff = cv2.absdiff(luma, model.mean)
-        fg = self._over(diff, thr, geo)
-        if not cv2.countNonZero(fg):  # the common case: nothing differs, even without compensation
-            self._quiet(model, luma, diff, dt, ts)
+        slow_diff = cv2.absdiff(model.slow, model.mean)
+        fast = self._over(diff, thr, geo)
+        slow = self._over(slow_diff, slow_thr, geo)
+        quiet = not cv2.countNonZero(fast)
+        if quiet and cv2.countNonZero(slow):
+            # The slow channel is the more sensitive: an overall drift of the light (auto-exposure,
+            # dusk) shows there first. Scaled to the background's overall brightness, is it quiet?
+            gain = np.float32(cv2.mean(model.mean)[0] / max(1.0, cv2.mean(model.slow)[0]))
+            slow_diff = cv2.absdiff(model.slow * gain, model.mean)
+            quiet = not cv2.countNonZero(self._over(slow_diff, slow_thr, geo))
+        if quiet:  # the common case: nothing differs
+            self._quiet(model, luma, diff, slow_diff, dt, ts)
             return self._result(ts, False, 0.0, (), False)
         cells = self._cells(luma, geo)
         if self._light_jump(model, cells) is None:
@@ -274,13 +304,18 @@ class MotionDetector:
         expected = self._compensate(model, cells, geo)
         if expected is not model.mean:
             diff = cv2.absdiff(luma, expected)
-            fg = self._over(diff, thr, geo)
+            fast = self._over(diff, thr, geo)
+            # The slow channel lags the light a little: it is compared under its own (overall) light.
+            lag = cv2.mean(self._cells(model.slow, geo))[0] / cv2.mean(cells)[0]
+            slow_diff = cv2.absdiff(model.slow, (expected + _RATIO_OFFSET) * np.float32(lag) - _RATIO_OFFSET)
+            slow = self._over(slow_diff, slow_thr, geo)
+        fg = cv2.bitwise_or(fast, slow)
         if cv2.countNonZero(fg) > self._config.lightning_threshold * geo.valid:
             self._calibration_step(model, luma, cells, dt, ts, None)
             return self._result(ts, False, 0.0, (), True)
-        boxes, area, grown = self._detect(model, luma, cells, fg, params, geo, dt)
-        self._learn_noise(model, diff, grown, ts)
-        model.prev, self.foreground = luma, grown
+        boxes, area, grown = self._detect(model, luma, cells, fg, fast, params, geo, dt, ts)
+        self._learn_noise(model, diff, slow_diff, grown, ts)
+        self.foreground = grown
         if grown is None:
             model.prev_boxes = model.prev_boxes[:0]
         return self._result(ts, bool(boxes), area, boxes, False)
@@ -293,12 +328,14 @@ class MotionDetector:
             cv2.bitwise_and(fg, geo.keep, dst=fg)
         return fg
 
-    def _quiet(self, model: _Model, luma: np.ndarray, diff: np.ndarray, dt: float, ts: float) -> None:
+    def _quiet(self, model: _Model, luma: np.ndarray, diff: np.ndarray, slow_diff: np.ndarray, dt: float,
+               ts: float) -> None:
         """A frame where nothing moved: the background follows it and the noise estimate learns from it."""
         self._blend(model.mean, luma, _alpha(dt, self._config.background_time), None)
         model.mean_cells = None
-        self._learn_noise(model, diff, None, ts)
-        model.prev, model.prev_boxes, self.foreground = luma, model.prev_boxes[:0], None
+        self._learn_noise(model, diff, slow_diff, None, ts)
+        _remember(model, luma, ts)
+        model.prev_boxes, self.foreground = model.prev_boxes[:0], None
 
     def _result(self, ts: float, motion: bool, area: float, boxes: tuple[MotionBox, ...],
                 calibrating: bool) -> MotionResult:
@@ -351,22 +388,26 @@ class MotionDetector:
         scene quickly and stop calibrating once it has settled."""
         if change is None:
             model.mean = luma.copy()
+            model.slow = luma.copy()
             if not model.calibrating:
                 model.calibrating, model.calibration_started = True, ts
             model.calibrating_until = ts + _SETTLE_TIME
         else:
             self._blend(model.mean, luma, _alpha(dt, _CALIBRATE_TIME), None)
+            model.slow = model.mean.copy()
             settled = ts >= model.calibrating_until and change < _SETTLED
             if settled or ts - model.calibration_started >= _MAX_CALIBRATION:
                 model.calibrating, model.span_at = False, -math.inf
-        model.prev, model.prev_cells, model.mean_cells, self.foreground = luma, cells, None, None
+        model.prev_cells, model.mean_cells, self.foreground = cells, None, None
         model.prev_boxes = model.prev_boxes[:0]
+        model.history.clear()
 
     def _compensate(self, model: _Model, cells: np.ndarray, geo: _Geometry) -> np.ndarray:
         """The background as it would look under the current frame's lighting (a smooth gain field)."""
         if model.mean_cells is None:
             model.mean_cells = self._cells(model.mean, geo)
         ratio = cv2.medianBlur(cells / model.mean_cells, 3)
+        model.light_changing = abs(cv2.mean(ratio)[0] - 1.0) > _LIGHT_CHANGING  # median-filtered: robust
         low, high, _, _ = cv2.minMaxLoc(ratio)
         if low > 1.0 - _SAME_LIGHT and high < 1.0 + _SAME_LIGHT:
             return model.mean
@@ -374,36 +415,41 @@ class MotionDetector:
         expected: np.ndarray = (model.mean + _RATIO_OFFSET) * gain - _RATIO_OFFSET
         return expected
 
-    def _thresholds(self, model: _Model, params: _Params, luma8: np.ndarray, ts: float) -> np.ndarray:
-        """Per-pixel thresholds: max(noise_factor x noise, threshold scaled to the scene's contrast)."""
+    def _thresholds(self, model: _Model, params: _Params, luma8: np.ndarray,
+                    ts: float) -> tuple[np.ndarray, np.ndarray]:
+        """Per-pixel thresholds of the frame and of the slow channel: max(noise_factor x its noise, threshold
+        scaled to the scene's contrast)."""
         floor = float(params.threshold)
         if self._config.improve_contrast:
             if ts - model.span_at >= _RANGE_EVERY:
                 model.span, model.span_at = max(_MIN_SPAN, _span(luma8)), ts
             floor *= model.span / 255.0
         floor = max(_MIN_THRESHOLD, floor)
-        if model.thr is None or floor != model.floor:
+        if model.thr is None or model.slow_thr is None or floor != model.floor:
             model.thr, model.floor = np.maximum(model.noise_thr, np.float32(floor)), floor
-        return model.thr
+            model.slow_thr = np.maximum(model.slow_noise_thr, np.float32(floor))
+        return model.thr, model.slow_thr
 
-    def _detect(self, model: _Model, luma: np.ndarray, cells: np.ndarray, fg: np.ndarray, params: _Params,
-                geo: _Geometry, dt: float) -> tuple[tuple[MotionBox, ...], float, np.ndarray | None]:
+    def _detect(self, model: _Model, luma: np.ndarray, cells: np.ndarray, fg: np.ndarray, fast: np.ndarray,
+                params: _Params, geo: _Geometry, dt: float,
+                ts: float) -> tuple[tuple[MotionBox, ...], float, np.ndarray | None]:
         """Boxes, moving share and grown foreground (None when empty); learns the background meanwhile."""
+        fg = cv2.medianBlur(fg, 3)  # isolated noise pixels go, blobs of 3 x 3 and more stay
         if cv2.countNonZero(fg):
-            fg = cv2.medianBlur(fg, 3)  # isolated noise pixels go, blobs of 3 x 3 and more stay
-            if cv2.countNonZero(fg):
-                return self._blobs(model, luma, fg, params, geo, dt)
+            return self._blobs(model, luma, fg, fast, params, geo, dt, ts)
+        _remember(model, luma, ts)
         alpha = _alpha(dt, self._config.background_time)
         self._blend(model.mean, luma, alpha, None)
         if model.mean_cells is not None:  # a uniform blend moves the cell means the same way
             model.mean_cells += alpha * (cells - model.mean_cells)
         return (), 0.0, None
 
-    def _blobs(self, model: _Model, luma: np.ndarray, fg: np.ndarray, params: _Params, geo: _Geometry,
-               dt: float) -> tuple[tuple[MotionBox, ...], float, np.ndarray]:
+    def _blobs(self, model: _Model, luma: np.ndarray, fg: np.ndarray, fast: np.ndarray, params: _Params,
+               geo: _Geometry, dt: float, ts: float) -> tuple[tuple[MotionBox, ...], float, np.ndarray]:
         """Moving blobs as boxes, their share of the frame and the grown foreground; learns the background.
 
-        A blob is a candidate when it is big enough and part of it changed since the last frame; it
+        A blob is a candidate when it is big enough and part of it changed since a frame `_CHANGE_AGE`
+        ago (not just since the last frame: a slow mover shifts by a fraction of a pixel per frame); it
         moves when a candidate was also near it in the previous frame, so a one-frame flicker (a
         keyframe's fresh noise, a leaf in a gust) is not motion.
         """
@@ -413,20 +459,31 @@ class MotionDetector:
         if n <= 256:  # uint8 labels: per-label counts and maps become histograms and LUTs
             labels = labels.astype(np.uint8)
         areas = stats[:, cv2.CC_STAT_AREA]
-        changed = cv2.compare(cv2.absdiff(luma, model.prev), model.noise_thr, cv2.CMP_GT)
-        candidate = (areas >= params.contour_area) & (
-            _label_counts(labels, changed, n) >= np.maximum(2, _MOVING_SHARE * areas))
-        candidate[0] = False  # label 0 is the background
+        prev, ref, ref_slow = _remember(model, luma, ts)
+        enough = np.maximum(2, _MOVING_SHARE * areas)
+        big = areas >= params.contour_area
+        big[0] = False  # label 0 is the background
+        if model.light_changing:  # compare under the same light (auto-exposure hunting, dusk)
+            prev = self._relight(prev, luma, geo)
+        quick = cv2.compare(cv2.absdiff(luma, prev), model.noise_thr, cv2.CMP_GT)
+        cv2.bitwise_and(quick, fast, dst=quick)  # as before the slow channel: the frame's own foreground
+        candidate = big & (_label_counts(labels, quick, n) >= enough)
+        second = np.flatnonzero(big & ~candidate)
+        if len(second):  # the others get a second look, over a longer time and in both channels
+            candidate[self._second_look(model, luma, fast, labels, stats, second, enough, ref, ref_slow,
+                                        geo)] = True
         ids = np.flatnonzero(candidate)
         boxes = stats[ids, :4]
         moving = [i for i, box in zip(ids, boxes, strict=True) if _near_any(box, model.prev_boxes)]
         model.prev_boxes = boxes
         # Background pixels follow the scene, still blobs are absorbed fast, changing ones very slowly.
+        background = _alpha(dt, self._config.background_time)
         rates = np.full(n, _alpha(dt, _ABSORB_TIME), np.float32)
         rates[candidate] = _alpha(dt, _MOVING_TIME)
-        rates[0] = _alpha(dt, self._config.background_time)
+        rates[0] = background
+        rate_map = _label_map(labels, rates)
         step = cv2.subtract(luma, model.mean)
-        cv2.multiply(step, _label_map(labels, rates), dst=step)
+        cv2.multiply(step, rate_map, dst=step)
         cv2.add(model.mean, step, dst=model.mean)
         model.mean_cells = None
         w, h = geo.width, geo.height
@@ -434,7 +491,53 @@ class MotionDetector:
                                 (stats[i, 1] + stats[i, 3]) / h) for i in moving)
         return found, float(areas[moving].sum()) / geo.valid, grown
 
-    def _learn_noise(self, model: _Model, diff: np.ndarray, grown: np.ndarray | None, ts: float) -> None:
+    def _second_look(self, model: _Model, luma: np.ndarray, fast: np.ndarray, labels: np.ndarray,
+                     stats: np.ndarray, ids: np.ndarray, enough: np.ndarray, ref: np.ndarray, ref_slow: np.ndarray,
+                     geo: _Geometry) -> np.ndarray:
+        """The blobs among `ids` that changed since the reference frame (under the light of now), both ways.
+
+        A slow mover shifts by a fraction of a pixel per frame, so it shows no change from one frame
+        to the next; over `_CHANGE_AGE` it does. But all of a blob getting brighter, or all of it
+        darker, is a shadow's edge sliding over the scene or the trail an object left fading: a moving
+        object covers the scene on one side and uncovers it on the other.
+        """
+        if model.light_changing:
+            ref = self._relight(ref, luma, geo)
+            ref_slow = self._relight(ref_slow, model.slow, geo)
+        changed = self._changed(model, luma, fast, ref, ref_slow)
+        counts = _label_counts(labels, changed, len(stats))
+        ids = ids[counts[ids] >= enough[ids]]
+        if not len(ids):
+            return ids
+        brighter = cv2.compare(model.slow, ref_slow, cv2.CMP_GT)
+        return np.asarray([i for i in ids if _both_ways(brighter, changed, stats[i, :4])], np.intp)
+
+    def _relight(self, before: np.ndarray, now: np.ndarray, geo: _Geometry) -> np.ndarray:
+        """`before` under the light of `now`: scaled by the mean of the median-filtered brightness ratios
+        of their grid cells (auto-exposure and slow light changes; an object moves a few cells at most)."""
+        gain = cv2.mean(cv2.medianBlur(self._cells(now, geo) / self._cells(before, geo), 3))[0]
+        if abs(gain - 1.0) < _SAME_LIGHT:
+            return before
+        relit: np.ndarray = (before + _RATIO_OFFSET) * np.float32(gain) - _RATIO_OFFSET
+        return relit
+
+    @staticmethod
+    def _changed(model: _Model, luma: np.ndarray, fast: np.ndarray, ref: np.ndarray,
+                 ref_slow: np.ndarray) -> np.ndarray:
+        """Pixels that changed since the reference frame, each judged in the channel that saw it.
+
+        Where the frame itself differs from the background (`fast`), the frame is compared with the
+        reference frame; elsewhere (faint objects that only the slow channel shows, and the trail a
+        mover leaves in it) the slow channel with the reference's slow channel. So a stopped object
+        stops changing `_CHANGE_AGE` after it stops, plus the slow channel's lag for faint ones only.
+        """
+        changed = cv2.compare(cv2.absdiff(model.slow, ref_slow), model.slow_noise_thr, cv2.CMP_GT)
+        fast_changed = cv2.compare(cv2.absdiff(luma, ref), model.noise_thr, cv2.CMP_GT)
+        cv2.copyTo(fast_changed, fast, changed)
+        return changed
+
+    def _learn_noise(self, model: _Model, diff: np.ndarray, slow_diff: np.ndarray, grown: np.ndarray | None,
+                     ts: float) -> None:
         """Every `_NOISE_EVERY` s: update each pixel's noise, an envelope of its squared differences.
 
         It rises quickly and falls slowly, so a pixel that is sometimes busy (a leaf in gusts, a
@@ -446,14 +549,10 @@ class MotionDetector:
             return
         model.noise_at = ts
         dt = min(elapsed, _MAX_DT)
-        square = cv2.multiply(diff, diff)
-        rising = cv2.compare(square, model.var, cv2.CMP_GT)
-        cv2.accumulateWeighted(square, model.var, _alpha(dt, _NOISE_FALL), mask=cv2.bitwise_not(rising))
-        if grown is not None:  # foreground is not noise: it may only pull the estimate down
-            cv2.bitwise_and(rising, cv2.bitwise_not(grown), dst=rising)
-        cv2.accumulateWeighted(square, model.var, _alpha(dt, _NOISE_RISE), mask=rising)
-        np.multiply(cv2.sqrt(model.var), self._noise_factor, out=model.noise_thr)
-        model.thr = None
+        background = None if grown is None else cv2.bitwise_not(grown)
+        _envelope(model.var, diff, background, dt, self._noise_factor, model.noise_thr)
+        _envelope(model.slow_var, slow_diff, background, dt, self._noise_factor, model.slow_noise_thr)
+        model.thr = model.slow_thr = None
 
     @staticmethod
     def _blend(mean: np.ndarray, luma: np.ndarray, alpha: float, mask: np.ndarray | None) -> None:
@@ -461,6 +560,43 @@ class MotionDetector:
             cv2.accumulateWeighted(luma, mean, alpha)
         else:
             cv2.accumulateWeighted(luma, mean, alpha, mask=mask)
+
+
+def _remember(model: _Model, luma: np.ndarray, ts: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Keep this frame (and its slow channel) for later comparisons. Returns the previous frame and the
+    reference: the newest kept frame (and slow channel) at least `_CHANGE_AGE` old, or the oldest kept
+    one shortly after a calibration."""
+    history = model.history
+    history.append((ts, luma, model.slow.copy()))
+    while len(history) > 1 and history[1][0] <= ts - _CHANGE_AGE:
+        history.popleft()
+    prev = history[-2][1] if len(history) > 1 else luma
+    return prev, history[0][1], history[0][2]
+
+
+def _envelope(var: np.ndarray, diff: np.ndarray, background: np.ndarray | None, dt: float, factor: float,
+              out: np.ndarray) -> None:
+    """Update a noise envelope `var` with `diff` (rising fast, falling slowly; foreground pixels may only
+    pull it down) and write `factor` x its square root to `out`."""
+    square = cv2.multiply(diff, diff)
+    rising = cv2.compare(square, var, cv2.CMP_GT)
+    cv2.accumulateWeighted(square, var, _alpha(dt, _NOISE_FALL), mask=cv2.bitwise_not(rising))
+    if background is not None:  # foreground is not noise: it may only pull the estimate down
+        cv2.bitwise_and(rising, background, dst=rising)
+    cv2.accumulateWeighted(square, var, _alpha(dt, _NOISE_RISE), mask=rising)
+    np.multiply(cv2.sqrt(var), factor, out=out)
+
+
+def _both_ways(brighter: np.ndarray, changed: np.ndarray, box: np.ndarray) -> bool:
+    """Whether the changed pixels in and around `box` (x, y, w, h) changed both ways: at least
+    `_BOTH_WAYS` of them got brighter and as many darker. Around: a slow mover's blob can split in
+    two, the side it covers and the side it uncovers."""
+    x, y, w, h = (int(v) for v in box)
+    around = (slice(max(0, y - _NEAR), y + h + _NEAR), slice(max(0, x - _NEAR), x + w + _NEAR))
+    mask = changed[around]
+    total = cv2.countNonZero(mask)
+    up = cv2.countNonZero(cv2.bitwise_and(brighter[around], mask))
+    return min(up, total - up) >= _BOTH_WAYS * total > 0
 
 
 def _label_counts(labels: np.ndarray, mask: np.ndarray | None, n: int) -> np.ndarray:

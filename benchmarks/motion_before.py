@@ -1,0 +1,508 @@
+"""edged's motion detector as it was before the slow channel (commit f86c7a8), frozen for comparisons.
+
+`python -m benchmarks motion --small-movers` runs it beside the current `edged.analysis.motion.MotionDetector`
+on the same frames, so quality and CPU per frame are compared in one run. Not used by the daemon.
+
+The original description follows.
+
+`MotionDetector`: motion on low-resolution luma, robust to lighting, noise and swaying leaves.
+
+Per analysed frame (all on a ~180x100 luma image, a few dozen vectorised operations):
+
+1. **Luma**: nearest-neighbour downscale first, then grey (cheap at any input size), 3x3 blur.
+2. **Photometric compensation**: the frame and the background are averaged over a coarse grid of
+   cells (5 rows); the per-cell brightness ratio, median-filtered over neighbouring cells so that
+   one object cannot move it, is upsampled into a smooth gain field that maps the background to
+   the current lighting. Lamps, dusk, cloud shadows and auto-exposure changes cancel out; a person
+   (a few cells at most) does not.
+3. **Per-pixel thresholds**: a pixel is foreground when it differs from the compensated background
+   by more than `max(threshold, noise_factor x its own noise)`. The noise is an envelope of each
+   pixel's squared differences (rising within seconds, falling over tens of seconds) learnt outside
+   the foreground, so sensor noise at night and leaves swaying in gusts raise their own thresholds
+   while still parts of the scene stay sensitive, and a person standing still does not make their
+   spot blind. `improve_contrast` scales `threshold` by the scene's luma range (as if the frame were
+   stretched to 0..255). Most frames end here: nothing differs, so nothing else is computed.
+4. **Blobs**: isolated foreground pixels are removed (3x3 median), the rest dilated and split into
+   connected components. A component is a candidate when its area reaches `contour_area` and a
+   tenth of it changed since the previous frame; it is motion when a candidate was also near it in
+   the previous frame (one-frame flickers from keyframes or gusts are not). A component that has
+   stopped changing (a parked car, the hole a leaving one left) is not motion and is absorbed into
+   the background within about `_ABSORB_TIME`.
+5. **Light changes**: when most grid cells jump in brightness at once (lights on/off, IR switch,
+   lightning) or more than `lightning_threshold` of the frame is foreground, the background is
+   re-seeded from the current frame and the detector reports `calibrating` (no motion) until the
+   scene has settled (auto-exposure done).
+6. **State**: ON with the first motion frame, OFF after `off_delay` seconds without motion.
+
+Everything that depends only on the config or the frame size (sizes, masks, rates) is decided once.
+The detector is not thread-safe for `update` (one camera thread calls it); the setters are, and
+take effect from the next frame.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from dataclasses import dataclass, replace
+
+import cv2
+import numpy as np
+
+from edged.analysis.masks import keep_mask
+from edged.config.schema import MotionConfig
+
+_GRID_ROWS = 5  # photometric cells: the analysis height is a multiple of this
+_RATIO_OFFSET = 8.0  # luma added before brightness ratios, so dark cells do not blow up
+_JUMP = 0.2  # a cell whose brightness changed by more than this fraction since the last frame jumped
+_JUMP_SHARE = 0.6  # this share of cells jumping together is a light change, not an object
+_WARMUP_TIME = 1.0  # s of calibration after the first frame
+_SETTLE_TIME = 0.6  # s of calibration after a light change, at least
+_SETTLED = 0.03  # ... and until the median cell changes less than this between frames (auto-exposure done)
+_MAX_CALIBRATION = 10.0  # s: a scene that never settles is analysed anyway
+_CALIBRATE_TIME = 0.3  # s: background time constant while calibrating
+_ABSORB_TIME = 1.0  # s: a blob that stopped changing fades into the background this fast
+_MOVING_TIME = 60.0  # s: even moving pixels blend in this slowly (nothing stays motion forever)
+_NOISE_RISE = 3.0  # s: time constant of the per-pixel noise envelope when it rises
+_NOISE_FALL = 20.0  # s: ... and when it falls
+_RANGE_EVERY = 2.0  # s between updates of the scene's luma range (improve_contrast)
+_NOISE_EVERY = 0.35  # s between updates of the noise estimate (it changes slowly)
+_SAME_LIGHT = 0.02  # gain-field deviation below which compensation is skipped (< ~4 luma)
+_INITIAL_NOISE = 2.5  # luma: assumed noise before any is measured
+_MIN_THRESHOLD = 3.0  # luma: no pixel threshold goes below this
+_MIN_SPAN = 32.0  # luma: contrast scaling never treats a scene as flatter than this
+_MOVING_SHARE = 0.1  # share of a blob that must have changed since the last frame
+_NEAR = 4  # px: a blob must come this close to a candidate of the last frame (persistence)
+_MAX_DT = 1.0  # s: a longer gap between frames (a stall) is treated as this long
+
+
+@dataclass(frozen=True, slots=True)
+class MotionBox:
+    """A moving region in normalised coordinates (0..1 of width and height), corners inclusive-exclusive."""
+
+    x0: float
+    y0: float
+    x1: float
+    y1: float
+
+    @property
+    def area(self) -> float:
+        return (self.x1 - self.x0) * (self.y1 - self.y0)
+
+
+@dataclass(frozen=True, slots=True)
+class MotionResult:
+    """What one analysed frame showed.
+
+    `motion` is true when something moves in this frame; it is never true while `calibrating`
+    (the detector is learning a changed scene: start-up, lights, IR switch) or when disabled.
+    `area` is the moving share of the analysed (unmasked) frame. `active` is the debounced state
+    published as ON/OFF: it turns on with the first motion frame and off `off_delay` seconds after
+    the last one; `changed` is true on the frame where `active` flipped.
+    """
+
+    ts: float
+    motion: bool
+    area: float
+    boxes: tuple[MotionBox, ...]
+    calibrating: bool
+    active: bool
+    changed: bool
+
+
+@dataclass(frozen=True, slots=True)
+class _Params:
+    """The settings MQTT can change at run time (swapped whole, so a frame sees one consistent set)."""
+
+    threshold: int
+    contour_area: int
+    enabled: bool
+
+
+@dataclass(frozen=True)
+class _Geometry:
+    """Static facts of one input frame size."""
+
+    width: int
+    height: int
+    cols: int
+    keep: np.ndarray | None  # analysis-size mask: 255 analysed, 0 masked
+    masked: np.ndarray | None  # boolean, True where masked
+    valid: int  # analysed pixels
+
+
+class _Model:
+    """The background of one frame size: mean, per-pixel noise, previous frame, calibration."""
+
+    def __init__(self, luma: np.ndarray, ts: float, noise_factor: float) -> None:
+        self.mean: np.ndarray = luma.copy()
+        self.var: np.ndarray = np.full_like(luma, _INITIAL_NOISE ** 2)
+        self.noise_thr: np.ndarray = np.full_like(luma, noise_factor * _INITIAL_NOISE)
+        self.thr: np.ndarray | None = None  # max(noise_thr, floor), rebuilt when either changes
+        self.floor = 0.0
+        self.noise_at = ts
+        self.prev = luma
+        self.prev_boxes: np.ndarray = np.zeros((0, 4), np.int32)  # candidate blobs of the last frame (x, y, w, h)
+        self.prev_cells: np.ndarray | None = None
+        self.mean_cells: np.ndarray | None = None  # cell means of `mean`, kept in step while blends are uniform
+        self.calibrating = True
+        self.calibration_started = ts
+        self.calibrating_until = ts + _WARMUP_TIME
+        self.last_ts = ts
+        self.span = 255.0
+        self.span_at = -math.inf
+
+
+class _OnOff:
+    """The debounced motion state."""
+
+    def __init__(self, off_delay: float) -> None:
+        self.off_delay = off_delay
+        self.active = False
+        self.last_motion = -math.inf
+
+    def step(self, motion: bool, ts: float) -> bool:
+        """Advance to `ts`; returns whether `active` changed."""
+        if motion:
+            self.last_motion = ts
+            if not self.active:
+                self.active = True
+                return True
+            return False
+        if self.active and ts - self.last_motion >= self.off_delay:
+            self.active = False
+            return True
+        return False
+
+    def force_off(self) -> bool:
+        was, self.active = self.active, False
+        return was
+
+
+class MotionDetector:
+    """Motion detection for one camera. See the module docstring for the method."""
+
+    def __init__(self, config: MotionConfig) -> None:
+        self._config = config
+        self._params = _Params(config.threshold, config.contour_area, config.enabled)
+        self._lock = threading.Lock()
+        self._cell = max(4, round(config.frame_height / _GRID_ROWS))
+        self._height = self._cell * _GRID_ROWS
+        self._noise_factor = config.noise_factor
+        self._geometry: dict[tuple[int, int], _Geometry] = {}
+        self._model: _Model | None = None
+        self._model_shape: tuple[int, int] | None = None
+        self._reset = False
+        self._state = _OnOff(config.off_delay)
+        self._dilate = np.ones((3, 3), np.uint8)
+        self.foreground: np.ndarray | None = None  # last frame's dilated foreground (for reports)
+
+    # --- run-time settings (thread-safe) ---------------------------------------------------------
+
+    @property
+    def threshold(self) -> int:
+        return self._params.threshold
+
+    @property
+    def contour_area(self) -> int:
+        return self._params.contour_area
+
+    @property
+    def enabled(self) -> bool:
+        return self._params.enabled
+
+    def set_threshold(self, value: int) -> None:
+        """Luma change that counts as moving (1..255), from the next frame."""
+        if isinstance(value, bool) or not 1 <= int(value) <= 255 or int(value) != value:
+            raise ValueError(f"threshold must be a whole number in 1..255 (got {value!r})")
+        self._swap(threshold=int(value))
+
+    def set_contour_area(self, value: int) -> None:
+        """Smallest moving blob (pixels at the analysis height, >= 1), from the next frame."""
+        if isinstance(value, bool) or int(value) != value or int(value) < 1:
+            raise ValueError(f"contour_area must be a whole number >= 1 (got {value!r})")
+        self._swap(contour_area=int(value))
+
+    def set_enabled(self, value: bool) -> None:
+        """Turn detection on or off. Off reports no motion (state OFF); on recalibrates first."""
+        if not isinstance(value, bool):
+            raise ValueError(f"enabled must be true or false (got {value!r})")
+        self._swap(enabled=value)
+
+    def _swap(self, **changes: int | bool) -> None:
+        with self._lock:
+            self._params = replace(self._params, **changes)  # type: ignore[arg-type]
+
+    def reset(self) -> None:
+        """Forget the background: the next frame starts a new calibration (safe from any thread)."""
+        self._reset = True
+
+    # --- analysis ---------------------------------------------------------------------------------
+
+    def update(self, image: np.ndarray, ts: float) -> MotionResult:
+        """Analyse one frame (BGR, or single-channel luma) taken at `ts` seconds (monotonic or stream time)."""
+        params = self._params
+        if not params.enabled:
+            self._model = self.foreground = None
+            return MotionResult(ts, False, 0.0, (), False, False, self._state.force_off())
+        if image.dtype != np.uint8:
+            raise ValueError(f"expected a uint8 BGR or luma image, got {image.dtype} {image.shape}")
+        geo = self._geometry_for(image)
+        luma8 = self._luma(image, geo)
+        luma = luma8.astype(np.float32)
+        model = self._model
+        if model is None or self._reset or self._model_shape != image.shape[:2]:
+            self._model, self._model_shape, self._reset = _Model(luma, ts, self._noise_factor), image.shape[:2], False
+            self.foreground = None
+            return self._result(ts, False, 0.0, (), True)
+        if geo.masked is not None:  # masked pixels never change: they show the background
+            np.copyto(luma, model.mean, where=geo.masked)
+        dt = min(_MAX_DT, max(0.0, ts - model.last_ts))
+        model.last_ts = ts
+        if model.calibrating:
+            cells = self._cells(luma, geo)
+            self._calibration_step(model, luma, cells, dt, ts, self._light_jump(model, cells))
+            return self._result(ts, False, 0.0, (), True)
+        return self._analyse(model, luma, luma8, params, geo, dt, ts)
+
+    def _analyse(self, model: _Model, luma: np.ndarray, luma8: np.ndarray, params: _Params, geo: _Geometry,
+                 dt: float, ts: float) -> MotionResult:
+        """One frame of a calibrated detector."""
+        thr = self._thresholds(model, params, luma8, ts)
+        diff = cv2.absdiff(luma, model.mean)
+        fg = self._over(diff, thr, geo)
+        if not cv2.countNonZero(fg):  # the common case: nothing differs, even without compensation
+            self._quiet(model, luma, diff, dt, ts)
+            return self._result(ts, False, 0.0, (), False)
+        cells = self._cells(luma, geo)
+        if self._light_jump(model, cells) is None:
+            self._calibration_step(model, luma, cells, dt, ts, None)
+            return self._result(ts, False, 0.0, (), True)
+        model.prev_cells = cells
+        expected = self._compensate(model, cells, geo)
+        if expected is not model.mean:
+            diff = cv2.absdiff(luma, expected)
+            fg = self._over(diff, thr, geo)
+        if cv2.countNonZero(fg) > self._config.lightning_threshold * geo.valid:
+            self._calibration_step(model, luma, cells, dt, ts, None)
+            return self._result(ts, False, 0.0, (), True)
+        boxes, area, grown = self._detect(model, luma, cells, fg, params, geo, dt)
+        self._learn_noise(model, diff, grown, ts)
+        model.prev, self.foreground = luma, grown
+        if grown is None:
+            model.prev_boxes = model.prev_boxes[:0]
+        return self._result(ts, bool(boxes), area, boxes, False)
+
+    @staticmethod
+    def _over(diff: np.ndarray, thr: np.ndarray, geo: _Geometry) -> np.ndarray:
+        """Pixels whose difference exceeds their threshold (uint8 mask, masked areas excluded)."""
+        fg = cv2.compare(diff, thr, cv2.CMP_GT)
+        if geo.keep is not None:
+            cv2.bitwise_and(fg, geo.keep, dst=fg)
+        return fg
+
+    def _quiet(self, model: _Model, luma: np.ndarray, diff: np.ndarray, dt: float, ts: float) -> None:
+        """A frame where nothing moved: the background follows it and the noise estimate learns from it."""
+        self._blend(model.mean, luma, _alpha(dt, self._config.background_time), None)
+        model.mean_cells = None
+        self._learn_noise(model, diff, None, ts)
+        model.prev, model.prev_boxes, self.foreground = luma, model.prev_boxes[:0], None
+
+    def _result(self, ts: float, motion: bool, area: float, boxes: tuple[MotionBox, ...],
+                calibrating: bool) -> MotionResult:
+        changed = self._state.step(motion, ts)
+        return MotionResult(ts, motion, area, boxes, calibrating, self._state.active, changed)
+
+    def _geometry_for(self, image: np.ndarray) -> _Geometry:
+        shape = image.shape[:2]
+        geo = self._geometry.get(shape)
+        if geo is None:
+            if image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[2] != 3):
+                raise ValueError(f"expected a uint8 BGR or luma image, got {image.dtype} {image.shape}")
+            cols = max(1, round(shape[1] * self._height / shape[0] / self._cell))
+            width = cols * self._cell
+            keep = keep_mask(self._config.masks, width, self._height)
+            masked = None if keep is None else keep == 0
+            valid = width * self._height if keep is None else max(1, cv2.countNonZero(keep))
+            geo = self._geometry[shape] = _Geometry(width, self._height, cols, keep, masked, valid)
+        return geo
+
+    @staticmethod
+    def _luma(image: np.ndarray, geo: _Geometry) -> np.ndarray:
+        """Blurred low-resolution luma (uint8): downscale first, so the colour conversion is cheap."""
+        small = cv2.resize(image, (geo.width, geo.height), interpolation=cv2.INTER_NEAREST)
+        if small.ndim == 3:
+            small = cv2.cvtColor(small, cv2.COLOR_BGR2GRAY)
+        return cv2.GaussianBlur(small, (3, 3), 0)
+
+    @staticmethod
+    def _cells(luma: np.ndarray, geo: _Geometry) -> np.ndarray:
+        """Mean brightness of each grid cell (plus the ratio offset)."""
+        return cv2.resize(luma, (geo.cols, _GRID_ROWS), interpolation=cv2.INTER_AREA) + _RATIO_OFFSET
+
+    @staticmethod
+    def _light_jump(model: _Model, cells: np.ndarray) -> float | None:
+        """None when most cells jumped in brightness since the last frame, else the median cell change.
+
+        The median is only needed while calibrating (to see auto-exposure settle), so it is skipped otherwise.
+        """
+        if model.prev_cells is None:
+            return 0.0
+        change = np.abs(cells / model.prev_cells - 1.0)
+        if np.count_nonzero(change > _JUMP) >= _JUMP_SHARE * change.size:
+            return None
+        return float(np.median(change)) if model.calibrating else 0.0
+
+    def _calibration_step(self, model: _Model, luma: np.ndarray, cells: np.ndarray, dt: float, ts: float,
+                          change: float | None) -> None:
+        """A light change (`change` None) restarts the background from this frame; otherwise follow the
+        scene quickly and stop calibrating once it has settled."""
+        if change is None:
+            model.mean = luma.copy()
+            if not model.calibrating:
+                model.calibrating, model.calibration_started = True, ts
+            model.calibrating_until = ts + _SETTLE_TIME
+        else:
+            self._blend(model.mean, luma, _alpha(dt, _CALIBRATE_TIME), None)
+            settled = ts >= model.calibrating_until and change < _SETTLED
+            if settled or ts - model.calibration_started >= _MAX_CALIBRATION:
+                model.calibrating, model.span_at = False, -math.inf
+        model.prev, model.prev_cells, model.mean_cells, self.foreground = luma, cells, None, None
+        model.prev_boxes = model.prev_boxes[:0]
+
+    def _compensate(self, model: _Model, cells: np.ndarray, geo: _Geometry) -> np.ndarray:
+        """The background as it would look under the current frame's lighting (a smooth gain field)."""
+        if model.mean_cells is None:
+            model.mean_cells = self._cells(model.mean, geo)
+        ratio = cv2.medianBlur(cells / model.mean_cells, 3)
+        low, high, _, _ = cv2.minMaxLoc(ratio)
+        if low > 1.0 - _SAME_LIGHT and high < 1.0 + _SAME_LIGHT:
+            return model.mean
+        gain = cv2.resize(ratio, (geo.width, geo.height), interpolation=cv2.INTER_LINEAR)
+        expected: np.ndarray = (model.mean + _RATIO_OFFSET) * gain - _RATIO_OFFSET
+        return expected
+
+    def _thresholds(self, model: _Model, params: _Params, luma8: np.ndarray, ts: float) -> np.ndarray:
+        """Per-pixel thresholds: max(noise_factor x noise, threshold scaled to the scene's contrast)."""
+        floor = float(params.threshold)
+        if self._config.improve_contrast:
+            if ts - model.span_at >= _RANGE_EVERY:
+                model.span, model.span_at = max(_MIN_SPAN, _span(luma8)), ts
+            floor *= model.span / 255.0
+        floor = max(_MIN_THRESHOLD, floor)
+        if model.thr is None or floor != model.floor:
+            model.thr, model.floor = np.maximum(model.noise_thr, np.float32(floor)), floor
+        return model.thr
+
+    def _detect(self, model: _Model, luma: np.ndarray, cells: np.ndarray, fg: np.ndarray, params: _Params,
+                geo: _Geometry, dt: float) -> tuple[tuple[MotionBox, ...], float, np.ndarray | None]:
+        """Boxes, moving share and grown foreground (None when empty); learns the background meanwhile."""
+        if cv2.countNonZero(fg):
+            fg = cv2.medianBlur(fg, 3)  # isolated noise pixels go, blobs of 3 x 3 and more stay
+            if cv2.countNonZero(fg):
+                return self._blobs(model, luma, fg, params, geo, dt)
+        alpha = _alpha(dt, self._config.background_time)
+        self._blend(model.mean, luma, alpha, None)
+        if model.mean_cells is not None:  # a uniform blend moves the cell means the same way
+            model.mean_cells += alpha * (cells - model.mean_cells)
+        return (), 0.0, None
+
+    def _blobs(self, model: _Model, luma: np.ndarray, fg: np.ndarray, params: _Params, geo: _Geometry,
+               dt: float) -> tuple[tuple[MotionBox, ...], float, np.ndarray]:
+        """Moving blobs as boxes, their share of the frame and the grown foreground; learns the background.
+
+        A blob is a candidate when it is big enough and part of it changed since the last frame; it
+        moves when a candidate was also near it in the previous frame, so a one-frame flicker (a
+        keyframe's fresh noise, a leaf in a gust) is not motion.
+        """
+        grown = cv2.dilate(fg, self._dilate)
+        # 16-bit labels: OpenCV's statistics pass is several times slower with 32-bit ones.
+        n, labels, stats, _ = cv2.connectedComponentsWithStats(grown, connectivity=8, ltype=cv2.CV_16U)
+        if n <= 256:  # uint8 labels: per-label counts and maps become histograms and LUTs
+            labels = labels.astype(np.uint8)
+        areas = stats[:, cv2.CC_STAT_AREA]
+        changed = cv2.compare(cv2.absdiff(luma, model.prev), model.noise_thr, cv2.CMP_GT)
+        candidate = (areas >= params.contour_area) & (
+            _label_counts(labels, changed, n) >= np.maximum(2, _MOVING_SHARE * areas))
+        candidate[0] = False  # label 0 is the background
+        ids = np.flatnonzero(candidate)
+        boxes = stats[ids, :4]
+        moving = [i for i, box in zip(ids, boxes, strict=True) if _near_any(box, model.prev_boxes)]
+        model.prev_boxes = boxes
+        # Background pixels follow the scene, still blobs are absorbed fast, changing ones very slowly.
+        rates = np.full(n, _alpha(dt, _ABSORB_TIME), np.float32)
+        rates[candidate] = _alpha(dt, _MOVING_TIME)
+        rates[0] = _alpha(dt, self._config.background_time)
+        step = cv2.subtract(luma, model.mean)
+        cv2.multiply(step, _label_map(labels, rates), dst=step)
+        cv2.add(model.mean, step, dst=model.mean)
+        model.mean_cells = None
+        w, h = geo.width, geo.height
+        found = tuple(MotionBox(stats[i, 0] / w, stats[i, 1] / h, (stats[i, 0] + stats[i, 2]) / w,
+                                (stats[i, 1] + stats[i, 3]) / h) for i in moving)
+        return found, float(areas[moving].sum()) / geo.valid, grown
+
+    def _learn_noise(self, model: _Model, diff: np.ndarray, grown: np.ndarray | None, ts: float) -> None:
+        """Every `_NOISE_EVERY` s: update each pixel's noise, an envelope of its squared differences.
+
+        It rises quickly and falls slowly, so a pixel that is sometimes busy (a leaf in gusts, a
+        flickering sign) keeps a high threshold between the gusts. Foreground pixels never raise it,
+        so a person standing still does not make their spot insensitive.
+        """
+        elapsed = ts - model.noise_at
+        if elapsed < _NOISE_EVERY:
+            return
+        model.noise_at = ts
+        dt = min(elapsed, _MAX_DT)
+        square = cv2.multiply(diff, diff)
+        rising = cv2.compare(square, model.var, cv2.CMP_GT)
+        cv2.accumulateWeighted(square, model.var, _alpha(dt, _NOISE_FALL), mask=cv2.bitwise_not(rising))
+        if grown is not None:  # foreground is not noise: it may only pull the estimate down
+            cv2.bitwise_and(rising, cv2.bitwise_not(grown), dst=rising)
+        cv2.accumulateWeighted(square, model.var, _alpha(dt, _NOISE_RISE), mask=rising)
+        np.multiply(cv2.sqrt(model.var), self._noise_factor, out=model.noise_thr)
+        model.thr = None
+
+    @staticmethod
+    def _blend(mean: np.ndarray, luma: np.ndarray, alpha: float, mask: np.ndarray | None) -> None:
+        if mask is None:
+            cv2.accumulateWeighted(luma, mean, alpha)
+        else:
+            cv2.accumulateWeighted(luma, mean, alpha, mask=mask)
+
+
+def _label_counts(labels: np.ndarray, mask: np.ndarray | None, n: int) -> np.ndarray:
+    """Pixels of each of the `n` labels, counting only under `mask` (uint8, nonzero) when given."""
+    if labels.dtype == np.uint8:
+        return cv2.calcHist([labels], [0], mask, [256], [0, 256]).ravel()[:n]
+    return np.bincount((labels if mask is None else labels[mask > 0]).ravel(), minlength=n)
+
+
+def _label_map(labels: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """`values[label]` for every pixel, in the dtype of `values`."""
+    if labels.dtype == np.uint8:
+        table = np.zeros(256, values.dtype)
+        table[:len(values)] = values
+        return cv2.LUT(labels, table)
+    return np.asarray(values[labels])
+
+
+def _near_any(box: np.ndarray, others: np.ndarray) -> bool:
+    """Whether `box` (x, y, w, h) comes within `_NEAR` pixels of any of `others`."""
+    if not len(others):
+        return False
+    x, y, w, h = (int(v) for v in box)
+    ox, oy, ow, oh = others[:, 0], others[:, 1], others[:, 2], others[:, 3]
+    return bool(np.any((ox - _NEAR < x + w) & (x - _NEAR < ox + ow) & (oy - _NEAR < y + h) & (y - _NEAR < oy + oh)))
+
+
+def _span(luma8: np.ndarray) -> float:
+    """Luma range between the 4th and 96th percentiles (from a histogram: cheap, exact to one level)."""
+    cumulative = cv2.calcHist([luma8], [0], None, [256], [0, 256]).ravel().cumsum()
+    total = cumulative[-1]
+    lo, hi = np.searchsorted(cumulative, (0.04 * total, 0.96 * total))
+    return float(hi - lo)
+
+
+def _alpha(dt: float, time_constant: float) -> float:
+    """Blend weight of one frame `dt` seconds long for an exponential average with this time constant."""
+    return 1.0 - math.exp(-dt / time_constant) if time_constant > 0 else 1.0
