@@ -61,22 +61,22 @@ class KeywordDefaults:
     within: float = 1.0  # seconds of audio the two crossings may lie apart
 
 
-# Tuned by `python -m benchmarks kws-heldout` on its tuning set (see docs/benchmarks.md).
+# Tuned by `python -m benchmarks kws-heldout` on its tuning set (docs/benchmarks.md, "Keyword
+# defaults"), pasted from what it prints. hey_mycroft has none: nothing kept 25% of its recall within
+# the false-accept budget ("hey my ..." near misses score 1.0 in both families), so it keeps its
+# model's own settings.
 FAMILY_DEFAULTS: dict[tuple[str, str], Tuned] = {
-    ("okay_nabu", MICRO): Tuned(0.85, 5),
-    ("hey_jarvis", MICRO): Tuned(0.97, 5),
-    ("alexa", MICRO): Tuned(0.9, 5),
-    ("hey_mycroft", MICRO): Tuned(0.95, 5),
-    ("okay_nabu", OPEN): Tuned(0.5, 1),
+    ("okay_nabu", MICRO): Tuned(0.98, 3),
+    ("okay_nabu", OPEN): Tuned(0.05, 1),
+    ("hey_jarvis", MICRO): Tuned(0.05, 1),
     ("hey_jarvis", OPEN): Tuned(0.5, 1),
-    ("alexa", OPEN): Tuned(0.5, 1),
-    ("hey_mycroft", OPEN): Tuned(0.5, 1),
+    ("alexa", MICRO): Tuned(0.99, 8),
+    ("alexa", OPEN): Tuned(0.5, 2),
 }
 KEYWORD_DEFAULTS: dict[str, KeywordDefaults] = {
-    "okay_nabu": KeywordDefaults(MICRO, 0.85, 5),
-    "hey_jarvis": KeywordDefaults(MICRO, 0.97, 5),
-    "alexa": KeywordDefaults(MICRO, 0.9, 5),
-    "hey_mycroft": KeywordDefaults(MICRO, 0.95, 5),
+    "okay_nabu": KeywordDefaults(OPEN, 0.05, 1),
+    "hey_jarvis": KeywordDefaults(OPEN, 0.5, 1),
+    "alexa": KeywordDefaults(OPEN, 0.05, 1, MICRO, 0.1, 1, 0.5),
 }
 
 

@@ -315,7 +315,9 @@ class WakewordConfig:
         for i, kw in enumerate(self.keyword_settings):
             key = f"keywords[{i}]"
             if (kw.name, kw.backend) in seen:
-                yield key, f"keyword {kw.name!r} is listed twice"
+                yield key, (f"keyword {kw.name!r} is listed twice for {kw.backend} (a name without its own "
+                            "backend runs on models.wakeword.backend, or with auto on its tuned family: give "
+                            "each entry its backend to spot it on both)")
             seen.add((kw.name, kw.backend))
             yield from self._check_name(key, kw.name, kw.backend or MICRO)
             if kw.confirm is not None and kw.confirm.enabled and kw.confirm.backend is not None:
