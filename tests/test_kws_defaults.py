@@ -178,3 +178,25 @@ def test_second_stage_rejects_a_near_miss_one_family_takes_for_the_keyword() -> 
     alone = KeywordConfig("alexa", cutoff=0.1, window=1, backend=MICRO)
     assert _fired(WakewordConfig(keywords=(alone,)), audio) == ["alexa"]
     assert _fired(WakewordConfig(keywords=("alexa",)), audio) == []
+
+
+def test_without_openwakeword_installed_the_tuned_family_falls_back(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fake: openWakeWord's models are reported missing (the package is installed here). A keyword
+    whose tuned family is openWakeWord then runs on micro-wakeword with that family's tuned values,
+    a tuned second stage on openWakeWord is left out, each with a warning; a family the config
+    names itself is not replaced."""
+    from structlog.testing import capture_logs
+
+    import edged.analysis.kws.engine as engine_module
+    from edged.analysis.kws.engine import plan_keywords
+
+    monkeypatch.setattr(engine_module, "available", lambda backend, models_dir=None: [] if backend == OPEN else ["x"])
+    with capture_logs() as logs:
+        plans = plan_keywords(WakewordConfig(keywords=("okay_nabu", "alexa")))
+    assert [(p.spec.keyword, p.spec.backend, p.settings.cutoff, p.settings.window, p.confirms) for p in plans] == [
+        ("okay_nabu", MICRO, 0.98, 3, False),
+        ("alexa", MICRO, 0.99, 8, False),
+    ]
+    assert [e["event"] for e in logs] == ["kws_family_fallback", "kws_family_fallback"]
+    [own] = plan_keywords(WakewordConfig(keywords=(KeywordConfig("okay_nabu", backend=OPEN),)))
+    assert own.spec.backend == OPEN  # (loading it would then fail with the install hint)
