@@ -620,10 +620,10 @@ def plot(results: dict[str, Any], path: Path) -> None:
         ax.set_xticks(x, KEYWORDS)
         ax.set_title(title, fontsize=9)
         ax.grid(axis="y", alpha=0.3)
-    ax_r.legend(fontsize=8, loc="lower right")
+    fig.legend(*ax_r.get_legend_handles_labels(), fontsize=8, loc="lower center", ncol=3)
     fig.suptitle("Keyword defaults on the held-out synthetic set (flite voices, unseen sentences and near misses)",
                  fontsize=9)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.07, 1, 1))
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
     plt.close(fig)
