@@ -93,13 +93,13 @@ def _installed(config: WakewordConfig, i: int, kw: KeywordConfig) -> KeywordConf
     own = raw if isinstance(raw, KeywordConfig) else KeywordConfig(raw)
     if _open_missing(kw.backend) and config.backend == "auto" and own.backend is None:
         get_logger().warning("kws_family_fallback", keyword=kw.name, wanted=OPEN, using=MICRO,
-                    fix="pip install 'edged[openwakeword]'")
+                             fix="pip install 'edged[openwakeword]'")
         kw = dataclasses.replace(config, backend="micro-wakeword").keyword_settings[i]
     if kw.confirm is not None and not kw.confirm.enabled:
         return dataclasses.replace(kw, confirm=None)
     if kw.confirm is not None and _open_missing(kw.confirm.backend) and own.confirm is None:
         get_logger().warning("kws_second_stage_dropped", keyword=kw.name, wanted=OPEN,
-                    fix="pip install 'edged[openwakeword]'")
+                             fix="pip install 'edged[openwakeword]'")
         return dataclasses.replace(kw, confirm=None)
     return kw
 
