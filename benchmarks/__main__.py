@@ -19,6 +19,7 @@ BENCHMARKS: dict[str, str] = {
     "api": "api",
     "kws": "kws",
     "kws-quality": "kws_quality",
+    "kws-heldout": "kws_heldout",
     "motion": "motion",
     "pipeline": "pipeline",
     "reconnect": "camera_reconnect",

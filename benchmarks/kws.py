@@ -119,21 +119,22 @@ def run(args: argparse.Namespace) -> int:
         _progress(f"micro-wakeword {label}: floor")
         floor = _best(floor_run(keywords, raw), args.repeat) / seconds
         _progress(f"micro-wakeword {label}: edged")
-        ours = _best(engine_run(WakewordConfig(keywords=tuple(keywords)), chunks), args.repeat) / seconds
+        config = WakewordConfig(defaults="model", keywords=tuple(keywords))
+        ours = _best(engine_run(config, chunks), args.repeat) / seconds
         rows.append({"backend": MICRO, "keywords": label, "floor": floor, "edged": ours})
         _progress(f"  floor {floor:.5f}, edged {ours:.5f} ({ours / floor:.2f}x)")
     all_micro = tuple(BUILTIN_KEYWORDS[MICRO])
-    gated = WakewordConfig(keywords=all_micro, vad=VadConfig(enabled=True))
+    gated = WakewordConfig(defaults="model", keywords=all_micro, vad=VadConfig(enabled=True))
     _progress("micro-wakeword all, VAD gate on: speech stream and quiet room")
     vad_speech = _best(engine_run(gated, chunks), args.repeat) / seconds
     vad_quiet = _best(engine_run(gated, quiet), args.repeat) / seconds
-    no_vad_quiet = _best(engine_run(WakewordConfig(keywords=all_micro), quiet), args.repeat) / seconds
+    no_vad_quiet = _best(engine_run(WakewordConfig(defaults="model", keywords=all_micro), quiet), args.repeat) / seconds
     extra: dict[str, float] = {"vad_speech": vad_speech, "vad_quiet": vad_quiet, "no_vad_quiet": no_vad_quiet}
     if not args.no_openwakeword:
         for keywords in [["hey_jarvis"], list(BUILTIN_KEYWORDS[OPEN])]:
             label = keywords[0] if len(keywords) == 1 else f"all {len(keywords)}"
             _progress(f"openwakeword {label}: edged")
-            config = WakewordConfig(backend="openwakeword", keywords=tuple(keywords))
+            config = WakewordConfig(defaults="model", backend="openwakeword", keywords=tuple(keywords))
             ours = _best(engine_run(config, chunks), args.repeat) / seconds
             rows.append({"backend": OPEN, "keywords": label, "floor": None, "edged": ours})
     text = render(rows, extra, seconds, args)

@@ -72,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
     results: dict[str, Any] = {"set": _describe_set(manifest), "backends": {}}
     runs: dict[str, RunResult] = {}
     for backend in _backends(args.backends):
-        config = WakewordConfig(backend=backend, keywords=BUILTIN_KEYWORDS[backend],
+        config = WakewordConfig(defaults="model", backend=backend, keywords=BUILTIN_KEYWORDS[backend],
                                 refractory=REFRACTORY)
         runs[backend] = _cached_run(manifest, config, args.reuse_scores)
         results["backends"][backend] = analyse(manifest, backend, runs[backend])
@@ -320,7 +320,8 @@ def _breakdown(keyword: str, cutoff: float, series: dict[str, Series], occ: Sequ
 
 def vad_effect(manifest: Manifest, plain: dict[str, Any], reuse: bool) -> dict[str, Any]:
     """The same micro-wakeword run with the VAD gate on: CPU saved, recall lost."""
-    config = WakewordConfig(backend="micro-wakeword", keywords=BUILTIN_KEYWORDS[MICRO], refractory=REFRACTORY,
+    config = WakewordConfig(defaults="model", backend="micro-wakeword", keywords=BUILTIN_KEYWORDS[MICRO],
+                            refractory=REFRACTORY,
                             vad=VadConfig(enabled=True))
     r = _cached_run(manifest, config, reuse)
     speech_all = {f.path: f.duration for f in manifest.of_kind("speech")}
@@ -356,7 +357,7 @@ def voice_check(progress: Any) -> dict[str, dict[str, dict[str, float]]]:
     from benchmarks.synth import speech as sp
     from benchmarks.synth.texts import KEYWORD_PHRASES
 
-    engines = {b: KeywordEngine.from_config(WakewordConfig(backend=b, keywords=BUILTIN_KEYWORDS[b]))
+    engines = {b: KeywordEngine.from_config(WakewordConfig(defaults="model", backend=b, keywords=BUILTIN_KEYWORDS[b]))
                for b in _backends(f"{MICRO},{OPEN}")}
     out: dict[str, dict[str, dict[str, float]]] = defaultdict(dict)
     pad = np.zeros(16000, np.int16)

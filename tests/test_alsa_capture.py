@@ -47,7 +47,7 @@ def write_config(tmp_path: Path, port: int, clip: Path, device: str) -> Path:
     path.write_text(
         f"device: {{id: d1}}\nstate_dir: {tmp_path / 'state'}\nlog: {{level: debug, format: json}}\n"
         f"mqtt: {{port: {port}, stats_interval: 1s}}\n"
-        "models: {captioner: {backend: none}, wakeword: {keywords: [okay_nabu]}}\n"
+        "models: {captioner: {backend: none}, wakeword: {keywords: [okay_nabu], defaults: model}}\n"
         f"cameras:\n  porch: {{url: {clip}, loop: true, microphone: {{device: {device}}}}}\n")
     return path
 

@@ -36,7 +36,7 @@ def test_micro_wakeword_scores_equal_pymicro_wakeword() -> None:
     from pymicro_wakeword import MicroWakeWord, MicroWakeWordFeatures, Model
 
     audio = fixture_audio("positive_hey_jarvis.flac")
-    engine = KeywordEngine.from_config(WakewordConfig(keywords=("hey_jarvis", "alexa")))
+    engine = KeywordEngine.from_config(WakewordConfig(defaults="model", keywords=("hey_jarvis", "alexa")))
     ours = _scores(engine, audio)
     for keyword in ("hey_jarvis", "alexa"):
         features, model = MicroWakeWordFeatures(), MicroWakeWord.from_builtin(Model(keyword))
@@ -51,7 +51,7 @@ def test_micro_wakeword_scores_equal_pymicro_wakeword() -> None:
 def test_chunk_size_and_reset_do_not_change_results(backend: str) -> None:
     """10 ms, 25 ms or 64 ms chunks give the same scores at the same stream times; a reset replays exactly."""
     audio = fixture_audio("positive_alexa.flac")
-    engine = KeywordEngine.from_config(WakewordConfig(backend=backend, keywords=("alexa",)))  # type: ignore[arg-type]
+    engine = KeywordEngine.from_config(WakewordConfig(defaults="model", backend=backend, keywords=("alexa",)))  # type: ignore[arg-type]
     base = _scores(engine, audio)
     assert base == _scores(engine, audio)
     for chunk in (400, 1024):
@@ -64,7 +64,7 @@ def test_chunk_size_and_reset_do_not_change_results(backend: str) -> None:
 def test_openwakeword_detects_its_keywords() -> None:
     """The openWakeWord pipeline (mel, embedding, classifier) hears hey_jarvis and hey_rhasspy."""
     engine = KeywordEngine.from_config(
-        WakewordConfig(backend="openwakeword", keywords=("hey_jarvis", "hey_rhasspy"))
+        WakewordConfig(defaults="model", backend="openwakeword", keywords=("hey_jarvis", "hey_rhasspy"))
     )
     hits = list(spot_file(engine, fixture_audio("positive_hey_jarvis.flac")))
     assert [h.keyword for h in hits].count("hey_jarvis") >= 3
@@ -77,7 +77,7 @@ def test_openwakeword_detects_its_keywords() -> None:
 
 def test_detection_carries_a_score_trace() -> None:
     """Each detection has the smoothed score history before it, ending at the detection's score."""
-    engine = KeywordEngine.from_config(WakewordConfig(keywords=("alexa",)))
+    engine = KeywordEngine.from_config(WakewordConfig(defaults="model", keywords=("alexa",)))
     hit = next(iter(spot_file(engine, spoken("alexa"))))
     assert hit.keyword == "alexa"
     assert hit.score > hit.cutoff == 0.9
@@ -91,7 +91,7 @@ def test_detection_carries_a_score_trace() -> None:
 def test_disable_enable_and_cutoff_at_run_time() -> None:
     """A disabled keyword never fires; enabling it again starts it fresh; the cutoff takes effect at once."""
     audio = spoken("alexa")
-    engine = KeywordEngine.from_config(WakewordConfig(keywords=("alexa", "okay_nabu")))
+    engine = KeywordEngine.from_config(WakewordConfig(defaults="model", keywords=("alexa", "okay_nabu")))
     engine.set_enabled("alexa", False)
     assert list(spot_file(engine, audio)) == []
     engine.set_enabled("alexa", True)
@@ -109,7 +109,7 @@ def test_disable_enable_and_cutoff_at_run_time() -> None:
 def test_setters_are_safe_from_another_thread() -> None:
     """Flipping settings from another thread while audio streams never breaks processing."""
     audio = np.tile(spoken("okay nabu"), 4)
-    engine = KeywordEngine.from_config(WakewordConfig(keywords=("okay_nabu", "alexa")))
+    engine = KeywordEngine.from_config(WakewordConfig(defaults="model", keywords=("okay_nabu", "alexa")))
     stop = threading.Event()
     errors: list[BaseException] = []
 
@@ -142,7 +142,7 @@ def test_setters_are_safe_from_another_thread() -> None:
 )
 def test_wrong_chunk_format_is_refused(samples: np.ndarray) -> None:
     """Chunks that are not 1-D int16 are refused with a message naming the microphone and the format."""
-    engine = KeywordEngine.from_config(WakewordConfig(keywords=("alexa",)))
+    engine = KeywordEngine.from_config(WakewordConfig(defaults="model", keywords=("alexa",)))
     with pytest.raises(
         AudioFormatError, match=r"microphone kitchen: keyword spotting takes 16 kHz mono int16"
     ):
@@ -152,7 +152,8 @@ def test_wrong_chunk_format_is_refused(samples: np.ndarray) -> None:
 
 def test_one_keyword_on_two_backends_fires_once() -> None:
     """A keyword spotted by both families is one event per utterance: the refractory period is shared."""
-    config = WakewordConfig(keywords=("hey_jarvis", KeywordConfig("hey_jarvis", backend="openwakeword")))
+    config = WakewordConfig(defaults="model",
+                            keywords=("hey_jarvis", KeywordConfig("hey_jarvis", backend="openwakeword")))
     engine = KeywordEngine.from_config(config)
     assert [b.name for b in engine.backends] == ["micro-wakeword", "openwakeword"]
     hits = list(spot_file(engine, fixture_audio("positive_hey_jarvis.flac")))
@@ -199,7 +200,7 @@ def test_openwakeword_onnx_classifier_runs_on_onnxruntime(tmp_path: Path) -> Non
     """
     flat = _onnx_classifier(tmp_path / "steady.onnx", np.zeros(96), 0.847298)  # sigmoid = 0.7
     audio = fixture_audio("positive_alexa.flac")
-    engine = KeywordEngine.from_config(WakewordConfig(backend="openwakeword", keywords=(str(flat),)))
+    engine = KeywordEngine.from_config(WakewordConfig(defaults="model", backend="openwakeword", keywords=(str(flat),)))
     scores = _scores(engine, audio)["steady"]
     assert len(scores) == len(audio) // 1280
     assert all(s == pytest.approx(0.7, abs=1e-4) for _, s in scores)
@@ -209,7 +210,8 @@ def test_openwakeword_onnx_classifier_runs_on_onnxruntime(tmp_path: Path) -> Non
     engine.close()
     rng = np.random.default_rng(5)
     varied = _onnx_classifier(tmp_path / "varied.onnx", rng.standard_normal(96) * 0.01, 0.0)
-    engine = KeywordEngine.from_config(WakewordConfig(backend="openwakeword", keywords=(str(varied),)))
+    engine = KeywordEngine.from_config(
+        WakewordConfig(defaults="model", backend="openwakeword", keywords=(str(varied),)))
     values = [s for _, s in _scores(engine, audio)["varied"]]
     assert 0 < min(values) < max(values) < 1
     assert len(set(values)) > 10
@@ -222,7 +224,8 @@ def test_recorded_scores_replay_to_the_engines_detections() -> None:
     from benchmarks.kws_evaluation import Series, fire_times, fire_times_union
 
     audio = fixture_audio("positive_hey_jarvis.flac")
-    config = WakewordConfig(keywords=("hey_jarvis", KeywordConfig("hey_jarvis", backend="openwakeword")))
+    config = WakewordConfig(defaults="model",
+                            keywords=("hey_jarvis", KeywordConfig("hey_jarvis", backend="openwakeword")))
     engine = KeywordEngine.from_config(config)
     series: dict[str, Series] = {}
 
@@ -238,7 +241,8 @@ def test_recorded_scores_replay_to_the_engines_detections() -> None:
     replay = fire_times_union([series["micro-wakeword"], series["openwakeword"]], cutoffs, 2.0)
     assert fired == pytest.approx(replay)
     engine.close()
-    single = KeywordEngine.from_config(WakewordConfig(backend="openwakeword", keywords=("hey_jarvis",)))
+    single = KeywordEngine.from_config(
+        WakewordConfig(defaults="model", backend="openwakeword", keywords=("hey_jarvis",)))
     alone = [d.stream_time for d in spot_file(single, audio)]
     assert alone == pytest.approx(fire_times(series["openwakeword"], 0.5, 2.0))
     single.close()

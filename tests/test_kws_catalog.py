@@ -97,17 +97,19 @@ def test_config_rejects_unknown_keywords_with_a_suggestion() -> None:
 def test_config_per_keyword_backend_and_duplicates() -> None:
     """A keyword may pick its backend; listing the same keyword twice for one backend is an error."""
     cfg = parse_config(
-        "models:\n  wakeword:\n    keywords: [okay_nabu, {name: hey_rhasspy, backend: openwakeword},"
-        " {name: okay_nabu, backend: openwakeword, cutoff: 0.6}]\n"
+        "models:\n  wakeword:\n    keywords: [{name: okay_nabu, backend: micro-wakeword}, {name: hey_rhasspy, "
+        "backend: openwakeword}, {name: okay_nabu, backend: openwakeword, cutoff: 0.6}]\n"
     )
     kws = cfg.models.wakeword.keyword_settings
     assert [(k.name, k.backend, k.cutoff) for k in kws] == [
-        ("okay_nabu", "micro-wakeword", None),
+        ("okay_nabu", "micro-wakeword", 0.98),  # the tuned cutoff of that family
         ("hey_rhasspy", "openwakeword", None),
         ("okay_nabu", "openwakeword", 0.6),
     ]
     with pytest.raises(ConfigError, match=r"keywords\[1\]: keyword 'alexa' is listed twice"):
         parse_config("models:\n  wakeword:\n    keywords: [alexa, alexa]\n")
+    with pytest.raises(ConfigError, match=r"keywords\[1\]: keyword 'alexa' is listed twice for openwakeword"):
+        parse_config("models:\n  wakeword:\n    keywords: [alexa, {name: alexa, backend: openwakeword}]\n")
     assert (
         WakewordConfig(probability_cutoff=0.9, keywords=(KeywordConfig("alexa", cutoff=0.7), "okay_nabu"))
         .keyword_settings[1]

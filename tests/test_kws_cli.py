@@ -27,7 +27,7 @@ def _run(*args: str) -> subprocess.CompletedProcess[str]:
 def test_json_lines_are_the_contract() -> None:
     """One JSON object per detection with exactly file (as given), keyword, t and score."""
     path = str(FIXTURES / "positive_alexa.flac")
-    proc = _run("--keywords", "alexa", "--json", path)
+    proc = _run("--keywords", "alexa", "--model-defaults", "--json", path)
     assert proc.returncode == 0, proc.stderr
     lines = [json.loads(line) for line in proc.stdout.splitlines()]
     assert len(lines) >= 3

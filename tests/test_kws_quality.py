@@ -33,7 +33,8 @@ NEAR_MISS_CEILING = {"micro-wakeword": 2, "openwakeword": 1}  # adversarial phra
 
 @functools.cache
 def _hits(backend: str) -> tuple[Hit, ...]:
-    engine = KeywordEngine.from_config(WakewordConfig(backend=backend, keywords=BUILTIN_KEYWORDS[backend]))  # type: ignore[arg-type]
+    config = WakewordConfig(defaults="model", backend=backend, keywords=BUILTIN_KEYWORDS[backend])  # type: ignore[arg-type]
+    engine = KeywordEngine.from_config(config)
     out = tuple(
         Hit(f.path, d.keyword, d.stream_time)
         for f in fixture_set().files

@@ -39,7 +39,7 @@ def _spotter(
     events: list[KeywordDetected], keywords: tuple[str, ...] = ("alexa",), maxsize: int = 10_000
 ) -> tuple[KeywordSpotter, BoundedQueue[AudioChunk]]:
     queue: BoundedQueue[AudioChunk] = BoundedQueue("kitchen-audio", maxsize, DropPolicy.BLOCK)
-    return KeywordSpotter(MIC, WakewordConfig(keywords=keywords), queue, events.append), queue
+    return KeywordSpotter(MIC, WakewordConfig(defaults="model", keywords=keywords), queue, events.append), queue
 
 
 def test_spotter_publishes_keyword_events() -> None:
@@ -122,7 +122,7 @@ def test_restart_gap_bad_audio_and_failing_callback() -> None:
             raise RuntimeError("scheduler hiccup")
 
     queue: BoundedQueue[AudioChunk] = BoundedQueue("kitchen-audio", 10_000, DropPolicy.BLOCK)
-    spotter = KeywordSpotter(MIC, WakewordConfig(keywords=("alexa",)), queue, callback)
+    spotter = KeywordSpotter(MIC, WakewordConfig(defaults="model", keywords=("alexa",)), queue, callback)
     audio = fixture_audio("positive_alexa.flac")
     first = _chunks(audio)
     second = _chunks(audio, generation=1)

@@ -26,7 +26,7 @@ import numpy as np
 
 from benchmarks.kws_evaluation import Occurrence
 from benchmarks.synth import speech as sp
-from benchmarks.synth.texts import KEYWORD_PHRASES, NEAR_MISSES, ordinary_sentences
+from benchmarks.synth.texts import KEYWORD_PHRASES, NEAR_MISSES, near_misses, ordinary_sentences
 from edged.sources.audio.chunk import SAMPLE_RATE
 
 Progress = Callable[[str], None]
@@ -49,6 +49,12 @@ class EvalSpec:
     keywords: tuple[str, ...] = tuple(KEYWORD_PHRASES)
     scenes_per_file: int = 30
     floor_db: float = -66.0  # RMS of the noise floor under everything (dBFS)
+    engines: tuple[str, ...] = ()  # TTS engines to speak with (empty: every installed one)
+    part: int = -1  # 0 or 1: only that half of the sentences and near misses (-1: all of the originals)
+
+    @property
+    def text_part(self) -> int | None:
+        return None if self.part < 0 else self.part
 
 
 @dataclass(frozen=True)
@@ -83,6 +89,7 @@ def load_manifest(folder: str | Path) -> Manifest:
     data = json.loads((folder / "manifest.json").read_text())
     spec_data: dict[str, Any] = dict(data["spec"])
     spec_data["keywords"] = tuple(spec_data["keywords"])
+    spec_data["engines"] = tuple(spec_data.get("engines", ()))
     return Manifest(folder, EvalSpec(**spec_data), tuple(EvalFile(**f) for f in data["files"]),
                     tuple(Occurrence(**o) for o in data["occurrences"]))
 
@@ -92,9 +99,11 @@ class _Builder:
         self.spec = spec
         self.rng = np.random.default_rng(spec.seed)
         self.progress = progress
-        self.engines = [e for e in sp.available_engines() if e in ENGINE_WEIGHTS]
+        wanted = spec.engines or tuple(ENGINE_WEIGHTS)
+        self.engines = [e for e in sp.available_engines() if e in wanted]
         if not self.engines:
-            raise sp.SpeechError("no TTS engine installed (espeak-ng, flite or festival)")
+            raise sp.SpeechError(f"none of the TTS engines {', '.join(wanted)} is installed")
+        self.part = spec.text_part
         self._babble: np.ndarray | None = None
 
     # -- random choices --------------------------------------------------------------------------
@@ -104,6 +113,9 @@ class _Builder:
         engine = str(self.rng.choice(self.engines, p=weights / weights.sum()))
         return sp.Voice(engine, str(self.rng.choice(sp.VOICES[engine])), float(self.rng.choice(SPEEDS)),
                         float(self.rng.choice(PITCHES)))
+
+    def sentence(self) -> str:
+        return ordinary_sentences(1, self.rng, self.part)[0]
 
     def condition(self) -> tuple[str, str | None, float, float]:
         """(label, noise kind or None, snr, rt60)."""
@@ -135,7 +147,7 @@ class _Builder:
             t = 0
             while t < len(out):
                 voice = self.voice()
-                s = sp.trim(sp.to_float(voice.speak(ordinary_sentences(1, self.rng)[0])))
+                s = sp.trim(sp.to_float(voice.speak(self.sentence())))
                 out = sp.overlay(out, sp.normalize(s, -6.0), t)[:len(out)]
                 t += len(s)
         scaled: np.ndarray = out / (np.std(out) + 1e-12)
@@ -151,7 +163,7 @@ class _Builder:
         """
         parts: list[np.ndarray] = [sp.silence(float(self.rng.uniform(0.5, 1.2)))]
         if context and self.rng.random() < 0.5:
-            parts += [sp.trim(sp.to_float(voice.speak(ordinary_sentences(1, self.rng)[0]))),
+            parts += [sp.trim(sp.to_float(voice.speak(self.sentence()))),
                       sp.silence(float(self.rng.uniform(0.15, 0.6)))]
         span = (0, 0)
         if phrase is not None:
@@ -162,7 +174,7 @@ class _Builder:
             parts.append(words[start:end])
         if context and self.rng.random() < 0.5:
             parts += [sp.silence(float(self.rng.uniform(0.2, 0.6))),
-                      sp.trim(sp.to_float(voice.speak(ordinary_sentences(1, self.rng)[0])))]
+                      sp.trim(sp.to_float(voice.speak(self.sentence())))]
         parts.append(sp.silence(1.0))
         audio = sp.normalize(np.concatenate(parts), float(self.rng.uniform(-26.0, -6.0)))
         return audio, span
@@ -238,7 +250,7 @@ def _speech_files(b: _Builder, folder: Path) -> list[EvalFile]:
             segment: list[np.ndarray] = []
             while sum(len(p) for p in segment) < 30 * SAMPLE_RATE:
                 voice = voices[int(b.rng.integers(0, 2))]
-                words = sp.trim(sp.to_float(voice.speak(ordinary_sentences(1, b.rng)[0])))
+                words = sp.trim(sp.to_float(voice.speak(b.sentence())))
                 segment += [sp.normalize(words, float(b.rng.uniform(-26.0, -6.0))),
                             sp.silence(float(b.rng.uniform(0.3, 1.5)))]
             audio = np.concatenate(segment)
@@ -253,7 +265,7 @@ def _near_miss_file(b: _Builder, folder: Path) -> EvalFile:
     b.progress("near misses")
     pieces = []
     for keyword in b.spec.keywords:
-        for phrase in NEAR_MISSES.get(keyword, ()):
+        for phrase in near_misses(keyword, b.part):
             for _ in range(b.spec.near_miss_voices):
                 audio, (s, e) = b.scene(phrase, b.voice())
                 condition = b.condition()
@@ -322,7 +334,7 @@ def build_fixture(folder: str | Path, seed: int = 11, progress: Progress | None 
     files.append(_write_small(folder, "near_miss.flac", np.concatenate(near), "near_miss"))
     talk: list[np.ndarray] = []
     while sum(len(p) for p in talk) < spec.speech_minutes * 60 * SAMPLE_RATE:
-        words = sp.trim(sp.to_float(b.voice().speak(ordinary_sentences(1, b.rng)[0])))
+        words = sp.trim(sp.to_float(b.voice().speak(b.sentence())))
         talk += [sp.normalize(words, float(b.rng.uniform(-20.0, -6.0))), sp.silence(0.4)]
     files.append(_write_small(folder, "speech.flac", np.concatenate(talk), "speech"))
     manifest = Manifest(folder, spec, tuple(files), tuple(occurrences))

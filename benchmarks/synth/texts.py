@@ -29,6 +29,28 @@ NEAR_MISSES: dict[str, tuple[str, ...]] = {
                     "a rasp", "hey rosie"),
 }
 
+# More near misses, for the tuning and held-out splits (`near_misses`): names and words that share a
+# keyword's first or last part, or its rhythm.
+EXTRA_NEAR_MISSES: dict[str, tuple[str, ...]] = {
+    "okay_nabu": ("okay, not now", "okay neighbour", "okay, new boots", "oh hey, Nadia", "okay, my view",
+                  "okay, the news", "okay numbers", "okay, a new bulb"),
+    "hey_jarvis": ("hey Davis", "hey Mavis", "hey Jarrod", "hey artist", "hey nervous", "hey, starving",
+                   "hey Jasmine", "hey, carcass"),
+    "alexa": ("Alaska", "Alicia", "Melissa", "relax a bit", "annex A", "Alex said", "a letter",
+              "Alessandro"),
+    "hey_mycroft": ("hey my loft", "hey Mike", "hey my croissant", "hey microchip", "hey, mind the crowd",
+                    "my crofter", "hey my gloves", "I'm crafty"),
+}
+
+
+def near_misses(keyword: str, part: int | None = None) -> tuple[str, ...]:
+    """`keyword`'s near misses: the original list (`part` None), or one half of all of them
+    (`part` 0 or 1: alternate phrases), so a tuning and a held-out set share no phrase."""
+    if part is None:
+        return NEAR_MISSES.get(keyword, ())
+    every = NEAR_MISSES.get(keyword, ()) + EXTRA_NEAR_MISSES.get(keyword, ())
+    return every[part::2]
+
 SENTENCES = (
     "Could you take the rubbish out before the bin lorry comes tomorrow morning?",
     "I think the bread in the cupboard has gone a bit stale.",
@@ -132,14 +154,19 @@ _TEMPLATES = (
 )
 
 
-def ordinary_sentences(n: int, rng: np.random.Generator) -> list[str]:
-    """`n` sentences of everyday talk: the fixed list and template fills, shuffled."""
+def ordinary_sentences(n: int, rng: np.random.Generator, part: int | None = None) -> list[str]:
+    """`n` sentences of everyday talk: the fixed list and template fills, shuffled.
+
+    `part` 0 or 1 draws from one half of the fixed sentences and one half of the templates only
+    (alternate entries), so a tuning and a held-out set say different things."""
+    sentences = SENTENCES if part is None else SENTENCES[part::2]
+    templates = _TEMPLATES if part is None else _TEMPLATES[part::2]
     out: list[str] = []
     while len(out) < n:
         if rng.random() < 0.35:
-            out.append(str(rng.choice(SENTENCES)))
+            out.append(str(rng.choice(sentences)))
             continue
-        template = str(rng.choice(_TEMPLATES))
+        template = str(rng.choice(templates))
         text = template.format(
             person=rng.choice(_PEOPLE), action=rng.choice(_ACTIONS), time=rng.choice(_TIMES),
             place=rng.choice(_PLACES), thing=rng.choice(_THINGS), food=rng.choice(_FOODS),

@@ -33,7 +33,29 @@ def run(args: argparse.Namespace) -> int:
         watches = sum(len(cam.watches) for cam in config.cameras.values())
         print(f"{args.file}: valid ({len(config.cameras)} cameras, {mics} microphones, {watches} watches, "
               f"device {config.device.id})")
+        for line in keyword_lines(config):
+            print(line)
     return 0
+
+
+def keyword_lines(config: Config) -> list[str]:
+    """Each keyword's effective settings: tuned defaults and the config's own values, merged."""
+    if not config.all_microphones:
+        return []
+    out = []
+    for kw in config.models.wakeword.keyword_settings:
+        line = (f"  keyword {kw.name}: {kw.backend}, cutoff {_value(kw.cutoff)}, window {_value(kw.window)}"
+                f"{'' if kw.enabled else ', disabled'}")
+        if kw.confirm is not None and kw.confirm.enabled:
+            c = kw.confirm
+            line += (f"; fires only if {c.backend} agrees within {c.within:g} s (cutoff {_value(c.cutoff)}, "
+                     f"window {_value(c.window)})")
+        out.append(line)
+    return out
+
+
+def _value(x: float | None) -> str:
+    return "the model's" if x is None else f"{x:g}"
 
 
 def check_secrets(config: Config) -> list[str]:

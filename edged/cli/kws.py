@@ -23,9 +23,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--keywords", "-k", help="comma-separated keywords or model paths "
                                             "(default: the config's, else every built-in keyword)")
     p.add_argument("--cutoff", type=float,
-                   help="probability cutoff for every keyword (default: each model's)")
-    p.add_argument("--backend", choices=("micro-wakeword", "openwakeword"),
-                   help="model family (default: the config's, else micro-wakeword)")
+                   help="probability cutoff for every keyword (default: the tuned one, else each model's)")
+    p.add_argument("--backend", choices=("auto", "micro-wakeword", "openwakeword"),
+                   help="model family (default: the config's, else auto: each keyword's tuned family)")
+    p.add_argument("--model-defaults", action="store_true",
+                   help="each model's own cutoff and window, no second stage (models.wakeword.defaults: model)")
     p.add_argument("--config", "-c", help="take models.wakeword (and the chunk size) from this config file")
     p.add_argument("--chunk-ms", type=int, help="chunk length (default: the daemon's, 10 ms)")
     p.add_argument("--vad", action="store_true", help="enable the VAD gate")
@@ -35,7 +37,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def _settings(args: argparse.Namespace) -> tuple[WakewordConfig, int]:
-    from edged.config.keywords import BUILTIN_KEYWORDS
+    from edged.config.keywords import BUILTIN_KEYWORDS, MICRO
 
     chunk_ms = MicrophoneConfig().chunk_ms
     config = WakewordConfig()
@@ -51,11 +53,14 @@ def _settings(args: argparse.Namespace) -> tuple[WakewordConfig, int]:
             chunk_ms = mics[0].chunk_ms
     if args.backend:
         config = dataclasses.replace(config, backend=args.backend)
+    if args.model_defaults:
+        config = dataclasses.replace(config, defaults="model")
     if args.keywords:
         names = tuple(n.strip() for n in args.keywords.split(",") if n.strip())
         config = dataclasses.replace(config, keywords=names)
     elif not explicit_keywords:
-        config = dataclasses.replace(config, keywords=BUILTIN_KEYWORDS[config.backend])
+        family = MICRO if config.backend == "auto" else config.backend
+        config = dataclasses.replace(config, keywords=BUILTIN_KEYWORDS[family])
     if args.cutoff is not None:
         config = dataclasses.replace(config, keywords=tuple(
             dataclasses.replace(k, cutoff=args.cutoff) for k in config.keyword_settings))

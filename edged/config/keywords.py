@@ -6,6 +6,7 @@ turns these names into model files.
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 
 MICRO = "micro-wakeword"
 OPEN = "openwakeword"
@@ -30,3 +31,54 @@ def canonical(name: str) -> str:
     """The event name of a keyword: aliases folded, model version suffixes dropped."""
     stem = _VERSION_SUFFIX.sub("", name)
     return ALIASES.get(stem, stem)
+
+
+@dataclass(frozen=True)
+class Tuned:
+    """A keyword's settings on one family: cutoff and sliding window (scores averaged)."""
+
+    cutoff: float
+    window: int
+
+
+@dataclass(frozen=True)
+class KeywordDefaults:
+    """What naming a built-in keyword gets: its family, cutoff and window, and optionally a second
+    family that must agree (its cutoff and window, and how far apart both crossings may be).
+
+    Chosen per keyword on a tuning set and checked on a held-out one by `python -m benchmarks
+    kws-heldout` (docs/benchmarks.md, "Keyword defaults"). `FAMILY_DEFAULTS` holds the best
+    settings of each family on its own, for a keyword named on the other family or with its second
+    stage switched off.
+    """
+
+    backend: str
+    cutoff: float
+    window: int
+    confirm: str | None = None  # the family that must also cross its cutoff (None: no second stage)
+    confirm_cutoff: float | None = None
+    confirm_window: int | None = None
+    within: float = 1.0  # seconds of audio the two crossings may lie apart
+
+
+# Tuned by `python -m benchmarks kws-heldout` on its tuning set (docs/benchmarks.md, "Keyword
+# defaults"), pasted from what it prints. hey_mycroft has none: nothing kept 25% of its recall within
+# the false-accept budget ("hey my ..." near misses score 1.0 in both families), so it keeps its
+# model's own settings.
+FAMILY_DEFAULTS: dict[tuple[str, str], Tuned] = {
+    ("okay_nabu", MICRO): Tuned(0.98, 3),
+    ("okay_nabu", OPEN): Tuned(0.05, 1),
+    ("hey_jarvis", MICRO): Tuned(0.05, 1),
+    ("hey_jarvis", OPEN): Tuned(0.5, 1),
+    ("alexa", MICRO): Tuned(0.99, 8),
+    ("alexa", OPEN): Tuned(0.5, 2),
+}
+KEYWORD_DEFAULTS: dict[str, KeywordDefaults] = {
+    "okay_nabu": KeywordDefaults(OPEN, 0.05, 1),
+    "hey_jarvis": KeywordDefaults(OPEN, 0.5, 1),
+    "alexa": KeywordDefaults(OPEN, 0.05, 1, MICRO, 0.1, 1, 0.5),
+}
+
+
+def other_family(backend: str) -> str:
+    return OPEN if backend == MICRO else MICRO

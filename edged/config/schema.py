@@ -18,7 +18,16 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Literal
 
-from edged.config.keywords import BUILTIN_KEYWORDS, canonical, looks_like_path
+from edged.config.keywords import (
+    BUILTIN_KEYWORDS,
+    FAMILY_DEFAULTS,
+    KEYWORD_DEFAULTS,
+    MICRO,
+    KeywordDefaults,
+    canonical,
+    looks_like_path,
+    other_family,
+)
 from edged.config.loader import spec
 from edged.config.secrets import SecretRef, secret_ref
 from edged.config.urls import has_inline_password
@@ -200,19 +209,38 @@ KwsBackend = Literal["micro-wakeword", "openwakeword"]
 
 
 @dataclass(frozen=True)
+class ConfirmConfig:
+    """A second stage: the keyword fires only when a second model family hears it too."""
+
+    backend: KwsBackend | None = field(default=None, metadata=spec(
+        "Family that must agree (default: the other one)"))
+    cutoff: float | None = field(default=None, metadata=spec(
+        "Its cutoff (default: the tuned one for a built-in keyword, else the model's)", gt=0, lt=1))
+    window: int | None = field(default=None, metadata=spec("Its sliding window (default: tuned or the model's)",
+                                                           unit="scores", ge=1, le=100))
+    within: float = field(default=1.0, metadata=spec("Both families cross their cutoffs at most this far apart",
+                                                     unit="s", duration=True, ge=0, le=5))
+    enabled: bool = field(default=True, metadata=spec(
+        "false: no second stage for this keyword (not even the tuned default one)"))
+
+
+@dataclass(frozen=True)
 class KeywordConfig:
-    """One wake word / keyword, with settings that override the model's own."""
+    """One wake word / keyword, with settings that override the tuned defaults and the model's own."""
 
     name: str = field(metadata=spec(
         "Model name (okay_nabu, hey_jarvis, alexa, hey_mycroft; hey_rhasspy for openwakeword), a name in "
         "models_dir, or a path to the model (microWakeWord: its .json; openWakeWord: .tflite or .onnx)"))
-    cutoff: float | None = field(default=None, metadata=spec("Probability cutoff (default: the model's)",
-                                                             gt=0, lt=1))
-    window: int | None = field(default=None, metadata=spec("Sliding window (default: the model's)",
-                                                           unit="scores", ge=1, le=100))
+    cutoff: float | None = field(default=None, metadata=spec(
+        "Probability cutoff (default: the tuned one for a built-in keyword, else the model's)", gt=0, lt=1))
+    window: int | None = field(default=None, metadata=spec(
+        "Sliding window (default: the tuned one for a built-in keyword, else the model's)",
+        unit="scores", ge=1, le=100))
     enabled: bool = field(default=True, metadata=spec("Spot this keyword (switchable at run time)"))
     backend: KwsBackend | None = field(default=None, metadata=spec(
         "Model family for this keyword (default: models.wakeword.backend)"))
+    confirm: ConfirmConfig | None = field(default=None, metadata=spec(
+        "Second family that must agree (default: the tuned one of a built-in keyword, if any)"))
 
 
 @dataclass(frozen=True)
@@ -232,12 +260,16 @@ class VadConfig:
 class WakewordConfig:
     """Keyword spotting on every microphone."""
 
-    backend: KwsBackend = field(
-        default="micro-wakeword", metadata=spec("Default model family of the keywords"))
+    backend: Literal["auto", "micro-wakeword", "openwakeword"] = field(default="auto", metadata=spec(
+        "Model family of keywords without their own: auto = each built-in keyword's tuned family "
+        "(micro-wakeword for other keywords)"))
+    defaults: Literal["tuned", "model"] = field(default="tuned", metadata=spec(
+        "Settings a built-in keyword gets when the config names none: tuned (family, cutoff, window, "
+        "second stage; docs/keywords.md) or model (each model's own cutoff and window, no second stage)"))
     keywords: tuple[str | KeywordConfig, ...] = field(default=("okay_nabu",),
                                                       metadata=spec("Keywords to spot"))
     probability_cutoff: float | None = field(default=None, metadata=spec(
-        "Cutoff for every keyword without its own (default: each model's)", gt=0, lt=1))
+        "Cutoff for every keyword without its own (default: the tuned one, else each model's)", gt=0, lt=1))
     refractory: float = field(default=2.0, metadata=spec("Quiet time after a hit, per keyword", unit="s",
                                                          duration=True, ge=0, le=60))
     models_dir: Path | None = field(default=None, metadata=spec("Extra directory of user models"))
@@ -245,30 +277,69 @@ class WakewordConfig:
 
     @property
     def keyword_settings(self) -> tuple[KeywordConfig, ...]:
-        """Every keyword as a `KeywordConfig` (plain names expanded, the backend filled in)."""
-        out = []
-        for kw in self.keywords:
-            base = KeywordConfig(name=kw) if isinstance(kw, str) else kw
-            if base.cutoff is None and self.probability_cutoff is not None:
-                base = dataclasses.replace(base, cutoff=self.probability_cutoff)
-            if base.backend is None:
-                base = dataclasses.replace(base, backend=self.backend)
-            out.append(base)
-        return tuple(out)
+        """Every keyword's effective settings: plain names expanded, the family filled in, the tuned
+        defaults of a built-in keyword applied where the config sets nothing (a `cutoff` or `window`
+        left None is the model's own, known once the model is resolved)."""
+        return tuple(self._effective(KeywordConfig(name=kw) if isinstance(kw, str) else kw)
+                     for kw in self.keywords)
+
+    def _tuned(self, name: str) -> KeywordDefaults | None:
+        if self.defaults != "tuned" or looks_like_path(name):
+            return None
+        return KEYWORD_DEFAULTS.get(canonical(name))
+
+    def _effective(self, kw: KeywordConfig) -> KeywordConfig:
+        tuned = self._tuned(kw.name)
+        backend: KwsBackend = kw.backend or (  # type: ignore[assignment]
+            self.backend if self.backend != "auto" else (tuned.backend if tuned else MICRO))
+        staged = tuned is not None and tuned.confirm is not None and backend == tuned.backend and (
+            kw.confirm is None or (kw.confirm.enabled and kw.confirm.backend in (None, tuned.confirm)))
+        cutoff = kw.cutoff if kw.cutoff is not None else self.probability_cutoff
+        window = kw.window
+        if tuned is not None:
+            own = (tuned.cutoff, tuned.window) if staged else _family_defaults(kw.name, backend)
+            cutoff = own[0] if cutoff is None else cutoff
+            window = own[1] if window is None else window
+        confirm = kw.confirm
+        if staged and tuned is not None:
+            base = confirm or ConfirmConfig(within=tuned.within)
+            confirm = dataclasses.replace(
+                base, backend=tuned.confirm,  # type: ignore[arg-type]
+                cutoff=tuned.confirm_cutoff if base.cutoff is None else base.cutoff,
+                window=tuned.confirm_window if base.window is None else base.window)
+        elif confirm is not None and confirm.enabled:  # a disabled one stays, so this stays idempotent
+            confirm = dataclasses.replace(confirm, backend=confirm.backend or other_family(backend))  # type: ignore[arg-type]
+        return dataclasses.replace(kw, backend=backend, cutoff=cutoff, window=window, confirm=confirm)
 
     def _validate(self) -> Problems:
         seen: set[tuple[str, str | None]] = set()
         for i, kw in enumerate(self.keyword_settings):
             key = f"keywords[{i}]"
             if (kw.name, kw.backend) in seen:
-                yield key, f"keyword {kw.name!r} is listed twice"
+                yield key, (f"keyword {kw.name!r} is listed twice for {kw.backend} (a name without its own "
+                            "backend runs on models.wakeword.backend, or with auto on its tuned family: give "
+                            "each entry its backend to spot it on both)")
             seen.add((kw.name, kw.backend))
-            builtin = BUILTIN_KEYWORDS[kw.backend or self.backend]
-            if self.models_dir is None and not looks_like_path(kw.name) and canonical(kw.name) not in builtin:
-                close = difflib.get_close_matches(kw.name, builtin, n=1)
-                hint = f"did you mean {close[0]!r}? " if close else ""
-                yield key, (f"unknown keyword {kw.name!r} for backend {kw.backend}; {hint}available: "
-                            f"{', '.join(builtin)} (or a model path, or set models_dir)")
+            yield from self._check_name(key, kw.name, kw.backend or MICRO)
+            if kw.confirm is not None and kw.confirm.enabled and kw.confirm.backend is not None:
+                if kw.confirm.backend == kw.backend:
+                    yield f"{key}.confirm.backend", (f"must be the other family than the keyword's own "
+                                                     f"({kw.backend}): a family cannot confirm itself")
+                else:
+                    yield from self._check_name(f"{key}.confirm", kw.name, kw.confirm.backend)
+
+    def _check_name(self, key: str, name: str, backend: str) -> Problems:
+        builtin = BUILTIN_KEYWORDS[backend]
+        if self.models_dir is None and not looks_like_path(name) and canonical(name) not in builtin:
+            close = difflib.get_close_matches(name, builtin, n=1)
+            hint = f"did you mean {close[0]!r}? " if close else ""
+            yield key, (f"unknown keyword {name!r} for backend {backend}; {hint}available: "
+                        f"{', '.join(builtin)} (or a model path, or set models_dir)")
+
+
+def _family_defaults(name: str, backend: str) -> tuple[float | None, int | None]:
+    tuned = FAMILY_DEFAULTS.get((canonical(name), backend))
+    return (tuned.cutoff, tuned.window) if tuned else (None, None)
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,12 +18,13 @@ from typing import Any
 import numpy as np
 
 from edged.analysis.kws.backend import KeywordBackend
-from edged.analysis.kws.catalog import ModelSpec, resolve
+from edged.analysis.kws.catalog import ModelSpec, available, resolve
 from edged.analysis.kws.errors import KwsError, UnknownKeywordError
-from edged.analysis.kws.scoring import Detection, KeywordSettings, Refractory
+from edged.analysis.kws.scoring import Agreement, Detection, KeywordSettings, Refractory
 from edged.analysis.kws.vad import VadGate
 from edged.config.keywords import MICRO, OPEN
-from edged.config.schema import VadConfig, WakewordConfig
+from edged.config.schema import KeywordConfig, VadConfig, WakewordConfig
+from edged.logs import get_logger
 from edged.sources.audio.chunk import SAMPLE_RATE, AudioChunk
 from edged.sources.audio.files import iter_chunks
 
@@ -32,11 +33,16 @@ CONFIG_KEY = "models.wakeword.keywords"
 
 @dataclass(frozen=True)
 class KeywordPlan:
-    """One configured keyword, resolved: its model and its effective settings."""
+    """One configured keyword on one family, resolved: its model and its effective settings.
+
+    A keyword with a second stage (`confirm`) has two plans: its own and the confirming family's
+    (`confirms` is set on that one: its detections only ever confirm, never fire)."""
 
     spec: ModelSpec
     settings: KeywordSettings
     key: str  # where it was configured, for error messages
+    confirms: bool = False
+    within: float = 0.0  # for a confirming plan: how far apart both crossings may be (s)
 
 
 def _micro(plans: Sequence[KeywordPlan], models_dir: Path | None) -> KeywordBackend:
@@ -56,21 +62,20 @@ BACKENDS: dict[str, BackendFactory] = {MICRO: _micro, OPEN: _open}
 
 
 def plan_keywords(config: WakewordConfig) -> list[KeywordPlan]:
-    """Resolve every configured keyword to its model (no model is loaded yet).
+    """Resolve every configured keyword (and its second stage) to its model; no model is loaded yet.
 
     Raises `UnknownKeywordError` / `ModelError` prefixed with the config key of the keyword.
     """
     plans = []
-    for i, kw in enumerate(config.keyword_settings):
+    for i, effective in enumerate(config.keyword_settings):
         key = f"{CONFIG_KEY}[{i}]"
-        backend = kw.backend or config.backend
-        try:
-            spec = resolve(backend, kw.name, config.models_dir)
-            settings = KeywordSettings(kw.cutoff if kw.cutoff is not None else spec.cutoff,
-                                       kw.window if kw.window is not None else spec.window, kw.enabled)
-        except (KwsError, ValueError) as exc:
-            raise type(exc)(f"{key}: {exc}") from None
-        plans.append(KeywordPlan(spec, settings, key))
+        kw = _installed(config, i, effective)
+        plans.append(_plan(config, kw, key))
+        if kw.confirm is not None:
+            c = kw.confirm
+            confirm = KeywordConfig(kw.name, c.cutoff, c.window, kw.enabled, c.backend)
+            plans.append(dataclasses.replace(_plan(config, confirm, f"{key}.confirm"), confirms=True,
+                                             within=c.within))
     seen: dict[tuple[str, str], str] = {}
     for plan in plans:
         ident = (plan.spec.backend, plan.spec.keyword)
@@ -81,13 +86,48 @@ def plan_keywords(config: WakewordConfig) -> list[KeywordPlan]:
     return plans
 
 
+def _installed(config: WakewordConfig, i: int, kw: KeywordConfig) -> KeywordConfig:
+    """Keyword `i`'s settings with what the tuned defaults wanted but is not installed left out: a
+    tuned openWakeWord family or second stage without the package (the config did not ask for it)."""
+    raw = config.keywords[i]
+    own = raw if isinstance(raw, KeywordConfig) else KeywordConfig(raw)
+    if _open_missing(kw.backend) and config.backend == "auto" and own.backend is None:
+        get_logger().warning("kws_family_fallback", keyword=kw.name, wanted=OPEN, using=MICRO,
+                             fix="pip install 'edged[openwakeword]'")
+        kw = dataclasses.replace(config, backend="micro-wakeword").keyword_settings[i]
+    if kw.confirm is not None and not kw.confirm.enabled:
+        return dataclasses.replace(kw, confirm=None)
+    if kw.confirm is not None and _open_missing(kw.confirm.backend) and own.confirm is None:
+        get_logger().warning("kws_second_stage_dropped", keyword=kw.name, wanted=OPEN,
+                             fix="pip install 'edged[openwakeword]'")
+        return dataclasses.replace(kw, confirm=None)
+    return kw
+
+
+def _plan(config: WakewordConfig, kw: KeywordConfig, key: str) -> KeywordPlan:
+    backend = kw.backend or MICRO
+    try:
+        spec = resolve(backend, kw.name, config.models_dir)
+        settings = KeywordSettings(kw.cutoff if kw.cutoff is not None else spec.cutoff,
+                                   kw.window if kw.window is not None else spec.window, kw.enabled)
+    except (KwsError, ValueError) as exc:
+        raise type(exc)(f"{key}: {exc}") from None
+    return KeywordPlan(spec, settings, key)
+
+
+def _open_missing(backend: str | None) -> bool:
+    return backend == OPEN and not available(OPEN)
+
+
 class KeywordEngine:
     """Backends + VAD gate + refractory period over one audio stream (single-threaded use,
     except the setters, which are safe from any thread)."""
 
     def __init__(self, backends: Sequence[KeywordBackend], refractory: float = 2.0,
-                 vad: VadGate | None = None, pre_roll: float = 0.5) -> None:
+                 vad: VadGate | None = None, pre_roll: float = 0.5,
+                 agreements: Mapping[str, Agreement] | None = None) -> None:
         self.backends = tuple(backends)
+        self.agreements = dict(agreements or {})  # keyword -> its second stage
         self.refractory = Refractory(refractory)
         self.vad = vad
         self.pre_roll = pre_roll
@@ -108,7 +148,8 @@ class KeywordEngine:
             for backend in backends:
                 backend.close()
             raise
-        return cls(backends, config.refractory, make_gate(config.vad), config.vad.pre_roll)
+        agreements = {p.spec.keyword: Agreement(p.spec.backend, p.within) for p in plans if p.confirms}
+        return cls(backends, config.refractory, make_gate(config.vad), config.vad.pre_roll, agreements)
 
     @property
     def keywords(self) -> tuple[str, ...]:
@@ -119,9 +160,15 @@ class KeywordEngine:
         return tuple(out)
 
     def describe(self) -> list[dict[str, Any]]:
-        """Keyword, backend and settings of everything spotted (for logs and `edged kws`)."""
-        return [{"keyword": k, "backend": b.name, **dataclasses.asdict(b.settings(k))}
-                for b in self.backends for k in b.keywords]
+        """Keyword, backend, role and settings of everything spotted (for logs and `edged kws`)."""
+        out = []
+        for b in self.backends:
+            for k in b.keywords:
+                rule = self.agreements.get(k)
+                role = "detect" if rule is None else (
+                    f"confirm within {rule.within:g} s" if b.name == rule.confirm_backend else "detect, confirmed")
+                out.append({"keyword": k, "backend": b.name, "role": role, **dataclasses.asdict(b.settings(k))})
+        return out
 
     def process(self, chunk: AudioChunk) -> list[Detection]:
         """Feed one chunk; the detections that fire (refractory applied), in stream order."""
@@ -136,20 +183,31 @@ class KeywordEngine:
             return []
         if len(hits) > 1:
             hits.sort(key=lambda d: d.stream_time)
+        if self.agreements:
+            hits = [d for d in map(self._agree, hits) if d is not None]
         fired = [d for d in hits if self.refractory.admit(d.keyword, d.stream_time)]
         self.detections += len(fired)
         return fired
+
+    def _agree(self, detection: Detection) -> Detection | None:
+        rule = self.agreements.get(detection.keyword)
+        return detection if rule is None else rule.push(detection)
 
     def reset(self) -> None:
         """A new stream (next file, or the source restarted)."""
         for backend in self.backends:
             backend.reset()
         self.refractory.reset()
+        for rule in self.agreements.values():
+            rule.reset()
         if self.vad is not None:
             self.vad.reset()
 
-    def _owners(self, keyword: str) -> list[KeywordBackend]:
-        owners = [b for b in self.backends if keyword in b.keywords]
+    def _owners(self, keyword: str, confirming: bool = True) -> list[KeywordBackend]:
+        """The backends that spot `keyword` (without the one that only confirms it, unless `confirming`)."""
+        rule = self.agreements.get(keyword)
+        owners = [b for b in self.backends if keyword in b.keywords
+                  and (confirming or rule is None or b.name != rule.confirm_backend)]
         if not owners:
             raise UnknownKeywordError(f"keyword {keyword!r} is not configured "
                                       f"(configured: {', '.join(self.keywords) or 'none'})")
@@ -160,13 +218,14 @@ class KeywordEngine:
             backend.set_enabled(keyword, enabled)
 
     def set_cutoff(self, keyword: str, cutoff: float) -> None:
-        owners = self._owners(keyword)
+        """The cutoff of the family that detects `keyword` (a confirming family keeps its own)."""
+        owners = self._owners(keyword, confirming=False)
         KeywordSettings(cutoff, 1)  # validate once, before changing anything
         for backend in owners:
             backend.set_cutoff(keyword, cutoff)
 
     def settings(self, keyword: str) -> KeywordSettings:
-        return self._owners(keyword)[0].settings(keyword)
+        return self._owners(keyword, confirming=False)[0].settings(keyword)
 
     def set_score_sink(self, sink: Callable[[str, str, float, float], None] | None) -> None:
         """Hand every smoothed score to `sink(backend, keyword, stream_time, score)` (None stops it)."""

@@ -104,3 +104,40 @@ class Refractory:
 
     def reset(self) -> None:
         self._last.clear()
+
+
+class Agreement:
+    """A second stage for one keyword: it fires only when two model families both crossed their own
+    cutoffs at most `within` seconds of audio apart.
+
+    Fed every detection of the keyword from either family (in stream order); returns the detection to
+    fire, or None. What fires is the primary family's latest detection, at the time the second of
+    the two crossings arrived (so a late confirmation fires late rather than never), with `backend`
+    naming both families. Near misses that fool one family rarely fool the other in the same half
+    second, which is what this buys.
+    """
+
+    def __init__(self, confirm_backend: str, within: float) -> None:
+        if within < 0:
+            raise ValueError(f"agreement window must be >= 0 s (got {within})")
+        self.confirm_backend = confirm_backend
+        self.within = within
+        self._primary: Detection | None = None
+        self._confirmed_at: float | None = None
+
+    def push(self, detection: Detection) -> Detection | None:
+        t = detection.stream_time
+        if detection.backend == self.confirm_backend:
+            self._confirmed_at = t
+            primary = self._primary
+            if primary is None or t - primary.stream_time > self.within:
+                return None
+        else:
+            self._primary = primary = detection
+            if self._confirmed_at is None or t - self._confirmed_at > self.within:
+                return None
+        return replace(primary, stream_time=t, backend=f"{primary.backend}+{self.confirm_backend}")
+
+    def reset(self) -> None:
+        self._primary = None
+        self._confirmed_at = None
