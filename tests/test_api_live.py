@@ -288,14 +288,17 @@ def test_hostile_input_is_always_a_4xx_json_answer_and_the_daemon_goes_on(live: 
 
 def test_neither_the_token_nor_an_image_is_logged_or_stored(live: Live) -> None:
     """After every request above: the token and the images' bytes appear in no log line and no file in
-    the state directory, and edged wrote no image file."""
+    the state directory, and the only image files edged wrote are the history's snapshots of its own
+    camera (an API caller's image is answered, never remembered)."""
     live.openai().chat.completions.create(model="m", messages=openai_messages())  # type: ignore[arg-type]
     log = live.daemon.log_path.read_text(errors="replace")
     image_piece = DATA_URL[-200:-100]  # a stretch of the image's base64
     assert TOKEN not in log and image_piece not in log
     state = live.daemon.log_path.parent / "state"
     files = [p for p in state.rglob("*") if p.is_file()]
-    assert not [p for p in files if p.suffix.lower() in (".jpg", ".jpeg", ".png", ".webp")]
+    images = [p for p in files if p.suffix.lower() in (".jpg", ".jpeg", ".png", ".webp")]
+    snapshots = state / "history" / "snapshots"
+    assert all(p.is_relative_to(snapshots) and p.name.startswith("porch-") for p in images), images
     for path in files:
         data = path.read_bytes()
         assert TOKEN.encode() not in data and image_piece.encode() not in data, path
