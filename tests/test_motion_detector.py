@@ -399,3 +399,31 @@ def test_slow_shadow_edge_is_not_motion() -> None:
         results = [detector.update(render(bg * _shade(i / FPS, 10, 60, 0.5, 6), rng), i / FPS)
                    for i in range(int(75 * FPS))]
     assert [r.ts for r in results if r.motion and r.ts >= 3.0] == []
+
+
+def _both_ways_one_box(brighter: np.ndarray, changed: np.ndarray, box: np.ndarray) -> bool:
+    """The both-ways rule for one box, written out plainly (slices and counts), as a reference."""
+    x, y, w, h = (int(v) for v in box)
+    around = (slice(max(0, y - 4), y + h + 4), slice(max(0, x - 4), x + w + 4))
+    mask = changed[around] > 0
+    total = int(mask.sum())
+    up = int((mask & (brighter[around] > 0)).sum())
+    return total > 0 and min(up, total - up) >= 0.1 * total
+
+
+def test_both_ways_on_integral_images_matches_counting_box_by_box() -> None:
+    """The second look's both-ways rule counts every box on two integral images at once; it must say what
+    counting each box's pixels says, at the frame's edges too, and within a region cut from the frame."""
+    from edged.analysis.motion.detector import _around, _both_ways
+
+    rng = np.random.default_rng(7)
+    for _ in range(20):
+        changed = (rng.random((60, 90)) < rng.uniform(0.05, 0.6)).astype(np.uint8) * 255
+        brighter = (rng.random((60, 90)) < rng.uniform(0.0, 1.0)).astype(np.uint8) * 255
+        xs, ys = rng.integers(0, 88, 6), rng.integers(0, 58, 6)
+        boxes = np.stack([xs, ys, rng.integers(1, 91 - xs), rng.integers(1, 61 - ys)], axis=1).astype(np.int32)
+        expected = [_both_ways_one_box(brighter, changed, box) for box in boxes]
+        assert _both_ways(brighter, changed, boxes).tolist() == expected
+        y0, y1, x0, x1 = _around(boxes, changed.shape)
+        roi = (slice(y0, y1), slice(x0, x1))
+        assert _both_ways(brighter[roi], changed[roi], boxes - (x0, y0, 0, 0)).tolist() == expected

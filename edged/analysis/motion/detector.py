@@ -124,6 +124,18 @@ class _Params:
     enabled: bool
 
 
+@dataclass(slots=True)
+class _Kept:
+    """A frame kept for later comparisons: its luma, the slow channel then, and (computed at most once,
+    when first needed) their grid cells for relighting."""
+
+    ts: float
+    luma: np.ndarray
+    slow: np.ndarray
+    cells: np.ndarray | None = None
+    slow_cells: np.ndarray | None = None
+
+
 @dataclass(frozen=True)
 class _Geometry:
     """Static facts of one input frame size."""
@@ -143,16 +155,18 @@ class _Model:
         self.mean: np.ndarray = luma.copy()
         self.var: np.ndarray = np.full_like(luma, _INITIAL_NOISE ** 2)
         self.noise_thr: np.ndarray = np.full_like(luma, noise_factor * _INITIAL_NOISE)
-        self.thr: np.ndarray | None = None  # max(noise_thr, floor), rebuilt when either changes
+        self.thr = np.empty_like(luma)  # max(noise_thr, floor), rebuilt when either changes (`stale`)
         # The slow channel: the frame averaged over ~_SLOW_TIME, with its own (lower) noise.
         self.slow: np.ndarray = luma.copy()
         self.slow_var: np.ndarray = np.full_like(luma, (0.5 * _INITIAL_NOISE) ** 2)
         self.slow_noise_thr: np.ndarray = np.sqrt(self.slow_var) * noise_factor
-        self.slow_thr: np.ndarray | None = None
-        # (ts, frame, slow channel) of the last ~_CHANGE_AGE s: what a blob's change is measured against
-        self.history: deque[tuple[float, np.ndarray, np.ndarray]] = deque()
+        self.slow_thr = np.empty_like(luma)
+        self.stale = True
+        # The frames of the last ~_CHANGE_AGE s: what a blob's change is measured against
+        self.history: deque[_Kept] = deque()
         self.floor = 0.0
-        self.noise_at = ts
+        self.noise_at = self.slow_noise_at = ts
+        self.slow_noise_turn = False  # the slow channel's envelope learns on every other update of the frame's
         self.light_changing = False  # the whole scene is lit differently from the background (see _compensate)
         self.prev_boxes: np.ndarray = np.zeros((0, 4), np.int32)  # candidate blobs of the last frame (x, y, w, h)
         self.prev_cells: np.ndarray | None = None
@@ -290,8 +304,8 @@ class MotionDetector:
         if quiet and cv2.countNonZero(slow):
             # The slow channel is the more sensitive: an overall drift of the light (auto-exposure,
             # dusk) shows there first. Scaled to the background's overall brightness, is it quiet?
-            gain = np.float32(cv2.mean(model.mean)[0] / max(1.0, cv2.mean(model.slow)[0]))
-            slow_diff = cv2.absdiff(model.slow * gain, model.mean)
+            gain = cv2.mean(model.mean)[0] / max(1.0, cv2.mean(model.slow)[0])
+            slow_diff = cv2.absdiff(cv2.multiply(model.slow, gain, dst=slow_diff), model.mean, dst=slow_diff)
             quiet = not cv2.countNonZero(self._over(slow_diff, slow_thr, geo))
         if quiet:  # the common case: nothing differs
             self._quiet(model, luma, diff, slow_diff, dt, ts)
@@ -301,19 +315,21 @@ class MotionDetector:
             self._calibration_step(model, luma, cells, dt, ts, None)
             return self._result(ts, False, 0.0, (), True)
         model.prev_cells = cells
+        now = _Kept(ts, luma, model.slow.copy(), cells)
         expected = self._compensate(model, cells, geo)
         if expected is not model.mean:
-            diff = cv2.absdiff(luma, expected)
+            diff = cv2.absdiff(luma, expected, dst=diff)
             fast = self._over(diff, thr, geo)
             # The slow channel lags the light a little: it is compared under its own (overall) light.
-            lag = cv2.mean(self._cells(model.slow, geo))[0] / cv2.mean(cells)[0]
-            slow_diff = cv2.absdiff(model.slow, (expected + _RATIO_OFFSET) * np.float32(lag) - _RATIO_OFFSET)
+            now.slow_cells = self._cells(now.slow, geo)
+            lag = cv2.mean(now.slow_cells)[0] / cv2.mean(cells)[0]
+            slow_diff = cv2.absdiff(model.slow, _scaled(expected, lag), dst=slow_diff)
             slow = self._over(slow_diff, slow_thr, geo)
         fg = cv2.bitwise_or(fast, slow)
         if cv2.countNonZero(fg) > self._config.lightning_threshold * geo.valid:
             self._calibration_step(model, luma, cells, dt, ts, None)
             return self._result(ts, False, 0.0, (), True)
-        boxes, area, grown = self._detect(model, luma, cells, fg, fast, params, geo, dt, ts)
+        boxes, area, grown = self._detect(model, now, fg, fast, params, geo, dt)
         self._learn_noise(model, diff, slow_diff, grown, ts)
         self.foreground = grown
         if grown is None:
@@ -334,7 +350,7 @@ class MotionDetector:
         self._blend(model.mean, luma, _alpha(dt, self._config.background_time), None)
         model.mean_cells = None
         self._learn_noise(model, diff, slow_diff, None, ts)
-        _remember(model, luma, ts)
+        _remember(model, _Kept(ts, luma, model.slow.copy()))
         model.prev_boxes, self.foreground = model.prev_boxes[:0], None
 
     def _result(self, ts: float, motion: bool, area: float, boxes: tuple[MotionBox, ...],
@@ -412,7 +428,9 @@ class MotionDetector:
         if low > 1.0 - _SAME_LIGHT and high < 1.0 + _SAME_LIGHT:
             return model.mean
         gain = cv2.resize(ratio, (geo.width, geo.height), interpolation=cv2.INTER_LINEAR)
-        expected: np.ndarray = (model.mean + _RATIO_OFFSET) * gain - _RATIO_OFFSET
+        expected: np.ndarray = model.mean + np.float32(_RATIO_OFFSET)  # one temporary, the rest in place
+        np.multiply(expected, gain, out=expected)
+        expected -= np.float32(_RATIO_OFFSET)
         return expected
 
     def _thresholds(self, model: _Model, params: _Params, luma8: np.ndarray,
@@ -425,27 +443,27 @@ class MotionDetector:
                 model.span, model.span_at = max(_MIN_SPAN, _span(luma8)), ts
             floor *= model.span / 255.0
         floor = max(_MIN_THRESHOLD, floor)
-        if model.thr is None or model.slow_thr is None or floor != model.floor:
-            model.thr, model.floor = np.maximum(model.noise_thr, np.float32(floor)), floor
-            model.slow_thr = np.maximum(model.slow_noise_thr, np.float32(floor))
+        if model.stale or floor != model.floor:  # rebuilt in place: cv2.max is ~3x faster than np.maximum here
+            cv2.max(model.noise_thr, floor, dst=model.thr)
+            cv2.max(model.slow_noise_thr, floor, dst=model.slow_thr)
+            model.floor, model.stale = floor, False
         return model.thr, model.slow_thr
 
-    def _detect(self, model: _Model, luma: np.ndarray, cells: np.ndarray, fg: np.ndarray, fast: np.ndarray,
-                params: _Params, geo: _Geometry, dt: float,
-                ts: float) -> tuple[tuple[MotionBox, ...], float, np.ndarray | None]:
+    def _detect(self, model: _Model, now: _Kept, fg: np.ndarray, fast: np.ndarray, params: _Params,
+                geo: _Geometry, dt: float) -> tuple[tuple[MotionBox, ...], float, np.ndarray | None]:
         """Boxes, moving share and grown foreground (None when empty); learns the background meanwhile."""
         fg = cv2.medianBlur(fg, 3)  # isolated noise pixels go, blobs of 3 x 3 and more stay
         if cv2.countNonZero(fg):
-            return self._blobs(model, luma, fg, fast, params, geo, dt, ts)
-        _remember(model, luma, ts)
+            return self._blobs(model, now, fg, fast, params, geo, dt)
+        _remember(model, now)
         alpha = _alpha(dt, self._config.background_time)
-        self._blend(model.mean, luma, alpha, None)
-        if model.mean_cells is not None:  # a uniform blend moves the cell means the same way
-            model.mean_cells += alpha * (cells - model.mean_cells)
+        self._blend(model.mean, now.luma, alpha, None)
+        if model.mean_cells is not None and now.cells is not None:  # a uniform blend moves the cell means alike
+            model.mean_cells += alpha * (now.cells - model.mean_cells)
         return (), 0.0, None
 
-    def _blobs(self, model: _Model, luma: np.ndarray, fg: np.ndarray, fast: np.ndarray, params: _Params,
-               geo: _Geometry, dt: float, ts: float) -> tuple[tuple[MotionBox, ...], float, np.ndarray]:
+    def _blobs(self, model: _Model, now: _Kept, fg: np.ndarray, fast: np.ndarray, params: _Params,
+               geo: _Geometry, dt: float) -> tuple[tuple[MotionBox, ...], float, np.ndarray]:
         """Moving blobs as boxes, their share of the frame and the grown foreground; learns the background.
 
         A blob is a candidate when it is big enough and part of it changed since a frame `_CHANGE_AGE`
@@ -459,19 +477,20 @@ class MotionDetector:
         if n <= 256:  # uint8 labels: per-label counts and maps become histograms and LUTs
             labels = labels.astype(np.uint8)
         areas = stats[:, cv2.CC_STAT_AREA]
-        prev, ref, ref_slow = _remember(model, luma, ts)
+        luma = now.luma
+        kept, ref = _remember(model, now)
         enough = np.maximum(2, _MOVING_SHARE * areas)
         big = areas >= params.contour_area
         big[0] = False  # label 0 is the background
+        prev = kept.luma
         if model.light_changing:  # compare under the same light (auto-exposure hunting, dusk)
-            prev = self._relight(prev, luma, geo)
+            prev = _scaled(prev, self._relight_gain(kept, now, geo))
         quick = cv2.compare(cv2.absdiff(luma, prev), model.noise_thr, cv2.CMP_GT)
         cv2.bitwise_and(quick, fast, dst=quick)  # as before the slow channel: the frame's own foreground
         candidate = big & (_label_counts(labels, quick, n) >= enough)
         second = np.flatnonzero(big & ~candidate)
         if len(second):  # the others get a second look, over a longer time and in both channels
-            candidate[self._second_look(model, luma, fast, labels, stats, second, enough, ref, ref_slow,
-                                        geo)] = True
+            candidate[self._second_look(model, now, fast, labels, stats, second, enough, ref, geo)] = True
         ids = np.flatnonzero(candidate)
         boxes = stats[ids, :4]
         moving = [i for i, box in zip(ids, boxes, strict=True) if _near_any(box, model.prev_boxes)]
@@ -491,9 +510,8 @@ class MotionDetector:
                                 (stats[i, 1] + stats[i, 3]) / h) for i in moving)
         return found, float(areas[moving].sum()) / geo.valid, grown
 
-    def _second_look(self, model: _Model, luma: np.ndarray, fast: np.ndarray, labels: np.ndarray,
-                     stats: np.ndarray, ids: np.ndarray, enough: np.ndarray, ref: np.ndarray, ref_slow: np.ndarray,
-                     geo: _Geometry) -> np.ndarray:
+    def _second_look(self, model: _Model, now: _Kept, fast: np.ndarray, labels: np.ndarray, stats: np.ndarray,
+                     ids: np.ndarray, enough: np.ndarray, ref: _Kept, geo: _Geometry) -> np.ndarray:
         """The blobs among `ids` that changed since the reference frame (under the light of now), both ways.
 
         A slow mover shifts by a fraction of a pixel per frame, so it shows no change from one frame
@@ -501,39 +519,54 @@ class MotionDetector:
         darker, is a shadow's edge sliding over the scene or the trail an object left fading: a moving
         object covers the scene on one side and uncovers it on the other.
         """
+        # Only the part of the frame around these blobs is looked at: usually a small share of it.
+        boxes = stats[ids, :4]
+        y0, y1, x0, x1 = _around(boxes, labels.shape)
+        roi = (slice(y0, y1), slice(x0, x1))
+        ref_luma, ref_slow = ref.luma[roi], ref.slow[roi]
         if model.light_changing:
-            ref = self._relight(ref, luma, geo)
-            ref_slow = self._relight(ref_slow, model.slow, geo)
-        changed = self._changed(model, luma, fast, ref, ref_slow)
-        counts = _label_counts(labels, changed, len(stats))
-        ids = ids[counts[ids] >= enough[ids]]
+            ref_luma = _scaled(ref_luma, self._relight_gain(ref, now, geo))
+            ref_slow = _scaled(ref_slow, self._relight_gain(ref, now, geo, slow=True))
+        changed = self._changed(model, now.luma, fast, ref_luma, ref_slow, roi)
+        keep = _label_counts(labels[roi], changed, len(stats))[ids] >= enough[ids]
+        ids, boxes = ids[keep], boxes[keep]
         if not len(ids):
             return ids
-        brighter = cv2.compare(model.slow, ref_slow, cv2.CMP_GT)
-        return np.asarray([i for i in ids if _both_ways(brighter, changed, stats[i, :4])], np.intp)
+        brighter = cv2.compare(model.slow[roi], ref_slow, cv2.CMP_GT)
+        moving: np.ndarray = ids[_both_ways(brighter, changed, boxes - (x0, y0, 0, 0))]
+        return moving
 
-    def _relight(self, before: np.ndarray, now: np.ndarray, geo: _Geometry) -> np.ndarray:
-        """`before` under the light of `now`: scaled by the mean of the median-filtered brightness ratios
-        of their grid cells (auto-exposure and slow light changes; an object moves a few cells at most)."""
-        gain = cv2.mean(cv2.medianBlur(self._cells(now, geo) / self._cells(before, geo), 3))[0]
-        if abs(gain - 1.0) < _SAME_LIGHT:
-            return before
-        relit: np.ndarray = (before + _RATIO_OFFSET) * np.float32(gain) - _RATIO_OFFSET
-        return relit
+    def _relight_gain(self, before: _Kept, now: _Kept, geo: _Geometry, slow: bool = False) -> float:
+        """What puts `before`'s frame (or slow channel) under the light of `now`'s: the mean of the
+        median-filtered brightness ratios of their grid cells (auto-exposure and slow light changes; an
+        object moves a few cells at most). 1 when the light is the same."""
+        gain = cv2.mean(cv2.medianBlur(self._kept_cells(now, geo, slow) / self._kept_cells(before, geo, slow), 3))[0]
+        return 1.0 if abs(gain - 1.0) < _SAME_LIGHT else float(gain)
+
+    def _kept_cells(self, kept: _Kept, geo: _Geometry, slow: bool) -> np.ndarray:
+        """The grid cells of a kept frame or of its slow channel, computed once."""
+        if slow:
+            if kept.slow_cells is None:
+                kept.slow_cells = self._cells(kept.slow, geo)
+            return kept.slow_cells
+        if kept.cells is None:
+            kept.cells = self._cells(kept.luma, geo)
+        return kept.cells
 
     @staticmethod
-    def _changed(model: _Model, luma: np.ndarray, fast: np.ndarray, ref: np.ndarray,
-                 ref_slow: np.ndarray) -> np.ndarray:
+    def _changed(model: _Model, luma: np.ndarray, fast: np.ndarray, ref: np.ndarray, ref_slow: np.ndarray,
+                 roi: tuple[slice, slice]) -> np.ndarray:
         """Pixels that changed since the reference frame, each judged in the channel that saw it.
 
         Where the frame itself differs from the background (`fast`), the frame is compared with the
         reference frame; elsewhere (faint objects that only the slow channel shows, and the trail a
         mover leaves in it) the slow channel with the reference's slow channel. So a stopped object
         stops changing `_CHANGE_AGE` after it stops, plus the slow channel's lag for faint ones only.
+        `ref` and `ref_slow` are the region `roi` of the frame; so is the result.
         """
-        changed = cv2.compare(cv2.absdiff(model.slow, ref_slow), model.slow_noise_thr, cv2.CMP_GT)
-        fast_changed = cv2.compare(cv2.absdiff(luma, ref), model.noise_thr, cv2.CMP_GT)
-        cv2.copyTo(fast_changed, fast, changed)
+        changed = cv2.compare(cv2.absdiff(model.slow[roi], ref_slow), model.slow_noise_thr[roi], cv2.CMP_GT)
+        fast_changed = cv2.compare(cv2.absdiff(luma[roi], ref), model.noise_thr[roi], cv2.CMP_GT)
+        cv2.copyTo(fast_changed, fast[roi], changed)
         return changed
 
     def _learn_noise(self, model: _Model, diff: np.ndarray, slow_diff: np.ndarray, grown: np.ndarray | None,
@@ -548,11 +581,16 @@ class MotionDetector:
         if elapsed < _NOISE_EVERY:
             return
         model.noise_at = ts
-        dt = min(elapsed, _MAX_DT)
         background = None if grown is None else cv2.bitwise_not(grown)
-        _envelope(model.var, diff, background, dt, self._noise_factor, model.noise_thr)
-        _envelope(model.slow_var, slow_diff, background, dt, self._noise_factor, model.slow_noise_thr)
-        model.thr = model.slow_thr = None
+        _envelope(model.var, diff, background, min(elapsed, _MAX_DT), self._noise_factor, model.noise_thr)
+        # The slow channel's envelope learns every other time (with twice the step): the channel is
+        # itself an average over ~_SLOW_TIME, so samples closer in time add little, and it halves the cost.
+        model.slow_noise_turn = not model.slow_noise_turn
+        if model.slow_noise_turn:
+            slow_dt = min(ts - model.slow_noise_at, _MAX_DT)
+            _envelope(model.slow_var, slow_diff, background, slow_dt, self._noise_factor, model.slow_noise_thr)
+            model.slow_noise_at = ts
+        model.stale = True
 
     @staticmethod
     def _blend(mean: np.ndarray, luma: np.ndarray, alpha: float, mask: np.ndarray | None) -> None:
@@ -562,16 +600,32 @@ class MotionDetector:
             cv2.accumulateWeighted(luma, mean, alpha, mask=mask)
 
 
-def _remember(model: _Model, luma: np.ndarray, ts: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _remember(model: _Model, now: _Kept) -> tuple[_Kept, _Kept]:
     """Keep this frame (and its slow channel) for later comparisons. Returns the previous frame and the
-    reference: the newest kept frame (and slow channel) at least `_CHANGE_AGE` old, or the oldest kept
-    one shortly after a calibration."""
+    reference: the newest kept frame at least `_CHANGE_AGE` old, or the oldest kept one shortly after a
+    calibration."""
     history = model.history
-    history.append((ts, luma, model.slow.copy()))
-    while len(history) > 1 and history[1][0] <= ts - _CHANGE_AGE:
+    history.append(now)
+    while len(history) > 1 and history[1].ts <= now.ts - _CHANGE_AGE:
         history.popleft()
-    prev = history[-2][1] if len(history) > 1 else luma
-    return prev, history[0][1], history[0][2]
+    prev = history[-2] if len(history) > 1 else now
+    return prev, history[0]
+
+
+def _scaled(image: np.ndarray, gain: float) -> np.ndarray:
+    """`image` under `gain` times the light: (image + offset) x gain - offset, in one pass (`image` itself
+    when the gain is 1)."""
+    if gain == 1.0:
+        return image
+    return cv2.addWeighted(image, gain, image, 0.0, _RATIO_OFFSET * (gain - 1.0))
+
+
+def _around(boxes: np.ndarray, shape: tuple[int, ...]) -> tuple[int, int, int, int]:
+    """Rows and columns (y0, y1, x0, x1) of the smallest region holding every box (rows of x, y, w, h)
+    widened by `_NEAR` pixels, inside a frame of `shape`."""
+    x0, y0 = int(boxes[:, 0].min()) - _NEAR, int(boxes[:, 1].min()) - _NEAR
+    x1, y1 = int((boxes[:, 0] + boxes[:, 2]).max()) + _NEAR, int((boxes[:, 1] + boxes[:, 3]).max()) + _NEAR
+    return max(0, y0), min(shape[0], y1), max(0, x0), min(shape[1], x1)
 
 
 def _envelope(var: np.ndarray, diff: np.ndarray, background: np.ndarray | None, dt: float, factor: float,
@@ -584,19 +638,25 @@ def _envelope(var: np.ndarray, diff: np.ndarray, background: np.ndarray | None, 
     if background is not None:  # foreground is not noise: it may only pull the estimate down
         cv2.bitwise_and(rising, background, dst=rising)
     cv2.accumulateWeighted(square, var, _alpha(dt, _NOISE_RISE), mask=rising)
-    np.multiply(cv2.sqrt(var), factor, out=out)
+    cv2.sqrt(var, dst=out)
+    np.multiply(out, np.float32(factor), out=out)
 
 
-def _both_ways(brighter: np.ndarray, changed: np.ndarray, box: np.ndarray) -> bool:
-    """Whether the changed pixels in and around `box` (x, y, w, h) changed both ways: at least
-    `_BOTH_WAYS` of them got brighter and as many darker. Around: a slow mover's blob can split in
-    two, the side it covers and the side it uncovers."""
-    x, y, w, h = (int(v) for v in box)
-    around = (slice(max(0, y - _NEAR), y + h + _NEAR), slice(max(0, x - _NEAR), x + w + _NEAR))
-    mask = changed[around]
-    total = cv2.countNonZero(mask)
-    up = cv2.countNonZero(cv2.bitwise_and(brighter[around], mask))
-    return min(up, total - up) >= _BOTH_WAYS * total > 0
+def _both_ways(brighter: np.ndarray, changed: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+    """For each of `boxes` (rows of x, y, w, h): whether the changed pixels in and around it changed both
+    ways, at least `_BOTH_WAYS` of them got brighter and as many darker. Around: a slow mover's blob can
+    split in two, the side it covers and the side it uncovers. Counted on integral images, so any
+    number of boxes costs two passes over the frame."""
+    total = cv2.integral(changed)  # sums of 255s: the shares below do not need them divided
+    up = cv2.integral(cv2.bitwise_and(brighter, changed))
+    height, width = changed.shape
+    x0, y0 = np.maximum(0, boxes[:, 0] - _NEAR), np.maximum(0, boxes[:, 1] - _NEAR)
+    x1 = np.minimum(width, boxes[:, 0] + boxes[:, 2] + _NEAR)
+    y1 = np.minimum(height, boxes[:, 1] + boxes[:, 3] + _NEAR)
+    n = total[y1, x1] - total[y0, x1] - total[y1, x0] + total[y0, x0]
+    n_up = up[y1, x1] - up[y0, x1] - up[y1, x0] + up[y0, x0]
+    result: np.ndarray = (np.minimum(n_up, n - n_up) >= _BOTH_WAYS * n) & (n > 0)
+    return result
 
 
 def _label_counts(labels: np.ndarray, mask: np.ndarray | None, n: int) -> np.ndarray:
