@@ -321,8 +321,8 @@ class MotionDetector:
             diff = cv2.absdiff(luma, expected, dst=diff)
             fast = self._over(diff, thr, geo)
             # The slow channel lags the light a little: it is compared under its own (overall) light.
-            now.slow_cells = self._cells(now.slow, geo)
-            lag = cv2.mean(now.slow_cells)[0] / cv2.mean(cells)[0]
+            # (The mean of the cells is the mean of the image: equal cells. Plus the offset both have.)
+            lag = (cv2.mean(model.slow)[0] + _RATIO_OFFSET) / cv2.mean(cells)[0]
             slow_diff = cv2.absdiff(model.slow, _scaled(expected, lag), dst=slow_diff)
             slow = self._over(slow_diff, slow_thr, geo)
         fg = cv2.bitwise_or(fast, slow)
@@ -477,23 +477,17 @@ class MotionDetector:
         if n <= 256:  # uint8 labels: per-label counts and maps become histograms and LUTs
             labels = labels.astype(np.uint8)
         areas = stats[:, cv2.CC_STAT_AREA]
-        luma = now.luma
         kept, ref = _remember(model, now)
         enough = np.maximum(2, _MOVING_SHARE * areas)
         big = areas >= params.contour_area
         big[0] = False  # label 0 is the background
-        prev = kept.luma
-        if model.light_changing:  # compare under the same light (auto-exposure hunting, dusk)
-            prev = _scaled(prev, self._relight_gain(kept, now, geo))
-        quick = cv2.compare(cv2.absdiff(luma, prev), model.noise_thr, cv2.CMP_GT)
-        cv2.bitwise_and(quick, fast, dst=quick)  # as before the slow channel: the frame's own foreground
-        candidate = big & (_label_counts(labels, quick, n) >= enough)
+        candidate = self._changed_since_last(model, now, kept, fast, labels, stats, big, enough, geo)
         second = np.flatnonzero(big & ~candidate)
         if len(second):  # the others get a second look, over a longer time and in both channels
             candidate[self._second_look(model, now, fast, labels, stats, second, enough, ref, geo)] = True
         ids = np.flatnonzero(candidate)
         boxes = stats[ids, :4]
-        moving = [i for i, box in zip(ids, boxes, strict=True) if _near_any(box, model.prev_boxes)]
+        moving = ids[_near(boxes, model.prev_boxes)] if len(ids) else ids
         model.prev_boxes = boxes
         # Background pixels follow the scene, still blobs are absorbed fast, changing ones very slowly.
         background = _alpha(dt, self._config.background_time)
@@ -501,14 +495,28 @@ class MotionDetector:
         rates[candidate] = _alpha(dt, _MOVING_TIME)
         rates[0] = background
         rate_map = _label_map(labels, rates)
-        step = cv2.subtract(luma, model.mean)
+        step = cv2.subtract(now.luma, model.mean)
         cv2.multiply(step, rate_map, dst=step)
         cv2.add(model.mean, step, dst=model.mean)
         model.mean_cells = None
-        w, h = geo.width, geo.height
-        found = tuple(MotionBox(stats[i, 0] / w, stats[i, 1] / h, (stats[i, 0] + stats[i, 2]) / w,
-                                (stats[i, 1] + stats[i, 3]) / h) for i in moving)
-        return found, float(areas[moving].sum()) / geo.valid, grown
+        return _boxes(stats[moving], geo), float(areas[moving].sum()) / geo.valid, grown
+
+    def _changed_since_last(self, model: _Model, now: _Kept, kept: _Kept, fast: np.ndarray, labels: np.ndarray,
+                            stats: np.ndarray, big: np.ndarray, enough: np.ndarray, geo: _Geometry) -> np.ndarray:
+        """Which `big` blobs changed since the previous frame (`kept`): the test of the detector before the
+        slow channel, on the frame's own foreground. Only the region around them is looked at."""
+        ids = np.flatnonzero(big)
+        if not len(ids):
+            return big
+        y0, y1, x0, x1 = _around(stats[ids, :4], labels.shape)
+        roi = (slice(y0, y1), slice(x0, x1))
+        prev = kept.luma[roi]
+        if model.light_changing:  # compare under the same light (auto-exposure hunting, dusk)
+            prev = _scaled(prev, self._relight_gain(kept, now, geo))
+        quick = cv2.compare(cv2.absdiff(now.luma[roi], prev), model.noise_thr[roi], cv2.CMP_GT)
+        cv2.bitwise_and(quick, fast[roi], dst=quick)
+        changed: np.ndarray = big & (_label_counts(labels[roi], quick, len(stats)) >= enough)
+        return changed
 
     def _second_look(self, model: _Model, now: _Kept, fast: np.ndarray, labels: np.ndarray, stats: np.ndarray,
                      ids: np.ndarray, enough: np.ndarray, ref: _Kept, geo: _Geometry) -> np.ndarray:
@@ -600,6 +608,12 @@ class MotionDetector:
             cv2.accumulateWeighted(luma, mean, alpha, mask=mask)
 
 
+def _boxes(stats: np.ndarray, geo: _Geometry) -> tuple[MotionBox, ...]:
+    """Blob statistics (rows of x, y, w, h, ...) as boxes in normalised coordinates."""
+    w, h = geo.width, geo.height
+    return tuple(MotionBox(x / w, y / h, (x + bw) / w, (y + bh) / h) for x, y, bw, bh, *_ in stats.tolist())
+
+
 def _remember(model: _Model, now: _Kept) -> tuple[_Kept, _Kept]:
     """Keep this frame (and its slow channel) for later comparisons. Returns the previous frame and the
     reference: the newest kept frame at least `_CHANGE_AGE` old, or the oldest kept one shortly after a
@@ -623,8 +637,9 @@ def _scaled(image: np.ndarray, gain: float) -> np.ndarray:
 def _around(boxes: np.ndarray, shape: tuple[int, ...]) -> tuple[int, int, int, int]:
     """Rows and columns (y0, y1, x0, x1) of the smallest region holding every box (rows of x, y, w, h)
     widened by `_NEAR` pixels, inside a frame of `shape`."""
-    x0, y0 = int(boxes[:, 0].min()) - _NEAR, int(boxes[:, 1].min()) - _NEAR
-    x1, y1 = int((boxes[:, 0] + boxes[:, 2]).max()) + _NEAR, int((boxes[:, 1] + boxes[:, 3]).max()) + _NEAR
+    rows = boxes.tolist()  # a few boxes: plain Python beats NumPy calls on tiny arrays
+    x0, y0 = min(r[0] for r in rows) - _NEAR, min(r[1] for r in rows) - _NEAR
+    x1, y1 = max(r[0] + r[2] for r in rows) + _NEAR, max(r[1] + r[3] for r in rows) + _NEAR
     return max(0, y0), min(shape[0], y1), max(0, x0), min(shape[1], x1)
 
 
@@ -645,18 +660,20 @@ def _envelope(var: np.ndarray, diff: np.ndarray, background: np.ndarray | None, 
 def _both_ways(brighter: np.ndarray, changed: np.ndarray, boxes: np.ndarray) -> np.ndarray:
     """For each of `boxes` (rows of x, y, w, h): whether the changed pixels in and around it changed both
     ways, at least `_BOTH_WAYS` of them got brighter and as many darker. Around: a slow mover's blob can
-    split in two, the side it covers and the side it uncovers. Counted on integral images, so any
-    number of boxes costs two passes over the frame."""
+    split in two, the side it covers and the side it uncovers. Counted on integral images (two passes
+    over the region, then four look-ups a box; plain Python: a handful of boxes is cheaper so than with
+    NumPy calls on tiny arrays)."""
     total = cv2.integral(changed)  # sums of 255s: the shares below do not need them divided
     up = cv2.integral(cv2.bitwise_and(brighter, changed))
     height, width = changed.shape
-    x0, y0 = np.maximum(0, boxes[:, 0] - _NEAR), np.maximum(0, boxes[:, 1] - _NEAR)
-    x1 = np.minimum(width, boxes[:, 0] + boxes[:, 2] + _NEAR)
-    y1 = np.minimum(height, boxes[:, 1] + boxes[:, 3] + _NEAR)
-    n = total[y1, x1] - total[y0, x1] - total[y1, x0] + total[y0, x0]
-    n_up = up[y1, x1] - up[y0, x1] - up[y1, x0] + up[y0, x0]
-    result: np.ndarray = (np.minimum(n_up, n - n_up) >= _BOTH_WAYS * n) & (n > 0)
-    return result
+    result = []
+    for x, y, w, h in boxes.tolist():
+        x0, y0 = max(0, x - _NEAR), max(0, y - _NEAR)
+        x1, y1 = min(width, x + w + _NEAR), min(height, y + h + _NEAR)
+        n = total.item(y1, x1) - total.item(y0, x1) - total.item(y1, x0) + total.item(y0, x0)
+        n_up = up.item(y1, x1) - up.item(y0, x1) - up.item(y1, x0) + up.item(y0, x0)
+        result.append(n > 0 and min(n_up, n - n_up) >= _BOTH_WAYS * n)
+    return np.asarray(result, bool)
 
 
 def _label_counts(labels: np.ndarray, mask: np.ndarray | None, n: int) -> np.ndarray:
@@ -675,13 +692,12 @@ def _label_map(labels: np.ndarray, values: np.ndarray) -> np.ndarray:
     return np.asarray(values[labels])
 
 
-def _near_any(box: np.ndarray, others: np.ndarray) -> bool:
-    """Whether `box` (x, y, w, h) comes within `_NEAR` pixels of any of `others`."""
-    if not len(others):
-        return False
-    x, y, w, h = (int(v) for v in box)
-    ox, oy, ow, oh = others[:, 0], others[:, 1], others[:, 2], others[:, 3]
-    return bool(np.any((ox - _NEAR < x + w) & (x - _NEAR < ox + ow) & (oy - _NEAR < y + h) & (y - _NEAR < oy + oh)))
+def _near(boxes: np.ndarray, others: np.ndarray) -> list[bool]:
+    """For each of `boxes` (rows of x, y, w, h): whether it comes within `_NEAR` pixels of any of `others`
+    (plain Python: a handful of boxes each)."""
+    near = [(ox - _NEAR, oy - _NEAR, ox + ow + _NEAR, oy + oh + _NEAR) for ox, oy, ow, oh in others.tolist()]
+    return [any(a < x + w and x < c and b < y + h and y < d for a, b, c, d in near)
+            for x, y, w, h in boxes.tolist()]
 
 
 def _span(luma8: np.ndarray) -> float:
