@@ -165,8 +165,7 @@ class _Model:
         # The frames of the last ~_CHANGE_AGE s: what a blob's change is measured against
         self.history: deque[_Kept] = deque()
         self.floor = 0.0
-        self.noise_at = self.slow_noise_at = ts
-        self.slow_noise_turn = False  # the slow channel's envelope learns on every other update of the frame's
+        self.noise_at = ts
         self.light_changing = False  # the whole scene is lit differently from the background (see _compensate)
         self.prev_boxes: np.ndarray = np.zeros((0, 4), np.int32)  # candidate blobs of the last frame (x, y, w, h)
         self.prev_cells: np.ndarray | None = None
@@ -300,7 +299,7 @@ class MotionDetector:
         slow_diff = cv2.absdiff(model.slow, model.mean)
         fast = self._over(diff, thr, geo)
         slow = self._over(slow_diff, slow_thr, geo)
-        quiet = not cv2.countNonZero(fast)
+        still = quiet = not cv2.countNonZero(fast)  # still: the frame itself matches the background
         if quiet and cv2.countNonZero(slow):
             # The slow channel is the more sensitive: an overall drift of the light (auto-exposure,
             # dusk) shows there first. Scaled to the background's overall brightness, is it quiet?
@@ -318,14 +317,15 @@ class MotionDetector:
         now = _Kept(ts, luma, model.slow.copy(), cells)
         expected = self._compensate(model, cells, geo)
         if expected is not model.mean:
-            diff = cv2.absdiff(luma, expected, dst=diff)
-            fast = self._over(diff, thr, geo)
+            if not still:  # (a frame that matched the background as it was is still, as before the slow channel)
+                diff = cv2.absdiff(luma, expected, dst=diff)
+                fast = self._over(diff, thr, geo)
             # The slow channel lags the light a little: it is compared under its own (overall) light.
             # (The mean of the cells is the mean of the image: equal cells. Plus the offset both have.)
             lag = (cv2.mean(model.slow)[0] + _RATIO_OFFSET) / cv2.mean(cells)[0]
             slow_diff = cv2.absdiff(model.slow, _scaled(expected, lag), dst=slow_diff)
             slow = self._over(slow_diff, slow_thr, geo)
-        fg = cv2.bitwise_or(fast, slow)
+        fg = slow if still else cv2.bitwise_or(fast, slow)
         if cv2.countNonZero(fg) > self._config.lightning_threshold * geo.valid:
             self._calibration_step(model, luma, cells, dt, ts, None)
             return self._result(ts, False, 0.0, (), True)
@@ -589,15 +589,10 @@ class MotionDetector:
         if elapsed < _NOISE_EVERY:
             return
         model.noise_at = ts
+        dt = min(elapsed, _MAX_DT)
         background = None if grown is None else cv2.bitwise_not(grown)
-        _envelope(model.var, diff, background, min(elapsed, _MAX_DT), self._noise_factor, model.noise_thr)
-        # The slow channel's envelope learns every other time (with twice the step): the channel is
-        # itself an average over ~_SLOW_TIME, so samples closer in time add little, and it halves the cost.
-        model.slow_noise_turn = not model.slow_noise_turn
-        if model.slow_noise_turn:
-            slow_dt = min(ts - model.slow_noise_at, _MAX_DT)
-            _envelope(model.slow_var, slow_diff, background, slow_dt, self._noise_factor, model.slow_noise_thr)
-            model.slow_noise_at = ts
+        _envelope(model.var, diff, background, dt, self._noise_factor, model.noise_thr)
+        _envelope(model.slow_var, slow_diff, background, dt, self._noise_factor, model.slow_noise_thr)
         model.stale = True
 
     @staticmethod
