@@ -144,6 +144,7 @@ class _Geometry:
     height: int
     cols: int
     keep: np.ndarray | None  # analysis-size mask: 255 analysed, 0 masked
+    keep2: np.ndarray | None  # the same twice, for stacked arrays
     masked: np.ndarray | None  # boolean, True where masked
     valid: int  # analysed pixels
 
@@ -153,14 +154,17 @@ class _Model:
 
     def __init__(self, luma: np.ndarray, ts: float, noise_factor: float) -> None:
         self.mean: np.ndarray = luma.copy()
-        self.var: np.ndarray = np.full_like(luma, _INITIAL_NOISE ** 2)
-        self.noise_thr: np.ndarray = np.full_like(luma, noise_factor * _INITIAL_NOISE)
-        self.thr = np.empty_like(luma)  # max(noise_thr, floor), rebuilt when either changes (`stale`)
         # The slow channel: the frame averaged over ~_SLOW_TIME, with its own (lower) noise.
         self.slow: np.ndarray = luma.copy()
-        self.slow_var: np.ndarray = np.full_like(luma, (0.5 * _INITIAL_NOISE) ** 2)
-        self.slow_noise_thr: np.ndarray = np.sqrt(self.slow_var) * noise_factor
-        self.slow_thr = np.empty_like(luma)
+        # Per-pixel noise, its thresholds and the differences they judge are kept for both channels at
+        # once, the frame's on top of the slow channel's (`_stacked`): one OpenCV call then does the
+        # work of two, and per call overhead is much of the cost at this size.
+        self.var = _stacked(luma)  # noise envelope (squared luma)
+        self.var[:luma.shape[0]] = _INITIAL_NOISE ** 2
+        self.var[luma.shape[0]:] = (0.5 * _INITIAL_NOISE) ** 2  # the slow channel is about half as noisy
+        self.noise_thr = np.sqrt(self.var) * np.float32(noise_factor)
+        self.thr = _stacked(luma)  # max(noise_thr, floor), rebuilt when either changes (`stale`)
+        self.diff = _stacked(luma)  # |frame - background| over |slow channel - background|
         self.stale = True
         # The frames of the last ~_CHANGE_AGE s: what a blob's change is measured against
         self.history: deque[_Kept] = deque()
@@ -176,6 +180,17 @@ class _Model:
         self.last_ts = ts
         self.span = 255.0
         self.span_at = -math.inf
+
+
+def _stacked(luma: np.ndarray) -> np.ndarray:
+    """An uninitialised array for the frame's values (top half) and the slow channel's (bottom half)."""
+    return np.empty((2 * luma.shape[0], *luma.shape[1:]), luma.dtype)
+
+
+def _halves(both: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The frame's half and the slow channel's half of a stacked array (views)."""
+    half = both.shape[0] // 2
+    return both[:half], both[half:]
 
 
 class _OnOff:
@@ -294,20 +309,20 @@ class MotionDetector:
                  dt: float, ts: float) -> MotionResult:
         """One frame of a calibrated detector."""
         cv2.accumulateWeighted(luma, model.slow, _alpha(dt, _SLOW_TIME))
-        thr, slow_thr = self._thresholds(model, params, luma8, ts)
-        diff = cv2.absdiff(luma, model.mean)
-        slow_diff = cv2.absdiff(model.slow, model.mean)
-        fast = self._over(diff, thr, geo)
-        slow = self._over(slow_diff, slow_thr, geo)
+        thr, slow_thr = _halves(self._thresholds(model, params, luma8, ts))
+        diff, slow_diff = _halves(model.diff)
+        cv2.absdiff(luma, model.mean, dst=diff)
+        cv2.absdiff(model.slow, model.mean, dst=slow_diff)
+        fast, slow = _halves(self._over(model.diff, model.thr, geo.keep2))
         still = quiet = not cv2.countNonZero(fast)  # still: the frame itself matches the background
         if quiet and cv2.countNonZero(slow):
             # The slow channel is the more sensitive: an overall drift of the light (auto-exposure,
             # dusk) shows there first. Scaled to the background's overall brightness, is it quiet?
             gain = cv2.mean(model.mean)[0] / max(1.0, cv2.mean(model.slow)[0])
-            slow_diff = cv2.absdiff(cv2.multiply(model.slow, gain, dst=slow_diff), model.mean, dst=slow_diff)
-            quiet = not cv2.countNonZero(self._over(slow_diff, slow_thr, geo))
+            cv2.absdiff(cv2.multiply(model.slow, gain, dst=slow_diff), model.mean, dst=slow_diff)
+            quiet = not cv2.countNonZero(self._over(slow_diff, slow_thr, geo.keep))
         if quiet:  # the common case: nothing differs
-            self._quiet(model, luma, diff, slow_diff, dt, ts)
+            self._quiet(model, luma, dt, ts)
             return self._result(ts, False, 0.0, (), False)
         cells = self._cells(luma, geo)
         if self._light_jump(model, cells) is None:
@@ -318,38 +333,37 @@ class MotionDetector:
         expected = self._compensate(model, cells, geo)
         if expected is not model.mean:
             if not still:  # (a frame that matched the background as it was is still, as before the slow channel)
-                diff = cv2.absdiff(luma, expected, dst=diff)
-                fast = self._over(diff, thr, geo)
+                cv2.absdiff(luma, expected, dst=diff)
+                fast = self._over(diff, thr, geo.keep)
             # The slow channel lags the light a little: it is compared under its own (overall) light.
             # (The mean of the cells is the mean of the image: equal cells. Plus the offset both have.)
             lag = (cv2.mean(model.slow)[0] + _RATIO_OFFSET) / cv2.mean(cells)[0]
-            slow_diff = cv2.absdiff(model.slow, _scaled(expected, lag), dst=slow_diff)
-            slow = self._over(slow_diff, slow_thr, geo)
+            cv2.absdiff(model.slow, _scaled(expected, lag), dst=slow_diff)
+            slow = self._over(slow_diff, slow_thr, geo.keep)
         fg = slow if still else cv2.bitwise_or(fast, slow)
         if cv2.countNonZero(fg) > self._config.lightning_threshold * geo.valid:
             self._calibration_step(model, luma, cells, dt, ts, None)
             return self._result(ts, False, 0.0, (), True)
         boxes, area, grown = self._detect(model, now, fg, fast, params, geo, dt)
-        self._learn_noise(model, diff, slow_diff, grown, ts)
+        self._learn_noise(model, grown, ts)
         self.foreground = grown
         if grown is None:
             model.prev_boxes = model.prev_boxes[:0]
         return self._result(ts, bool(boxes), area, boxes, False)
 
     @staticmethod
-    def _over(diff: np.ndarray, thr: np.ndarray, geo: _Geometry) -> np.ndarray:
-        """Pixels whose difference exceeds their threshold (uint8 mask, masked areas excluded)."""
+    def _over(diff: np.ndarray, thr: np.ndarray, keep: np.ndarray | None) -> np.ndarray:
+        """Pixels whose difference exceeds their threshold (uint8 mask, 0 where `keep` is)."""
         fg = cv2.compare(diff, thr, cv2.CMP_GT)
-        if geo.keep is not None:
-            cv2.bitwise_and(fg, geo.keep, dst=fg)
+        if keep is not None:
+            cv2.bitwise_and(fg, keep, dst=fg)
         return fg
 
-    def _quiet(self, model: _Model, luma: np.ndarray, diff: np.ndarray, slow_diff: np.ndarray, dt: float,
-               ts: float) -> None:
+    def _quiet(self, model: _Model, luma: np.ndarray, dt: float, ts: float) -> None:
         """A frame where nothing moved: the background follows it and the noise estimate learns from it."""
         self._blend(model.mean, luma, _alpha(dt, self._config.background_time), None)
         model.mean_cells = None
-        self._learn_noise(model, diff, slow_diff, None, ts)
+        self._learn_noise(model, None, ts)
         _remember(model, _Kept(ts, luma, model.slow.copy()))
         model.prev_boxes, self.foreground = model.prev_boxes[:0], None
 
@@ -369,7 +383,8 @@ class MotionDetector:
             keep = keep_mask(self._config.masks, width, self._height)
             masked = None if keep is None else keep == 0
             valid = width * self._height if keep is None else max(1, cv2.countNonZero(keep))
-            geo = self._geometry[shape] = _Geometry(width, self._height, cols, keep, masked, valid)
+            keep2 = None if keep is None else np.vstack([keep, keep])
+            geo = self._geometry[shape] = _Geometry(width, self._height, cols, keep, keep2, masked, valid)
         return geo
 
     @staticmethod
@@ -433,10 +448,9 @@ class MotionDetector:
         expected -= np.float32(_RATIO_OFFSET)
         return expected
 
-    def _thresholds(self, model: _Model, params: _Params, luma8: np.ndarray,
-                    ts: float) -> tuple[np.ndarray, np.ndarray]:
-        """Per-pixel thresholds of the frame and of the slow channel: max(noise_factor x its noise, threshold
-        scaled to the scene's contrast)."""
+    def _thresholds(self, model: _Model, params: _Params, luma8: np.ndarray, ts: float) -> np.ndarray:
+        """Per-pixel thresholds of the frame and of the slow channel (stacked): max(noise_factor x its
+        noise, threshold scaled to the scene's contrast)."""
         floor = float(params.threshold)
         if self._config.improve_contrast:
             if ts - model.span_at >= _RANGE_EVERY:
@@ -445,9 +459,8 @@ class MotionDetector:
         floor = max(_MIN_THRESHOLD, floor)
         if model.stale or floor != model.floor:  # rebuilt in place: cv2.max is ~3x faster than np.maximum here
             cv2.max(model.noise_thr, floor, dst=model.thr)
-            cv2.max(model.slow_noise_thr, floor, dst=model.slow_thr)
             model.floor, model.stale = floor, False
-        return model.thr, model.slow_thr
+        return model.thr
 
     def _detect(self, model: _Model, now: _Kept, fg: np.ndarray, fast: np.ndarray, params: _Params,
                 geo: _Geometry, dt: float) -> tuple[tuple[MotionBox, ...], float, np.ndarray | None]:
@@ -513,7 +526,7 @@ class MotionDetector:
         prev = kept.luma[roi]
         if model.light_changing:  # compare under the same light (auto-exposure hunting, dusk)
             prev = _scaled(prev, self._relight_gain(kept, now, geo))
-        quick = cv2.compare(cv2.absdiff(now.luma[roi], prev), model.noise_thr[roi], cv2.CMP_GT)
+        quick = cv2.compare(cv2.absdiff(now.luma[roi], prev), _halves(model.noise_thr)[0][roi], cv2.CMP_GT)
         cv2.bitwise_and(quick, fast[roi], dst=quick)
         changed: np.ndarray = big & (_label_counts(labels[roi], quick, len(stats)) >= enough)
         return changed
@@ -572,14 +585,15 @@ class MotionDetector:
         stops changing `_CHANGE_AGE` after it stops, plus the slow channel's lag for faint ones only.
         `ref` and `ref_slow` are the region `roi` of the frame; so is the result.
         """
-        changed = cv2.compare(cv2.absdiff(model.slow[roi], ref_slow), model.slow_noise_thr[roi], cv2.CMP_GT)
-        fast_changed = cv2.compare(cv2.absdiff(luma[roi], ref), model.noise_thr[roi], cv2.CMP_GT)
+        noise, slow_noise = _halves(model.noise_thr)
+        changed = cv2.compare(cv2.absdiff(model.slow[roi], ref_slow), slow_noise[roi], cv2.CMP_GT)
+        fast_changed = cv2.compare(cv2.absdiff(luma[roi], ref), noise[roi], cv2.CMP_GT)
         cv2.copyTo(fast_changed, fast[roi], changed)
         return changed
 
-    def _learn_noise(self, model: _Model, diff: np.ndarray, slow_diff: np.ndarray, grown: np.ndarray | None,
-                     ts: float) -> None:
-        """Every `_NOISE_EVERY` s: update each pixel's noise, an envelope of its squared differences.
+    def _learn_noise(self, model: _Model, grown: np.ndarray | None, ts: float) -> None:
+        """Every `_NOISE_EVERY` s: update each pixel's noise, an envelope of its squared differences
+        (`model.diff`, both channels).
 
         It rises quickly and falls slowly, so a pixel that is sometimes busy (a leaf in gusts, a
         flickering sign) keeps a high threshold between the gusts. Foreground pixels never raise it,
@@ -590,9 +604,8 @@ class MotionDetector:
             return
         model.noise_at = ts
         dt = min(elapsed, _MAX_DT)
-        background = None if grown is None else cv2.bitwise_not(grown)
-        _envelope(model.var, diff, background, dt, self._noise_factor, model.noise_thr)
-        _envelope(model.slow_var, slow_diff, background, dt, self._noise_factor, model.slow_noise_thr)
+        background = None if grown is None else cv2.bitwise_not(np.vstack([grown, grown]))
+        _envelope(model.var, model.diff, background, dt, self._noise_factor, model.noise_thr)
         model.stale = True
 
     @staticmethod
