@@ -159,10 +159,11 @@ class _Model:
         # Per-pixel noise, its thresholds and the differences they judge are kept for both channels at
         # once, the frame's on top of the slow channel's (`_stacked`): one OpenCV call then does the
         # work of two, and per call overhead is much of the cost at this size.
-        self.var = _stacked(luma)  # noise envelope (squared luma)
-        self.var[:luma.shape[0]] = _INITIAL_NOISE ** 2
-        self.var[luma.shape[0]:] = (0.5 * _INITIAL_NOISE) ** 2  # the slow channel is about half as noisy
-        self.noise_thr = np.sqrt(self.var) * np.float32(noise_factor)
+        # The noise envelope is kept as (noise_factor x noise)^2: its square root is the threshold at once.
+        self.var = _stacked(luma)
+        self.var[:luma.shape[0]] = (noise_factor * _INITIAL_NOISE) ** 2
+        self.var[luma.shape[0]:] = (noise_factor * 0.5 * _INITIAL_NOISE) ** 2  # the slow channel: half as noisy
+        self.noise_thr = np.sqrt(self.var)
         self.thr = _stacked(luma)  # max(noise_thr, floor), rebuilt when either changes (`stale`)
         self.diff = _stacked(luma)  # |frame - background| over |slow channel - background|
         self.stale = True
@@ -653,16 +654,16 @@ def _around(boxes: np.ndarray, shape: tuple[int, ...]) -> tuple[int, int, int, i
 
 def _envelope(var: np.ndarray, diff: np.ndarray, background: np.ndarray | None, dt: float, factor: float,
               out: np.ndarray) -> None:
-    """Update a noise envelope `var` with `diff` (rising fast, falling slowly; foreground pixels may only
-    pull it down) and write `factor` x its square root to `out`."""
-    square = cv2.multiply(diff, diff)
+    """Update a noise envelope `var`, kept as `factor` squared times the squared differences, with `diff`
+    (rising fast, falling slowly; foreground pixels may only pull it down) and write its square root to
+    `out` (`factor` x the noise: one pass less than scaling the root)."""
+    square = cv2.multiply(diff, diff, scale=factor * factor)
     rising = cv2.compare(square, var, cv2.CMP_GT)
     cv2.accumulateWeighted(square, var, _alpha(dt, _NOISE_FALL), mask=cv2.bitwise_not(rising))
     if background is not None:  # foreground is not noise: it may only pull the estimate down
         cv2.bitwise_and(rising, background, dst=rising)
     cv2.accumulateWeighted(square, var, _alpha(dt, _NOISE_RISE), mask=rising)
     cv2.sqrt(var, dst=out)
-    np.multiply(out, np.float32(factor), out=out)
 
 
 def _both_ways(brighter: np.ndarray, changed: np.ndarray, boxes: np.ndarray) -> np.ndarray:
