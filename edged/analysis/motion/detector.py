@@ -524,6 +524,8 @@ class MotionDetector:
             return big
         y0, y1, x0, x1 = _around(stats[ids, :4], labels.shape)
         roi = (slice(y0, y1), slice(x0, x1))
+        if not cv2.countNonZero(fast[roi]):  # blobs only the slow channel shows: nothing to compare
+            return np.zeros_like(big)
         prev = kept.luma[roi]
         if model.light_changing:  # compare under the same light (auto-exposure hunting, dusk)
             prev = _scaled(prev, self._relight_gain(kept, now, geo))
