@@ -427,3 +427,26 @@ def test_both_ways_on_integral_images_matches_counting_box_by_box() -> None:
         y0, y1, x0, x1 = _around(boxes, changed.shape)
         roi = (slice(y0, y1), slice(x0, x1))
         assert _both_ways(brighter[roi], changed[roi], boxes - (x0, y0, 0, 0)).tolist() == expected
+
+
+@pytest.mark.parametrize("density", [0.001, 0.01, 0.05, 0.45])
+def test_components_of_the_blobs_part_match_labelling_the_whole_mask(density: float) -> None:
+    """Labelling only the bounding box of the mask's pixels must give the labels (in the same order) and
+    statistics of labelling the whole mask: a few blobs or many, more than 256 (16-bit labels), boxes
+    starting on odd rows and columns, at the edges too. The background's box is the whole mask."""
+    from edged.analysis.motion.detector import _components
+
+    rng = np.random.default_rng(int(density * 1000))
+    for i in range(40):
+        height, width = int(rng.integers(20, 120)), int(rng.integers(20, 200))
+        mask = (rng.random((height, width)) < density).astype(np.uint8) * 255
+        if i % 2:
+            mask = cv2.dilate(mask, np.ones((3, 3), np.uint8))  # blobs as the detector grows them
+        mask[rng.integers(0, height), rng.integers(0, width)] = 255  # never empty
+        n, labels, stats = _components(mask)
+        n_all, labels_all, stats_all, _ = cv2.connectedComponentsWithStats(mask, connectivity=8, ltype=cv2.CV_16U)
+        assert n == n_all
+        assert labels.dtype == (np.uint8 if n <= 256 else np.uint16)
+        assert np.array_equal(labels, labels_all)
+        assert np.array_equal(stats[1:], stats_all[1:])
+        assert stats[0].tolist() == [0, 0, width, height, stats_all[0, cv2.CC_STAT_AREA]]
