@@ -623,8 +623,9 @@ def _components(mask: np.ndarray) -> tuple[int, np.ndarray, np.ndarray]:
 
     Only the bounding box of the mask's pixels is labelled: OpenCV's pass costs about the same for a
     few small blobs as for a full frame, so labelling the part that holds them halves a blob frame's
-    largest cost (the same labels: see the test). Labels are uint8 when there are at most 256 (per-label counts and maps then become
-    histograms and LUTs), else 16-bit (OpenCV's statistics pass is several times slower with 32-bit).
+    largest cost (the same labels: see the test). Labels are uint8 when there are at most 256
+    (per-label counts and maps then become histograms and LUTs), else 16-bit (OpenCV's statistics pass
+    is several times slower with 32-bit).
     """
     x, y, w, h = cv2.boundingRect(mask)
     # OpenCV labels blocks of 2 x 2 pixels: a part starting on even rows and columns numbers the blobs
