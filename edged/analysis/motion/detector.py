@@ -486,7 +486,7 @@ class MotionDetector:
         keyframe's fresh noise, a leaf in a gust) is not motion.
         """
         grown = cv2.dilate(fg, self._dilate)
-        n, labels, stats = _components(grown)
+        _, labels, stats = _components(grown)
         areas = stats[:, cv2.CC_STAT_AREA]
         kept, ref = _remember(model, now)
         enough = np.maximum(2, _MOVING_SHARE * areas)
@@ -500,17 +500,28 @@ class MotionDetector:
         boxes = stats[ids, :4]
         moving = ids[_near(boxes, model.prev_boxes)] if len(ids) else ids
         model.prev_boxes = boxes
-        # Background pixels follow the scene, still blobs are absorbed fast, changing ones very slowly.
+        self._learn_background(model, now.luma, labels, stats, candidate, dt)
+        return _boxes(stats[moving], geo), float(areas[moving].sum()) / geo.valid, grown
+
+    def _learn_background(self, model: _Model, luma: np.ndarray, labels: np.ndarray, stats: np.ndarray,
+                          candidate: np.ndarray, dt: float) -> None:
+        """Background pixels follow the scene, still blobs are absorbed fast, changing ones very slowly.
+
+        Per-label rates are mapped only in the region holding the blobs; the rest of the frame, all
+        background, is one plain blend.
+        """
         background = _alpha(dt, self._config.background_time)
-        rates = np.full(n, _alpha(dt, _ABSORB_TIME), np.float32)
+        rates = np.full(len(stats), _alpha(dt, _ABSORB_TIME), np.float32)
         rates[candidate] = _alpha(dt, _MOVING_TIME)
         rates[0] = background
-        rate_map = _label_map(labels, rates)
-        step = cv2.subtract(now.luma, model.mean)
-        cv2.multiply(step, rate_map, dst=step)
-        cv2.add(model.mean, step, dst=model.mean)
+        y0, y1, x0, x1 = _around(stats[1:, :4], labels.shape)
+        roi = (slice(y0, y1), slice(x0, x1))
+        step = cv2.subtract(luma[roi], model.mean[roi])
+        cv2.multiply(step, _label_map(labels[roi], rates), dst=step)
+        blobs = cv2.add(model.mean[roi], step, dst=step)
+        cv2.accumulateWeighted(luma, model.mean, background)
+        model.mean[roi] = blobs
         model.mean_cells = None
-        return _boxes(stats[moving], geo), float(areas[moving].sum()) / geo.valid, grown
 
     def _changed_since_last(self, model: _Model, now: _Kept, kept: _Kept, fast: np.ndarray, labels: np.ndarray,
                             stats: np.ndarray, big: np.ndarray, enough: np.ndarray, geo: _Geometry) -> np.ndarray:
