@@ -450,3 +450,24 @@ def test_components_of_the_blobs_part_match_labelling_the_whole_mask(density: fl
         assert np.array_equal(labels, labels_all)
         assert np.array_equal(stats[1:], stats_all[1:])
         assert stats[0].tolist() == [0, 0, width, height, stats_all[0, cv2.CC_STAT_AREA]]
+
+
+def test_grown_foreground_on_its_box_matches_filtering_the_whole_frame() -> None:
+    """The median and the dilation run only around the foreground's pixels; the result must be that of
+    running them on the whole frame (None when the median leaves nothing), at the frame's edges too."""
+    from edged.analysis.motion.detector import _grown
+
+    rng = np.random.default_rng(3)
+    for i in range(60):
+        mask = np.zeros((100, 180), np.uint8)
+        for _ in range(int(rng.integers(0, 6))):
+            x, y = int(rng.integers(-5, 180)), int(rng.integers(-5, 100))
+            mask[max(0, y):y + int(rng.integers(1, 9)), max(0, x):x + int(rng.integers(1, 9))] = 255
+        if i % 3 == 0:
+            mask |= (rng.random(mask.shape) < 0.01).astype(np.uint8) * 255  # isolated pixels
+        whole = cv2.dilate(cv2.medianBlur(mask, 3), np.ones((3, 3), np.uint8))
+        grown = _grown(mask)
+        if not whole.any():
+            assert grown is None
+        else:
+            assert grown is not None and np.array_equal(grown, whole)

@@ -78,6 +78,7 @@ _NEAR = 4  # px: a blob must come this close to a candidate of the last frame (p
 _BOTH_WAYS = 0.1  # share of a slow blob that must change the other way than most of it
 _SLOW_TIME = 0.5  # s: time constant of the slow channel (the frame averaged over a few frames)
 _CHANGE_AGE = 0.6  # s: the second look compares with a frame at least this old (a stopped blob: this long)
+_SQUARE = np.ones((3, 3), np.uint8)  # 3 x 3 structuring element (dilation by a pixel)
 _MAX_DT = 1.0  # s: a longer gap between frames (a stall) is treated as this long
 
 
@@ -235,7 +236,6 @@ class MotionDetector:
         self._model_shape: tuple[int, int] | None = None
         self._reset = False
         self._state = _OnOff(config.off_delay)
-        self._dilate = np.ones((3, 3), np.uint8)
         self.foreground: np.ndarray | None = None  # last frame's dilated foreground (for reports)
 
     # --- run-time settings (thread-safe) ---------------------------------------------------------
@@ -466,9 +466,9 @@ class MotionDetector:
     def _detect(self, model: _Model, now: _Kept, fg: np.ndarray, fast: np.ndarray, params: _Params,
                 geo: _Geometry, dt: float) -> tuple[tuple[MotionBox, ...], float, np.ndarray | None]:
         """Boxes, moving share and grown foreground (None when empty); learns the background meanwhile."""
-        fg = cv2.medianBlur(fg, 3)  # isolated noise pixels go, blobs of 3 x 3 and more stay
-        if cv2.countNonZero(fg):
-            return self._blobs(model, now, fg, fast, params, geo, dt)
+        grown = _grown(fg)
+        if grown is not None:
+            return self._blobs(model, now, grown, fast, params, geo, dt)
         _remember(model, now)
         alpha = _alpha(dt, self._config.background_time)
         self._blend(model.mean, now.luma, alpha, None)
@@ -476,7 +476,7 @@ class MotionDetector:
             model.mean_cells += alpha * (now.cells - model.mean_cells)
         return (), 0.0, None
 
-    def _blobs(self, model: _Model, now: _Kept, fg: np.ndarray, fast: np.ndarray, params: _Params,
+    def _blobs(self, model: _Model, now: _Kept, grown: np.ndarray, fast: np.ndarray, params: _Params,
                geo: _Geometry, dt: float) -> tuple[tuple[MotionBox, ...], float, np.ndarray]:
         """Moving blobs as boxes, their share of the frame and the grown foreground; learns the background.
 
@@ -485,7 +485,6 @@ class MotionDetector:
         moves when a candidate was also near it in the previous frame, so a one-frame flicker (a
         keyframe's fresh noise, a leaf in a gust) is not motion.
         """
-        grown = cv2.dilate(fg, self._dilate)
         _, labels, stats = _components(grown)
         areas = stats[:, cv2.CC_STAT_AREA]
         kept, ref = _remember(model, now)
@@ -625,6 +624,23 @@ class MotionDetector:
             cv2.accumulateWeighted(luma, mean, alpha)
         else:
             cv2.accumulateWeighted(luma, mean, alpha, mask=mask)
+
+
+def _grown(fg: np.ndarray) -> np.ndarray | None:
+    """The foreground without isolated pixels (3 x 3 median: blobs of 3 x 3 and more stay), dilated by a
+    pixel; None when nothing is left. Both filters run only on the box around the foreground's pixels,
+    widened by what they can reach (the same result as on the whole frame: outside is all 0)."""
+    x, y, w, h = cv2.boundingRect(fg)
+    if not w:
+        return None
+    height, width = fg.shape
+    y0, y1, x0, x1 = max(0, y - 2), min(height, y + h + 2), max(0, x - 2), min(width, x + w + 2)
+    part = cv2.medianBlur(fg[y0:y1, x0:x1], 3)
+    if not cv2.countNonZero(part):
+        return None
+    grown = np.zeros_like(fg)
+    grown[y0:y1, x0:x1] = cv2.dilate(part, _SQUARE)
+    return grown
 
 
 def _components(mask: np.ndarray) -> tuple[int, np.ndarray, np.ndarray]:
