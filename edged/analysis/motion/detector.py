@@ -17,7 +17,10 @@ Per analysed frame (all on a ~180x100 luma image, a few dozen vectorised operati
    stretched to 0..255). The same test runs on a **slow channel**, the frame averaged over
    `_SLOW_TIME` with its own noise envelope: about half as noisy, so a small, faint figure that the
    frame's envelope swallows still stands out there while it moves less than its size in that
-   time. Most frames end here: nothing differs in either, so nothing else is computed.
+   time. Most frames end here: nothing differs in either, so nothing else is computed. When only
+   the slow channel differs, only it is compared again under the compensated light: a frame that
+   matches the background as it is stays still, and the frame's noise learns from that difference,
+   as in the detector before the slow channel.
 4. **Blobs**: isolated foreground pixels are removed (3x3 median), the rest dilated and split into
    connected components. A component is a candidate when its area reaches `contour_area` and a
    tenth of it changed since the previous frame; it is motion when a candidate was also near it in
@@ -36,6 +39,10 @@ Per analysed frame (all on a ~180x100 luma image, a few dozen vectorised operati
 6. **State**: ON with the first motion frame, OFF after `off_delay` seconds without motion.
 
 Everything that depends only on the config or the frame size (sizes, masks, rates) is decided once.
+Cost: at this size most of a frame's time goes to full-frame passes (memory-bound) and to the fixed
+cost of OpenCV calls, so the frame's and the slow channel's per-pixel noise, thresholds and
+differences are stacked (one call serves both), and everything about blobs (filtering, labelling,
+comparing, learning) runs only on the box around them, usually a few percent of the frame.
 The detector is not thread-safe for `update` (one camera thread calls it); the setters are, and
 take effect from the next frame.
 """
