@@ -399,3 +399,75 @@ def test_slow_shadow_edge_is_not_motion() -> None:
         results = [detector.update(render(bg * _shade(i / FPS, 10, 60, 0.5, 6), rng), i / FPS)
                    for i in range(int(75 * FPS))]
     assert [r.ts for r in results if r.motion and r.ts >= 3.0] == []
+
+
+def _both_ways_one_box(brighter: np.ndarray, changed: np.ndarray, box: np.ndarray) -> bool:
+    """The both-ways rule for one box, written out plainly (slices and counts), as a reference."""
+    x, y, w, h = (int(v) for v in box)
+    around = (slice(max(0, y - 4), y + h + 4), slice(max(0, x - 4), x + w + 4))
+    mask = changed[around] > 0
+    total = int(mask.sum())
+    up = int((mask & (brighter[around] > 0)).sum())
+    return total > 0 and min(up, total - up) >= 0.1 * total
+
+
+def test_both_ways_on_integral_images_matches_counting_box_by_box() -> None:
+    """The second look's both-ways rule counts every box on two integral images at once; it must say what
+    counting each box's pixels says, at the frame's edges too, and within a region cut from the frame."""
+    from edged.analysis.motion.detector import _around, _both_ways
+
+    rng = np.random.default_rng(7)
+    for _ in range(20):
+        changed = (rng.random((60, 90)) < rng.uniform(0.05, 0.6)).astype(np.uint8) * 255
+        brighter = (rng.random((60, 90)) < rng.uniform(0.0, 1.0)).astype(np.uint8) * 255
+        xs, ys = rng.integers(0, 88, 6), rng.integers(0, 58, 6)
+        boxes = np.stack([xs, ys, rng.integers(1, 91 - xs), rng.integers(1, 61 - ys)], axis=1).astype(np.int32)
+        expected = [_both_ways_one_box(brighter, changed, box) for box in boxes]
+        assert _both_ways(brighter, changed, boxes).tolist() == expected
+        y0, y1, x0, x1 = _around(boxes, changed.shape)
+        roi = (slice(y0, y1), slice(x0, x1))
+        assert _both_ways(brighter[roi], changed[roi], boxes - (x0, y0, 0, 0)).tolist() == expected
+
+
+@pytest.mark.parametrize("density", [0.001, 0.01, 0.05, 0.45])
+def test_components_of_the_blobs_part_match_labelling_the_whole_mask(density: float) -> None:
+    """Labelling only the bounding box of the mask's pixels must give the labels (in the same order) and
+    statistics of labelling the whole mask: a few blobs or many, more than 256 (16-bit labels), boxes
+    starting on odd rows and columns, at the edges too. The background's box is the whole mask."""
+    from edged.analysis.motion.detector import _components
+
+    rng = np.random.default_rng(int(density * 1000))
+    for i in range(40):
+        height, width = int(rng.integers(20, 120)), int(rng.integers(20, 200))
+        mask = (rng.random((height, width)) < density).astype(np.uint8) * 255
+        if i % 2:
+            mask = cv2.dilate(mask, np.ones((3, 3), np.uint8))  # blobs as the detector grows them
+        mask[rng.integers(0, height), rng.integers(0, width)] = 255  # never empty
+        n, labels, stats = _components(mask)
+        n_all, labels_all, stats_all, _ = cv2.connectedComponentsWithStats(mask, connectivity=8, ltype=cv2.CV_16U)
+        assert n == n_all
+        assert labels.dtype == (np.uint8 if n <= 256 else np.uint16)
+        assert np.array_equal(labels, labels_all)
+        assert np.array_equal(stats[1:], stats_all[1:])
+        assert stats[0].tolist() == [0, 0, width, height, stats_all[0, cv2.CC_STAT_AREA]]
+
+
+def test_grown_foreground_on_its_box_matches_filtering_the_whole_frame() -> None:
+    """The median and the dilation run only around the foreground's pixels; the result must be that of
+    running them on the whole frame (None when the median leaves nothing), at the frame's edges too."""
+    from edged.analysis.motion.detector import _grown
+
+    rng = np.random.default_rng(3)
+    for i in range(60):
+        mask = np.zeros((100, 180), np.uint8)
+        for _ in range(int(rng.integers(0, 6))):
+            x, y = int(rng.integers(-5, 180)), int(rng.integers(-5, 100))
+            mask[max(0, y):y + int(rng.integers(1, 9)), max(0, x):x + int(rng.integers(1, 9))] = 255
+        if i % 3 == 0:
+            mask |= (rng.random(mask.shape) < 0.01).astype(np.uint8) * 255  # isolated pixels
+        whole = cv2.dilate(cv2.medianBlur(mask, 3), np.ones((3, 3), np.uint8))
+        grown = _grown(mask)
+        if not whole.any():
+            assert grown is None
+        else:
+            assert grown is not None and np.array_equal(grown, whole)

@@ -17,7 +17,10 @@ Per analysed frame (all on a ~180x100 luma image, a few dozen vectorised operati
    stretched to 0..255). The same test runs on a **slow channel**, the frame averaged over
    `_SLOW_TIME` with its own noise envelope: about half as noisy, so a small, faint figure that the
    frame's envelope swallows still stands out there while it moves less than its size in that
-   time. Most frames end here: nothing differs in either, so nothing else is computed.
+   time. Most frames end here: nothing differs in either, so nothing else is computed. When only
+   the slow channel differs, only it is compared again under the compensated light: a frame that
+   matches the background as it is stays still, and the frame's noise learns from that difference,
+   as in the detector before the slow channel.
 4. **Blobs**: isolated foreground pixels are removed (3x3 median), the rest dilated and split into
    connected components. A component is a candidate when its area reaches `contour_area` and a
    tenth of it changed since the previous frame; it is motion when a candidate was also near it in
@@ -36,6 +39,10 @@ Per analysed frame (all on a ~180x100 luma image, a few dozen vectorised operati
 6. **State**: ON with the first motion frame, OFF after `off_delay` seconds without motion.
 
 Everything that depends only on the config or the frame size (sizes, masks, rates) is decided once.
+Cost: at this size most of a frame's time goes to full-frame passes (memory-bound) and to the fixed
+cost of OpenCV calls, so the frame's and the slow channel's per-pixel noise, thresholds and
+differences are stacked (one call serves both), and everything about blobs (filtering, labelling,
+comparing, learning) runs only on the box around them, usually a few percent of the frame.
 The detector is not thread-safe for `update` (one camera thread calls it); the setters are, and
 take effect from the next frame.
 """
@@ -78,6 +85,7 @@ _NEAR = 4  # px: a blob must come this close to a candidate of the last frame (p
 _BOTH_WAYS = 0.1  # share of a slow blob that must change the other way than most of it
 _SLOW_TIME = 0.5  # s: time constant of the slow channel (the frame averaged over a few frames)
 _CHANGE_AGE = 0.6  # s: the second look compares with a frame at least this old (a stopped blob: this long)
+_SQUARE = np.ones((3, 3), np.uint8)  # 3 x 3 structuring element (dilation by a pixel)
 _MAX_DT = 1.0  # s: a longer gap between frames (a stall) is treated as this long
 
 
@@ -124,6 +132,18 @@ class _Params:
     enabled: bool
 
 
+@dataclass(slots=True)
+class _Kept:
+    """A frame kept for later comparisons: its luma, the slow channel then, and (computed at most once,
+    when first needed) their grid cells for relighting."""
+
+    ts: float
+    luma: np.ndarray
+    slow: np.ndarray
+    cells: np.ndarray | None = None
+    slow_cells: np.ndarray | None = None
+
+
 @dataclass(frozen=True)
 class _Geometry:
     """Static facts of one input frame size."""
@@ -132,6 +152,7 @@ class _Geometry:
     height: int
     cols: int
     keep: np.ndarray | None  # analysis-size mask: 255 analysed, 0 masked
+    keep2: np.ndarray | None  # the same twice, for stacked arrays
     masked: np.ndarray | None  # boolean, True where masked
     valid: int  # analysed pixels
 
@@ -141,16 +162,21 @@ class _Model:
 
     def __init__(self, luma: np.ndarray, ts: float, noise_factor: float) -> None:
         self.mean: np.ndarray = luma.copy()
-        self.var: np.ndarray = np.full_like(luma, _INITIAL_NOISE ** 2)
-        self.noise_thr: np.ndarray = np.full_like(luma, noise_factor * _INITIAL_NOISE)
-        self.thr: np.ndarray | None = None  # max(noise_thr, floor), rebuilt when either changes
         # The slow channel: the frame averaged over ~_SLOW_TIME, with its own (lower) noise.
         self.slow: np.ndarray = luma.copy()
-        self.slow_var: np.ndarray = np.full_like(luma, (0.5 * _INITIAL_NOISE) ** 2)
-        self.slow_noise_thr: np.ndarray = np.sqrt(self.slow_var) * noise_factor
-        self.slow_thr: np.ndarray | None = None
-        # (ts, frame, slow channel) of the last ~_CHANGE_AGE s: what a blob's change is measured against
-        self.history: deque[tuple[float, np.ndarray, np.ndarray]] = deque()
+        # Per-pixel noise, its thresholds and the differences they judge are kept for both channels at
+        # once, the frame's on top of the slow channel's (`_stacked`): one OpenCV call then does the
+        # work of two, and per call overhead is much of the cost at this size.
+        # The noise envelope is kept as (noise_factor x noise)^2: its square root is the threshold at once.
+        self.var = _stacked(luma)
+        self.var[:luma.shape[0]] = (noise_factor * _INITIAL_NOISE) ** 2
+        self.var[luma.shape[0]:] = (noise_factor * 0.5 * _INITIAL_NOISE) ** 2  # the slow channel: half as noisy
+        self.noise_thr = np.sqrt(self.var)
+        self.thr = _stacked(luma)  # max(noise_thr, floor), rebuilt when either changes (`stale`)
+        self.diff = _stacked(luma)  # |frame - background| over |slow channel - background|
+        self.stale = True
+        # The frames of the last ~_CHANGE_AGE s: what a blob's change is measured against
+        self.history: deque[_Kept] = deque()
         self.floor = 0.0
         self.noise_at = ts
         self.light_changing = False  # the whole scene is lit differently from the background (see _compensate)
@@ -163,6 +189,17 @@ class _Model:
         self.last_ts = ts
         self.span = 255.0
         self.span_at = -math.inf
+
+
+def _stacked(luma: np.ndarray) -> np.ndarray:
+    """An uninitialised array for the frame's values (top half) and the slow channel's (bottom half)."""
+    return np.empty((2 * luma.shape[0], *luma.shape[1:]), luma.dtype)
+
+
+def _halves(both: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The frame's half and the slow channel's half of a stacked array (views)."""
+    half = both.shape[0] // 2
+    return both[:half], both[half:]
 
 
 class _OnOff:
@@ -206,7 +243,6 @@ class MotionDetector:
         self._model_shape: tuple[int, int] | None = None
         self._reset = False
         self._state = _OnOff(config.off_delay)
-        self._dilate = np.ones((3, 3), np.uint8)
         self.foreground: np.ndarray | None = None  # last frame's dilated foreground (for reports)
 
     # --- run-time settings (thread-safe) ---------------------------------------------------------
@@ -281,60 +317,62 @@ class MotionDetector:
                  dt: float, ts: float) -> MotionResult:
         """One frame of a calibrated detector."""
         cv2.accumulateWeighted(luma, model.slow, _alpha(dt, _SLOW_TIME))
-        thr, slow_thr = self._thresholds(model, params, luma8, ts)
-        diff = cv2.absdiff(luma, model.mean)
-        slow_diff = cv2.absdiff(model.slow, model.mean)
-        fast = self._over(diff, thr, geo)
-        slow = self._over(slow_diff, slow_thr, geo)
-        quiet = not cv2.countNonZero(fast)
+        thr, slow_thr = _halves(self._thresholds(model, params, luma8, ts))
+        diff, slow_diff = _halves(model.diff)
+        cv2.absdiff(luma, model.mean, dst=diff)
+        cv2.absdiff(model.slow, model.mean, dst=slow_diff)
+        fast, slow = _halves(self._over(model.diff, model.thr, geo.keep2))
+        still = quiet = not cv2.countNonZero(fast)  # still: the frame itself matches the background
         if quiet and cv2.countNonZero(slow):
             # The slow channel is the more sensitive: an overall drift of the light (auto-exposure,
             # dusk) shows there first. Scaled to the background's overall brightness, is it quiet?
-            gain = np.float32(cv2.mean(model.mean)[0] / max(1.0, cv2.mean(model.slow)[0]))
-            slow_diff = cv2.absdiff(model.slow * gain, model.mean)
-            quiet = not cv2.countNonZero(self._over(slow_diff, slow_thr, geo))
+            gain = cv2.mean(model.mean)[0] / max(1.0, cv2.mean(model.slow)[0])
+            cv2.absdiff(cv2.multiply(model.slow, gain, dst=slow_diff), model.mean, dst=slow_diff)
+            quiet = not cv2.countNonZero(self._over(slow_diff, slow_thr, geo.keep))
         if quiet:  # the common case: nothing differs
-            self._quiet(model, luma, diff, slow_diff, dt, ts)
+            self._quiet(model, luma, dt, ts)
             return self._result(ts, False, 0.0, (), False)
         cells = self._cells(luma, geo)
         if self._light_jump(model, cells) is None:
             self._calibration_step(model, luma, cells, dt, ts, None)
             return self._result(ts, False, 0.0, (), True)
         model.prev_cells = cells
+        now = _Kept(ts, luma, model.slow.copy(), cells)
         expected = self._compensate(model, cells, geo)
         if expected is not model.mean:
-            diff = cv2.absdiff(luma, expected)
-            fast = self._over(diff, thr, geo)
+            if not still:  # (a frame that matched the background as it was is still, as before the slow channel)
+                cv2.absdiff(luma, expected, dst=diff)
+                fast = self._over(diff, thr, geo.keep)
             # The slow channel lags the light a little: it is compared under its own (overall) light.
-            lag = cv2.mean(self._cells(model.slow, geo))[0] / cv2.mean(cells)[0]
-            slow_diff = cv2.absdiff(model.slow, (expected + _RATIO_OFFSET) * np.float32(lag) - _RATIO_OFFSET)
-            slow = self._over(slow_diff, slow_thr, geo)
-        fg = cv2.bitwise_or(fast, slow)
+            # (The mean of the cells is the mean of the image: equal cells. Plus the offset both have.)
+            lag = (cv2.mean(model.slow)[0] + _RATIO_OFFSET) / cv2.mean(cells)[0]
+            cv2.absdiff(model.slow, _scaled(expected, lag), dst=slow_diff)
+            slow = self._over(slow_diff, slow_thr, geo.keep)
+        fg = slow if still else cv2.bitwise_or(fast, slow)
         if cv2.countNonZero(fg) > self._config.lightning_threshold * geo.valid:
             self._calibration_step(model, luma, cells, dt, ts, None)
             return self._result(ts, False, 0.0, (), True)
-        boxes, area, grown = self._detect(model, luma, cells, fg, fast, params, geo, dt, ts)
-        self._learn_noise(model, diff, slow_diff, grown, ts)
+        boxes, area, grown = self._detect(model, now, fg, fast, params, geo, dt)
+        self._learn_noise(model, grown, ts)
         self.foreground = grown
         if grown is None:
             model.prev_boxes = model.prev_boxes[:0]
         return self._result(ts, bool(boxes), area, boxes, False)
 
     @staticmethod
-    def _over(diff: np.ndarray, thr: np.ndarray, geo: _Geometry) -> np.ndarray:
-        """Pixels whose difference exceeds their threshold (uint8 mask, masked areas excluded)."""
+    def _over(diff: np.ndarray, thr: np.ndarray, keep: np.ndarray | None) -> np.ndarray:
+        """Pixels whose difference exceeds their threshold (uint8 mask, 0 where `keep` is)."""
         fg = cv2.compare(diff, thr, cv2.CMP_GT)
-        if geo.keep is not None:
-            cv2.bitwise_and(fg, geo.keep, dst=fg)
+        if keep is not None:
+            cv2.bitwise_and(fg, keep, dst=fg)
         return fg
 
-    def _quiet(self, model: _Model, luma: np.ndarray, diff: np.ndarray, slow_diff: np.ndarray, dt: float,
-               ts: float) -> None:
+    def _quiet(self, model: _Model, luma: np.ndarray, dt: float, ts: float) -> None:
         """A frame where nothing moved: the background follows it and the noise estimate learns from it."""
         self._blend(model.mean, luma, _alpha(dt, self._config.background_time), None)
         model.mean_cells = None
-        self._learn_noise(model, diff, slow_diff, None, ts)
-        _remember(model, luma, ts)
+        self._learn_noise(model, None, ts)
+        _remember(model, _Kept(ts, luma, model.slow.copy()))
         model.prev_boxes, self.foreground = model.prev_boxes[:0], None
 
     def _result(self, ts: float, motion: bool, area: float, boxes: tuple[MotionBox, ...],
@@ -353,7 +391,8 @@ class MotionDetector:
             keep = keep_mask(self._config.masks, width, self._height)
             masked = None if keep is None else keep == 0
             valid = width * self._height if keep is None else max(1, cv2.countNonZero(keep))
-            geo = self._geometry[shape] = _Geometry(width, self._height, cols, keep, masked, valid)
+            keep2 = None if keep is None else np.vstack([keep, keep])
+            geo = self._geometry[shape] = _Geometry(width, self._height, cols, keep, keep2, masked, valid)
         return geo
 
     @staticmethod
@@ -412,40 +451,40 @@ class MotionDetector:
         if low > 1.0 - _SAME_LIGHT and high < 1.0 + _SAME_LIGHT:
             return model.mean
         gain = cv2.resize(ratio, (geo.width, geo.height), interpolation=cv2.INTER_LINEAR)
-        expected: np.ndarray = (model.mean + _RATIO_OFFSET) * gain - _RATIO_OFFSET
+        expected: np.ndarray = model.mean + np.float32(_RATIO_OFFSET)  # one temporary, the rest in place
+        np.multiply(expected, gain, out=expected)
+        expected -= np.float32(_RATIO_OFFSET)
         return expected
 
-    def _thresholds(self, model: _Model, params: _Params, luma8: np.ndarray,
-                    ts: float) -> tuple[np.ndarray, np.ndarray]:
-        """Per-pixel thresholds of the frame and of the slow channel: max(noise_factor x its noise, threshold
-        scaled to the scene's contrast)."""
+    def _thresholds(self, model: _Model, params: _Params, luma8: np.ndarray, ts: float) -> np.ndarray:
+        """Per-pixel thresholds of the frame and of the slow channel (stacked): max(noise_factor x its
+        noise, threshold scaled to the scene's contrast)."""
         floor = float(params.threshold)
         if self._config.improve_contrast:
             if ts - model.span_at >= _RANGE_EVERY:
                 model.span, model.span_at = max(_MIN_SPAN, _span(luma8)), ts
             floor *= model.span / 255.0
         floor = max(_MIN_THRESHOLD, floor)
-        if model.thr is None or model.slow_thr is None or floor != model.floor:
-            model.thr, model.floor = np.maximum(model.noise_thr, np.float32(floor)), floor
-            model.slow_thr = np.maximum(model.slow_noise_thr, np.float32(floor))
-        return model.thr, model.slow_thr
+        if model.stale or floor != model.floor:  # rebuilt in place: cv2.max is ~3x faster than np.maximum here
+            cv2.max(model.noise_thr, floor, dst=model.thr)
+            model.floor, model.stale = floor, False
+        return model.thr
 
-    def _detect(self, model: _Model, luma: np.ndarray, cells: np.ndarray, fg: np.ndarray, fast: np.ndarray,
-                params: _Params, geo: _Geometry, dt: float,
-                ts: float) -> tuple[tuple[MotionBox, ...], float, np.ndarray | None]:
+    def _detect(self, model: _Model, now: _Kept, fg: np.ndarray, fast: np.ndarray, params: _Params,
+                geo: _Geometry, dt: float) -> tuple[tuple[MotionBox, ...], float, np.ndarray | None]:
         """Boxes, moving share and grown foreground (None when empty); learns the background meanwhile."""
-        fg = cv2.medianBlur(fg, 3)  # isolated noise pixels go, blobs of 3 x 3 and more stay
-        if cv2.countNonZero(fg):
-            return self._blobs(model, luma, fg, fast, params, geo, dt, ts)
-        _remember(model, luma, ts)
+        grown = _grown(fg)
+        if grown is not None:
+            return self._blobs(model, now, grown, fast, params, geo, dt)
+        _remember(model, now)
         alpha = _alpha(dt, self._config.background_time)
-        self._blend(model.mean, luma, alpha, None)
-        if model.mean_cells is not None:  # a uniform blend moves the cell means the same way
-            model.mean_cells += alpha * (cells - model.mean_cells)
+        self._blend(model.mean, now.luma, alpha, None)
+        if model.mean_cells is not None and now.cells is not None:  # a uniform blend moves the cell means alike
+            model.mean_cells += alpha * (now.cells - model.mean_cells)
         return (), 0.0, None
 
-    def _blobs(self, model: _Model, luma: np.ndarray, fg: np.ndarray, fast: np.ndarray, params: _Params,
-               geo: _Geometry, dt: float, ts: float) -> tuple[tuple[MotionBox, ...], float, np.ndarray]:
+    def _blobs(self, model: _Model, now: _Kept, grown: np.ndarray, fast: np.ndarray, params: _Params,
+               geo: _Geometry, dt: float) -> tuple[tuple[MotionBox, ...], float, np.ndarray]:
         """Moving blobs as boxes, their share of the frame and the grown foreground; learns the background.
 
         A blob is a candidate when it is big enough and part of it changed since a frame `_CHANGE_AGE`
@@ -453,47 +492,64 @@ class MotionDetector:
         moves when a candidate was also near it in the previous frame, so a one-frame flicker (a
         keyframe's fresh noise, a leaf in a gust) is not motion.
         """
-        grown = cv2.dilate(fg, self._dilate)
-        # 16-bit labels: OpenCV's statistics pass is several times slower with 32-bit ones.
-        n, labels, stats, _ = cv2.connectedComponentsWithStats(grown, connectivity=8, ltype=cv2.CV_16U)
-        if n <= 256:  # uint8 labels: per-label counts and maps become histograms and LUTs
-            labels = labels.astype(np.uint8)
+        _, labels, stats = _components(grown)
         areas = stats[:, cv2.CC_STAT_AREA]
-        prev, ref, ref_slow = _remember(model, luma, ts)
+        kept, ref = _remember(model, now)
         enough = np.maximum(2, _MOVING_SHARE * areas)
         big = areas >= params.contour_area
         big[0] = False  # label 0 is the background
-        if model.light_changing:  # compare under the same light (auto-exposure hunting, dusk)
-            prev = self._relight(prev, luma, geo)
-        quick = cv2.compare(cv2.absdiff(luma, prev), model.noise_thr, cv2.CMP_GT)
-        cv2.bitwise_and(quick, fast, dst=quick)  # as before the slow channel: the frame's own foreground
-        candidate = big & (_label_counts(labels, quick, n) >= enough)
+        candidate = self._changed_since_last(model, now, kept, fast, labels, stats, big, enough, geo)
         second = np.flatnonzero(big & ~candidate)
         if len(second):  # the others get a second look, over a longer time and in both channels
-            candidate[self._second_look(model, luma, fast, labels, stats, second, enough, ref, ref_slow,
-                                        geo)] = True
+            candidate[self._second_look(model, now, fast, labels, stats, second, enough, ref, geo)] = True
         ids = np.flatnonzero(candidate)
         boxes = stats[ids, :4]
-        moving = [i for i, box in zip(ids, boxes, strict=True) if _near_any(box, model.prev_boxes)]
+        moving = ids[_near(boxes, model.prev_boxes)] if len(ids) else ids
         model.prev_boxes = boxes
-        # Background pixels follow the scene, still blobs are absorbed fast, changing ones very slowly.
+        self._learn_background(model, now.luma, labels, stats, candidate, dt)
+        return _boxes(stats[moving], geo), float(areas[moving].sum()) / geo.valid, grown
+
+    def _learn_background(self, model: _Model, luma: np.ndarray, labels: np.ndarray, stats: np.ndarray,
+                          candidate: np.ndarray, dt: float) -> None:
+        """Background pixels follow the scene, still blobs are absorbed fast, changing ones very slowly.
+
+        Per-label rates are mapped only in the region holding the blobs; the rest of the frame, all
+        background, is one plain blend.
+        """
         background = _alpha(dt, self._config.background_time)
-        rates = np.full(n, _alpha(dt, _ABSORB_TIME), np.float32)
+        rates = np.full(len(stats), _alpha(dt, _ABSORB_TIME), np.float32)
         rates[candidate] = _alpha(dt, _MOVING_TIME)
         rates[0] = background
-        rate_map = _label_map(labels, rates)
-        step = cv2.subtract(luma, model.mean)
-        cv2.multiply(step, rate_map, dst=step)
-        cv2.add(model.mean, step, dst=model.mean)
+        y0, y1, x0, x1 = _around(stats[1:, :4], labels.shape)
+        roi = (slice(y0, y1), slice(x0, x1))
+        step = cv2.subtract(luma[roi], model.mean[roi])
+        cv2.multiply(step, _label_map(labels[roi], rates), dst=step)
+        blobs = cv2.add(model.mean[roi], step, dst=step)
+        cv2.accumulateWeighted(luma, model.mean, background)
+        model.mean[roi] = blobs
         model.mean_cells = None
-        w, h = geo.width, geo.height
-        found = tuple(MotionBox(stats[i, 0] / w, stats[i, 1] / h, (stats[i, 0] + stats[i, 2]) / w,
-                                (stats[i, 1] + stats[i, 3]) / h) for i in moving)
-        return found, float(areas[moving].sum()) / geo.valid, grown
 
-    def _second_look(self, model: _Model, luma: np.ndarray, fast: np.ndarray, labels: np.ndarray,
-                     stats: np.ndarray, ids: np.ndarray, enough: np.ndarray, ref: np.ndarray, ref_slow: np.ndarray,
-                     geo: _Geometry) -> np.ndarray:
+    def _changed_since_last(self, model: _Model, now: _Kept, kept: _Kept, fast: np.ndarray, labels: np.ndarray,
+                            stats: np.ndarray, big: np.ndarray, enough: np.ndarray, geo: _Geometry) -> np.ndarray:
+        """Which `big` blobs changed since the previous frame (`kept`): the test of the detector before the
+        slow channel, on the frame's own foreground. Only the region around them is looked at."""
+        ids = np.flatnonzero(big)
+        if not len(ids):
+            return big
+        y0, y1, x0, x1 = _around(stats[ids, :4], labels.shape)
+        roi = (slice(y0, y1), slice(x0, x1))
+        if not cv2.countNonZero(fast[roi]):  # blobs only the slow channel shows: nothing to compare
+            return np.zeros_like(big)
+        prev = kept.luma[roi]
+        if model.light_changing:  # compare under the same light (auto-exposure hunting, dusk)
+            prev = _scaled(prev, self._relight_gain(kept, now, geo))
+        quick = cv2.compare(cv2.absdiff(now.luma[roi], prev), _halves(model.noise_thr)[0][roi], cv2.CMP_GT)
+        cv2.bitwise_and(quick, fast[roi], dst=quick)
+        changed: np.ndarray = big & (_label_counts(labels[roi], quick, len(stats)) >= enough)
+        return changed
+
+    def _second_look(self, model: _Model, now: _Kept, fast: np.ndarray, labels: np.ndarray, stats: np.ndarray,
+                     ids: np.ndarray, enough: np.ndarray, ref: _Kept, geo: _Geometry) -> np.ndarray:
         """The blobs among `ids` that changed since the reference frame (under the light of now), both ways.
 
         A slow mover shifts by a fraction of a pixel per frame, so it shows no change from one frame
@@ -501,44 +557,60 @@ class MotionDetector:
         darker, is a shadow's edge sliding over the scene or the trail an object left fading: a moving
         object covers the scene on one side and uncovers it on the other.
         """
+        # Only the part of the frame around these blobs is looked at: usually a small share of it.
+        boxes = stats[ids, :4]
+        y0, y1, x0, x1 = _around(boxes, labels.shape)
+        roi = (slice(y0, y1), slice(x0, x1))
+        ref_luma, ref_slow = ref.luma[roi], ref.slow[roi]
         if model.light_changing:
-            ref = self._relight(ref, luma, geo)
-            ref_slow = self._relight(ref_slow, model.slow, geo)
-        changed = self._changed(model, luma, fast, ref, ref_slow)
-        counts = _label_counts(labels, changed, len(stats))
-        ids = ids[counts[ids] >= enough[ids]]
+            ref_luma = _scaled(ref_luma, self._relight_gain(ref, now, geo))
+            ref_slow = _scaled(ref_slow, self._relight_gain(ref, now, geo, slow=True))
+        changed = self._changed(model, now.luma, fast, ref_luma, ref_slow, roi)
+        keep = _label_counts(labels[roi], changed, len(stats))[ids] >= enough[ids]
+        ids, boxes = ids[keep], boxes[keep]
         if not len(ids):
             return ids
-        brighter = cv2.compare(model.slow, ref_slow, cv2.CMP_GT)
-        return np.asarray([i for i in ids if _both_ways(brighter, changed, stats[i, :4])], np.intp)
+        brighter = cv2.compare(model.slow[roi], ref_slow, cv2.CMP_GT)
+        moving: np.ndarray = ids[_both_ways(brighter, changed, boxes - (x0, y0, 0, 0))]
+        return moving
 
-    def _relight(self, before: np.ndarray, now: np.ndarray, geo: _Geometry) -> np.ndarray:
-        """`before` under the light of `now`: scaled by the mean of the median-filtered brightness ratios
-        of their grid cells (auto-exposure and slow light changes; an object moves a few cells at most)."""
-        gain = cv2.mean(cv2.medianBlur(self._cells(now, geo) / self._cells(before, geo), 3))[0]
-        if abs(gain - 1.0) < _SAME_LIGHT:
-            return before
-        relit: np.ndarray = (before + _RATIO_OFFSET) * np.float32(gain) - _RATIO_OFFSET
-        return relit
+    def _relight_gain(self, before: _Kept, now: _Kept, geo: _Geometry, slow: bool = False) -> float:
+        """What puts `before`'s frame (or slow channel) under the light of `now`'s: the mean of the
+        median-filtered brightness ratios of their grid cells (auto-exposure and slow light changes; an
+        object moves a few cells at most). 1 when the light is the same."""
+        gain = cv2.mean(cv2.medianBlur(self._kept_cells(now, geo, slow) / self._kept_cells(before, geo, slow), 3))[0]
+        return 1.0 if abs(gain - 1.0) < _SAME_LIGHT else float(gain)
+
+    def _kept_cells(self, kept: _Kept, geo: _Geometry, slow: bool) -> np.ndarray:
+        """The grid cells of a kept frame or of its slow channel, computed once."""
+        if slow:
+            if kept.slow_cells is None:
+                kept.slow_cells = self._cells(kept.slow, geo)
+            return kept.slow_cells
+        if kept.cells is None:
+            kept.cells = self._cells(kept.luma, geo)
+        return kept.cells
 
     @staticmethod
-    def _changed(model: _Model, luma: np.ndarray, fast: np.ndarray, ref: np.ndarray,
-                 ref_slow: np.ndarray) -> np.ndarray:
+    def _changed(model: _Model, luma: np.ndarray, fast: np.ndarray, ref: np.ndarray, ref_slow: np.ndarray,
+                 roi: tuple[slice, slice]) -> np.ndarray:
         """Pixels that changed since the reference frame, each judged in the channel that saw it.
 
         Where the frame itself differs from the background (`fast`), the frame is compared with the
         reference frame; elsewhere (faint objects that only the slow channel shows, and the trail a
         mover leaves in it) the slow channel with the reference's slow channel. So a stopped object
         stops changing `_CHANGE_AGE` after it stops, plus the slow channel's lag for faint ones only.
+        `ref` and `ref_slow` are the region `roi` of the frame; so is the result.
         """
-        changed = cv2.compare(cv2.absdiff(model.slow, ref_slow), model.slow_noise_thr, cv2.CMP_GT)
-        fast_changed = cv2.compare(cv2.absdiff(luma, ref), model.noise_thr, cv2.CMP_GT)
-        cv2.copyTo(fast_changed, fast, changed)
+        noise, slow_noise = _halves(model.noise_thr)
+        changed = cv2.compare(cv2.absdiff(model.slow[roi], ref_slow), slow_noise[roi], cv2.CMP_GT)
+        fast_changed = cv2.compare(cv2.absdiff(luma[roi], ref), noise[roi], cv2.CMP_GT)
+        cv2.copyTo(fast_changed, fast[roi], changed)
         return changed
 
-    def _learn_noise(self, model: _Model, diff: np.ndarray, slow_diff: np.ndarray, grown: np.ndarray | None,
-                     ts: float) -> None:
-        """Every `_NOISE_EVERY` s: update each pixel's noise, an envelope of its squared differences.
+    def _learn_noise(self, model: _Model, grown: np.ndarray | None, ts: float) -> None:
+        """Every `_NOISE_EVERY` s: update each pixel's noise, an envelope of its squared differences
+        (`model.diff`, both channels).
 
         It rises quickly and falls slowly, so a pixel that is sometimes busy (a leaf in gusts, a
         flickering sign) keeps a high threshold between the gusts. Foreground pixels never raise it,
@@ -549,10 +621,9 @@ class MotionDetector:
             return
         model.noise_at = ts
         dt = min(elapsed, _MAX_DT)
-        background = None if grown is None else cv2.bitwise_not(grown)
-        _envelope(model.var, diff, background, dt, self._noise_factor, model.noise_thr)
-        _envelope(model.slow_var, slow_diff, background, dt, self._noise_factor, model.slow_noise_thr)
-        model.thr = model.slow_thr = None
+        background = None if grown is None else cv2.bitwise_not(np.vstack([grown, grown]))
+        _envelope(model.var, model.diff, background, dt, self._noise_factor, model.noise_thr)
+        model.stale = True
 
     @staticmethod
     def _blend(mean: np.ndarray, luma: np.ndarray, alpha: float, mask: np.ndarray | None) -> None:
@@ -562,41 +633,114 @@ class MotionDetector:
             cv2.accumulateWeighted(luma, mean, alpha, mask=mask)
 
 
-def _remember(model: _Model, luma: np.ndarray, ts: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _grown(fg: np.ndarray) -> np.ndarray | None:
+    """The foreground without isolated pixels (3 x 3 median: blobs of 3 x 3 and more stay), dilated by a
+    pixel; None when nothing is left. Both filters run only on the box around the foreground's pixels,
+    widened by what they can reach (the same result as on the whole frame: outside is all 0)."""
+    x, y, w, h = cv2.boundingRect(fg)
+    if not w:
+        return None
+    height, width = fg.shape
+    y0, y1, x0, x1 = max(0, y - 2), min(height, y + h + 2), max(0, x - 2), min(width, x + w + 2)
+    part = cv2.medianBlur(fg[y0:y1, x0:x1], 3)
+    if not cv2.countNonZero(part):
+        return None
+    grown = np.zeros_like(fg)
+    grown[y0:y1, x0:x1] = cv2.dilate(part, _SQUARE)
+    return grown
+
+
+def _components(mask: np.ndarray) -> tuple[int, np.ndarray, np.ndarray]:
+    """Connected components (8-connected) of a non-empty mask: their number with the background, the label
+    image and the statistics, as `cv2.connectedComponentsWithStats` gives them for the whole mask (but
+    for the background's box, always the whole mask here: nothing uses it).
+
+    Only the bounding box of the mask's pixels is labelled: OpenCV's pass costs about the same for a
+    few small blobs as for a full frame, so labelling the part that holds them halves a blob frame's
+    largest cost (the same labels: see the test). Labels are uint8 when there are at most 256
+    (per-label counts and maps then become histograms and LUTs), else 16-bit (OpenCV's statistics pass
+    is several times slower with 32-bit).
+    """
+    x, y, w, h = cv2.boundingRect(mask)
+    # OpenCV labels blocks of 2 x 2 pixels: a part starting on even rows and columns numbers the blobs
+    # in the same order as the whole mask.
+    w, h, x, y = w + x % 2, h + y % 2, x - x % 2, y - y % 2
+    n, part, stats, _ = cv2.connectedComponentsWithStats(mask[y:y + h, x:x + w], connectivity=8, ltype=cv2.CV_16U)
+    labels = np.zeros(mask.shape, np.uint8 if n <= 256 else np.uint16)
+    labels[y:y + h, x:x + w] = part
+    stats[1:, cv2.CC_STAT_LEFT] += x
+    stats[1:, cv2.CC_STAT_TOP] += y
+    # The background (label 0): all of the mask outside the blobs.
+    stats[0] = (0, 0, mask.shape[1], mask.shape[0], stats[0, cv2.CC_STAT_AREA] + mask.size - w * h)
+    return n, labels, stats
+
+
+def _boxes(stats: np.ndarray, geo: _Geometry) -> tuple[MotionBox, ...]:
+    """Blob statistics (rows of x, y, w, h, ...) as boxes in normalised coordinates."""
+    w, h = geo.width, geo.height
+    return tuple(MotionBox(x / w, y / h, (x + bw) / w, (y + bh) / h) for x, y, bw, bh, *_ in stats.tolist())
+
+
+def _remember(model: _Model, now: _Kept) -> tuple[_Kept, _Kept]:
     """Keep this frame (and its slow channel) for later comparisons. Returns the previous frame and the
-    reference: the newest kept frame (and slow channel) at least `_CHANGE_AGE` old, or the oldest kept
-    one shortly after a calibration."""
+    reference: the newest kept frame at least `_CHANGE_AGE` old, or the oldest kept one shortly after a
+    calibration."""
     history = model.history
-    history.append((ts, luma, model.slow.copy()))
-    while len(history) > 1 and history[1][0] <= ts - _CHANGE_AGE:
+    history.append(now)
+    while len(history) > 1 and history[1].ts <= now.ts - _CHANGE_AGE:
         history.popleft()
-    prev = history[-2][1] if len(history) > 1 else luma
-    return prev, history[0][1], history[0][2]
+    prev = history[-2] if len(history) > 1 else now
+    return prev, history[0]
+
+
+def _scaled(image: np.ndarray, gain: float) -> np.ndarray:
+    """`image` under `gain` times the light: (image + offset) x gain - offset, in one pass (`image` itself
+    when the gain is 1)."""
+    if gain == 1.0:
+        return image
+    return cv2.addWeighted(image, gain, image, 0.0, _RATIO_OFFSET * (gain - 1.0))
+
+
+def _around(boxes: np.ndarray, shape: tuple[int, ...]) -> tuple[int, int, int, int]:
+    """Rows and columns (y0, y1, x0, x1) of the smallest region holding every box (rows of x, y, w, h)
+    widened by `_NEAR` pixels, inside a frame of `shape`."""
+    rows = boxes.tolist()  # a few boxes: plain Python beats NumPy calls on tiny arrays
+    x0, y0 = min(r[0] for r in rows) - _NEAR, min(r[1] for r in rows) - _NEAR
+    x1, y1 = max(r[0] + r[2] for r in rows) + _NEAR, max(r[1] + r[3] for r in rows) + _NEAR
+    return max(0, y0), min(shape[0], y1), max(0, x0), min(shape[1], x1)
 
 
 def _envelope(var: np.ndarray, diff: np.ndarray, background: np.ndarray | None, dt: float, factor: float,
               out: np.ndarray) -> None:
-    """Update a noise envelope `var` with `diff` (rising fast, falling slowly; foreground pixels may only
-    pull it down) and write `factor` x its square root to `out`."""
-    square = cv2.multiply(diff, diff)
+    """Update a noise envelope `var`, kept as `factor` squared times the squared differences, with `diff`
+    (rising fast, falling slowly; foreground pixels may only pull it down) and write its square root to
+    `out` (`factor` x the noise: one pass less than scaling the root)."""
+    square = cv2.multiply(diff, diff, scale=factor * factor)
     rising = cv2.compare(square, var, cv2.CMP_GT)
     cv2.accumulateWeighted(square, var, _alpha(dt, _NOISE_FALL), mask=cv2.bitwise_not(rising))
     if background is not None:  # foreground is not noise: it may only pull the estimate down
         cv2.bitwise_and(rising, background, dst=rising)
     cv2.accumulateWeighted(square, var, _alpha(dt, _NOISE_RISE), mask=rising)
-    np.multiply(cv2.sqrt(var), factor, out=out)
+    cv2.sqrt(var, dst=out)
 
 
-def _both_ways(brighter: np.ndarray, changed: np.ndarray, box: np.ndarray) -> bool:
-    """Whether the changed pixels in and around `box` (x, y, w, h) changed both ways: at least
-    `_BOTH_WAYS` of them got brighter and as many darker. Around: a slow mover's blob can split in
-    two, the side it covers and the side it uncovers."""
-    x, y, w, h = (int(v) for v in box)
-    around = (slice(max(0, y - _NEAR), y + h + _NEAR), slice(max(0, x - _NEAR), x + w + _NEAR))
-    mask = changed[around]
-    total = cv2.countNonZero(mask)
-    up = cv2.countNonZero(cv2.bitwise_and(brighter[around], mask))
-    return min(up, total - up) >= _BOTH_WAYS * total > 0
+def _both_ways(brighter: np.ndarray, changed: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+    """For each of `boxes` (rows of x, y, w, h): whether the changed pixels in and around it changed both
+    ways, at least `_BOTH_WAYS` of them got brighter and as many darker. Around: a slow mover's blob can
+    split in two, the side it covers and the side it uncovers. Counted on integral images (two passes
+    over the region, then four look-ups a box; plain Python: a handful of boxes is cheaper so than with
+    NumPy calls on tiny arrays)."""
+    total = cv2.integral(changed)  # sums of 255s: the shares below do not need them divided
+    up = cv2.integral(cv2.bitwise_and(brighter, changed))
+    height, width = changed.shape
+    result = []
+    for x, y, w, h in boxes.tolist():
+        x0, y0 = max(0, x - _NEAR), max(0, y - _NEAR)
+        x1, y1 = min(width, x + w + _NEAR), min(height, y + h + _NEAR)
+        n = total.item(y1, x1) - total.item(y0, x1) - total.item(y1, x0) + total.item(y0, x0)
+        n_up = up.item(y1, x1) - up.item(y0, x1) - up.item(y1, x0) + up.item(y0, x0)
+        result.append(n > 0 and min(n_up, n - n_up) >= _BOTH_WAYS * n)
+    return np.asarray(result, bool)
 
 
 def _label_counts(labels: np.ndarray, mask: np.ndarray | None, n: int) -> np.ndarray:
@@ -615,13 +759,12 @@ def _label_map(labels: np.ndarray, values: np.ndarray) -> np.ndarray:
     return np.asarray(values[labels])
 
 
-def _near_any(box: np.ndarray, others: np.ndarray) -> bool:
-    """Whether `box` (x, y, w, h) comes within `_NEAR` pixels of any of `others`."""
-    if not len(others):
-        return False
-    x, y, w, h = (int(v) for v in box)
-    ox, oy, ow, oh = others[:, 0], others[:, 1], others[:, 2], others[:, 3]
-    return bool(np.any((ox - _NEAR < x + w) & (x - _NEAR < ox + ow) & (oy - _NEAR < y + h) & (y - _NEAR < oy + oh)))
+def _near(boxes: np.ndarray, others: np.ndarray) -> list[bool]:
+    """For each of `boxes` (rows of x, y, w, h): whether it comes within `_NEAR` pixels of any of `others`
+    (plain Python: a handful of boxes each)."""
+    near = [(ox - _NEAR, oy - _NEAR, ox + ow + _NEAR, oy + oh + _NEAR) for ox, oy, ow, oh in others.tolist()]
+    return [any(a < x + w and x < c and b < y + h and y < d for a, b, c, d in near)
+            for x, y, w, h in boxes.tolist()]
 
 
 def _span(luma8: np.ndarray) -> float:
