@@ -99,7 +99,7 @@ def run_llama(args: argparse.Namespace) -> dict[str, Any]:
     llm.eval(prefix)
     new_past = llama_cpp.llama_pos(0)
     rc = mtmd.mtmd_helper_decode_image_chunk(
-        ctx, llm.ctx, image_chunk, embd, llm.n_tokens, 0, 512, ctypes.byref(new_past), None, None
+        ctx, llm.ctx, image_chunk, embd, llm.n_tokens, 0, 512, ctypes.byref(new_past), mtmd.mtmd_helper_post_decode_callback(), None
     )
     if rc != 0:
         raise RuntimeError(f"mtmd_helper_decode_image_chunk failed ({rc})")
