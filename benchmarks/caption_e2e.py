@@ -66,7 +66,11 @@ def run_llama(args: argparse.Namespace) -> dict[str, Any]:
     rng = np.random.default_rng(0)
     ids = [int(t) for t in rng.integers(0, llm.n_vocab() - 64, text_tokens)]
     prefix, suffix = ids[:4], ids[4:]  # GLM-Edge-V's template puts the image after a few text tokens
-    out: dict[str, Any] = {"runtime": "llama.cpp", "load_ms": load_ms}
+    out: dict[str, Any] = {
+        "runtime": f"llama.cpp mmproj {args.mmproj.name}",
+        "load_ms": load_ms,
+        "system_info": llama_cpp.llama_print_system_info().decode(),
+    }
 
     t_start = t = time.perf_counter()
     bitmap = mtmd.mtmd_helper_bitmap_init_from_file(ctx, str(args.image).encode(), False)

@@ -77,8 +77,19 @@ def tensor_map(num_layers: int) -> dict[str, str]:
     return names
 
 
-def write_mmproj(snapshot: Path, out: Path) -> None:
-    """Write the vision tower + GLM-Edge adapter of `snapshot` to `out` (F16 matrices, F32 vectors)."""
+def _is_linear(name: str) -> bool:
+    return name.endswith(".weight") and (".attn_" in name or ".ffn_" in name or ".linear." in name) and (
+        "norm" not in name
+    )
+
+
+def write_mmproj(snapshot: Path, out: Path, qtype: str = "f16") -> None:
+    """Write the vision tower + GLM-Edge adapter of `snapshot` to `out` (F16 matrices, F32 vectors).
+
+    `qtype` "q8_0" stores the linear layers' weights as Q8_0 where their rows split into 32-value
+    blocks (the tower's fc2, 4304 wide, does not and stays F16), like llama.cpp's own Q8_0 mmproj
+    files; convolutions and the position table stay F16.
+    """
     import gguf
 
     from edged.export.source_config import read_config
@@ -92,7 +103,8 @@ def write_mmproj(snapshot: Path, out: Path) -> None:
     writer.add_bool("clip.has_vision_encoder", True)
     writer.add_bool("clip.has_text_encoder", False)
     writer.add_string("clip.projector_type", "adapter")
-    writer.add_file_type(gguf.LlamaFileType.MOSTLY_F16)
+    ftype = gguf.LlamaFileType.MOSTLY_Q8_0 if qtype == "q8_0" else gguf.LlamaFileType.MOSTLY_F16
+    writer.add_file_type(ftype)
     writer.add_name("glm-edge-v vision tower (edged benchmark)")
     writer.add_uint32("clip.vision.image_size", v.image_size)
     writer.add_uint32("clip.vision.patch_size", v.patch_size)
@@ -108,6 +120,11 @@ def write_mmproj(snapshot: Path, out: Path) -> None:
     writer.add_bool("clip.use_gelu", True)
     for src, dst in tensor_map(v.num_layers).items():
         array = np.asarray(w.get(src)).squeeze()
+        if qtype == "q8_0" and _is_linear(dst) and array.shape[-1] % 32 == 0:
+            q8 = gguf.GGMLQuantizationType.Q8_0
+            packed = gguf.quants.quantize(array.astype(np.float32), q8)
+            writer.add_tensor(dst, packed, raw_dtype=q8)
+            continue
         dtype = np.float16 if array.ndim >= 2 else np.float32
         writer.add_tensor(dst, np.ascontiguousarray(array.astype(dtype)))
     writer.write_header_to_file()
@@ -119,4 +136,4 @@ def write_mmproj(snapshot: Path, out: Path) -> None:
 if __name__ == "__main__":
     import sys
 
-    write_mmproj(Path(sys.argv[1]), Path(sys.argv[2]))
+    write_mmproj(Path(sys.argv[1]), Path(sys.argv[2]), *(sys.argv[3:4] or ["f16"]))
