@@ -170,9 +170,58 @@ def run_edged(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+def check_mmproj(args: argparse.Namespace) -> dict[str, Any]:
+    """Same 672x672 image (no resize, no pad) through mtmd and edged's fp32 vision: how close the rows are.
+
+    A wrong tensor mapping in the mmproj gives unrelated rows (cosine near 0); F16 weights and
+    llama.cpp's tanh GELU in the adapter (HF uses erf) leave a small gap.
+    """
+    import cv2
+    import llama_cpp
+    import llama_cpp.mtmd_cpp as mtmd
+
+    from benchmarks.caption import _load
+    from edged.inference.preprocess import pixel_values
+
+    square = args.image.with_name("e2e-check-672.png")
+    cv2.imwrite(str(square), cv2.resize(cv2.imread(str(args.image)), (672, 672)))
+    llm = llama_cpp.Llama(str(args.gguf), n_ctx=64, n_threads=args.threads, verbose=False)
+    params = mtmd.mtmd_context_params_default()
+    params.use_gpu, params.n_threads, params.warmup = False, args.threads, False
+    ctx = mtmd.mtmd_init_from_file(str(args.mmproj).encode(), llm.model, params)
+    bitmap = mtmd.mtmd_helper_bitmap_init_from_file(ctx, str(square).encode(), False)
+    chunks = mtmd.mtmd_input_chunks_init()
+    marker = mtmd.mtmd_default_marker()
+    text = mtmd.mtmd_input_text(marker, len(marker), False, True)
+    mtmd.mtmd_tokenize(ctx, chunks, ctypes.byref(text), (mtmd.mtmd_bitmap_p_ctypes * 1)(bitmap), 1)
+    chunk = next(
+        mtmd.mtmd_input_chunks_get(chunks, i)
+        for i in range(mtmd.mtmd_input_chunks_size(chunks))
+        if mtmd.mtmd_input_chunk_get_type(mtmd.mtmd_input_chunks_get(chunks, i))
+        == mtmd.MTMD_INPUT_CHUNK_TYPE_IMAGE
+    )
+    n = mtmd.mtmd_input_chunk_get_n_tokens(chunk)
+    mtmd.mtmd_encode_chunk(ctx, chunk)
+    embd = mtmd.mtmd_get_output_embd(ctx)
+    ours = np.ctypeslib.as_array(embd, shape=(n * llm.n_embd(),)).reshape(n, -1).copy()
+    ns = argparse.Namespace(bundle=args.bundle, threads=args.threads, new_tokens=1)
+    cap = _load(ns, "fp32")
+    ref = cap.image_rows(pixel_values(cv2.imread(str(square)), cap.manifest.preprocessing))
+    ref = np.asarray(ref).reshape(n, -1)
+    cos = np.sum(ours * ref, 1) / (np.linalg.norm(ours, axis=1) * np.linalg.norm(ref, axis=1))
+    return {
+        "rows": n,
+        "cos_min": float(cos.min()),
+        "cos_mean": float(cos.mean()),
+        "cos_boi_eoi": [float(cos[0]), float(cos[-1])],
+        "max_abs_diff": float(np.abs(ours - ref).max()),
+        "ref_abs_max": float(np.abs(ref).max()),
+    }
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__)
-    p.add_argument("runtime", choices=("llama", "edged"))
+    p.add_argument("runtime", choices=("llama", "edged", "check"))
     p.add_argument("--image", type=Path, required=True)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--prompt-tokens", type=int, default=600)
@@ -183,7 +232,8 @@ def main() -> int:
     p.add_argument("--gguf", type=Path, default=CACHE / "glm-2b-random-q4_0.gguf")
     p.add_argument("--mmproj", type=Path, default=CACHE / "glm-2b-random-mmproj-f16.gguf")
     args = p.parse_args()
-    out = run_llama(args) if args.runtime == "llama" else run_edged(args)
+    run = {"llama": run_llama, "edged": run_edged, "check": check_mmproj}[args.runtime]
+    out = run(args)
     print(json.dumps(out), flush=True)
     return 0
 
