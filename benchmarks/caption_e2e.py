@@ -32,8 +32,40 @@ def _ms(t0: float) -> float:
     return (time.perf_counter() - t0) * 1000.0
 
 
-def run_llama(args: argparse.Namespace) -> dict[str, Any]:
-    """One caption through llama.cpp's mtmd: bitmap from file, tokenize (preprocess), encode, prefill, decode."""
+def _image_chunk(ctx: Any, bitmap: Any) -> tuple[Any, Any]:
+    """mtmd's chunks for a prompt that is only the media marker (this runs the preprocessing)."""
+    import llama_cpp.mtmd_cpp as mtmd
+
+    chunks = mtmd.mtmd_input_chunks_init()
+    marker = mtmd.mtmd_default_marker()
+    text = mtmd.mtmd_input_text(marker, len(marker), False, True)
+    rc = mtmd.mtmd_tokenize(ctx, chunks, ctypes.byref(text), (mtmd.mtmd_bitmap_p_ctypes * 1)(bitmap), 1)
+    if rc != 0:
+        raise RuntimeError(f"mtmd_tokenize failed ({rc})")
+    for i in range(mtmd.mtmd_input_chunks_size(chunks)):
+        chunk = mtmd.mtmd_input_chunks_get(chunks, i)
+        if mtmd.mtmd_input_chunk_get_type(chunk) == mtmd.MTMD_INPUT_CHUNK_TYPE_IMAGE:
+            return chunks, chunk
+    raise RuntimeError("mtmd_tokenize gave no image chunk")
+
+
+def _decode_image(ctx: Any, llm: Any, chunk: Any, embd: Any) -> int:
+    """Prefill the encoded image rows after what `llm` holds; returns the new position."""
+    import llama_cpp
+    import llama_cpp.mtmd_cpp as mtmd
+
+    new_past = llama_cpp.llama_pos(0)
+    no_callback = mtmd.mtmd_helper_post_decode_callback()
+    rc = mtmd.mtmd_helper_decode_image_chunk(
+        ctx, llm.ctx, chunk, embd, llm.n_tokens, 0, 512, ctypes.byref(new_past), no_callback, None
+    )
+    if rc != 0:
+        raise RuntimeError(f"mtmd_helper_decode_image_chunk failed ({rc})")
+    return int(new_past.value)
+
+
+def _open_llama(args: argparse.Namespace) -> tuple[Any, Any]:
+    """The Q4_0 language model and the mtmd context of the mmproj (both written on first use)."""
     import llama_cpp
     import llama_cpp.mtmd_cpp as mtmd
 
@@ -43,8 +75,6 @@ def run_llama(args: argparse.Namespace) -> dict[str, Any]:
     if not args.mmproj.is_file():
         write_mmproj(args.snapshot, args.mmproj)
     lm = make_q4_0(args.bundle, args.gguf, args.threads)
-    text_tokens = args.prompt_tokens - IMAGE_ROWS
-    t_load = time.perf_counter()
     llm = llama_cpp.Llama(
         str(lm),
         n_ctx=args.prompt_tokens + args.new_tokens + 16,
@@ -62,7 +92,18 @@ def run_llama(args: argparse.Namespace) -> dict[str, Any]:
     ctx = mtmd.mtmd_init_from_file(str(args.mmproj).encode(), llm.model, params)
     if not ctx:
         raise RuntimeError(f"mtmd could not load {args.mmproj}")
+    return llm, ctx
+
+
+def run_llama(args: argparse.Namespace) -> dict[str, Any]:
+    """One caption through llama.cpp's mtmd: bitmap from file, tokenize (preprocess), encode, prefill, decode."""
+    import llama_cpp
+    import llama_cpp.mtmd_cpp as mtmd
+
+    t_load = time.perf_counter()
+    llm, ctx = _open_llama(args)
     load_ms = _ms(t_load)
+    text_tokens = args.prompt_tokens - IMAGE_ROWS
     rng = np.random.default_rng(0)
     ids = [int(t) for t in rng.integers(0, llm.n_vocab() - 64, text_tokens)]
     prefix, suffix = ids[:4], ids[4:]  # GLM-Edge-V's template puts the image after a few text tokens
@@ -78,20 +119,7 @@ def run_llama(args: argparse.Namespace) -> dict[str, Any]:
         raise RuntimeError(f"mtmd could not read {args.image}")
     out["decode_image_ms"] = _ms(t)
     t = time.perf_counter()
-    chunks = mtmd.mtmd_input_chunks_init()
-    marker = mtmd.mtmd_default_marker()
-    text = mtmd.mtmd_input_text(marker, len(marker), False, True)
-    bitmaps = (mtmd.mtmd_bitmap_p_ctypes * 1)(bitmap)
-    rc = mtmd.mtmd_tokenize(ctx, chunks, ctypes.byref(text), bitmaps, 1)
-    if rc != 0:
-        raise RuntimeError(f"mtmd_tokenize failed ({rc})")
-    image_chunk = None
-    for i in range(mtmd.mtmd_input_chunks_size(chunks)):
-        chunk = mtmd.mtmd_input_chunks_get(chunks, i)
-        if mtmd.mtmd_input_chunk_get_type(chunk) == mtmd.MTMD_INPUT_CHUNK_TYPE_IMAGE:
-            image_chunk = chunk
-    if image_chunk is None:
-        raise RuntimeError("mtmd_tokenize gave no image chunk")
+    chunks, image_chunk = _image_chunk(ctx, bitmap)
     out["image_tokens"] = mtmd.mtmd_input_chunk_get_n_tokens(image_chunk)
     out["preprocess_ms"] = _ms(t)
     t = time.perf_counter()
@@ -101,13 +129,7 @@ def run_llama(args: argparse.Namespace) -> dict[str, Any]:
     out["vision_ms"] = _ms(t)
     t = time.perf_counter()
     llm.eval(prefix)
-    new_past = llama_cpp.llama_pos(0)
-    rc = mtmd.mtmd_helper_decode_image_chunk(
-        ctx, llm.ctx, image_chunk, embd, llm.n_tokens, 0, 512, ctypes.byref(new_past), mtmd.mtmd_helper_post_decode_callback(), None
-    )
-    if rc != 0:
-        raise RuntimeError(f"mtmd_helper_decode_image_chunk failed ({rc})")
-    llm.n_tokens = int(new_past.value)
+    llm.n_tokens = _decode_image(ctx, llm, image_chunk, embd)
     llm.eval(suffix)
     vocab = llm.n_vocab()
 
@@ -136,7 +158,6 @@ def run_llama(args: argparse.Namespace) -> dict[str, Any]:
 
 def run_edged(args: argparse.Namespace) -> dict[str, Any]:
     """One caption through edged's captioner: cv2 decode of the same file, then `caption()`."""
-    import cv2
 
     from benchmarks.caption import _load, _prompt_for
 
@@ -147,7 +168,7 @@ def run_edged(args: argparse.Namespace) -> dict[str, Any]:
     prompt = _prompt_for(cap, args.prompt_tokens)
     first: list[float] = []
     t_start = time.perf_counter()
-    frame = cv2.imread(str(args.image))
+    frame = _imread(args.image)
     decode_image_ms = _ms(t_start)
     res = cap.caption(
         frame,
@@ -170,6 +191,15 @@ def run_edged(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+def _imread(path: Path) -> np.ndarray:
+    import cv2
+
+    image = cv2.imread(str(path))
+    if image is None:
+        raise FileNotFoundError(f"OpenCV could not read {path}")
+    return np.asarray(image)
+
+
 def check_mmproj(args: argparse.Namespace) -> dict[str, Any]:
     """Same 672x672 image (no resize, no pad) through mtmd and edged's fp32 vision: how close the rows are.
 
@@ -184,29 +214,20 @@ def check_mmproj(args: argparse.Namespace) -> dict[str, Any]:
     from edged.inference.preprocess import pixel_values
 
     square = args.image.with_name("e2e-check-672.png")
-    cv2.imwrite(str(square), cv2.resize(cv2.imread(str(args.image)), (672, 672)))
+    cv2.imwrite(str(square), cv2.resize(_imread(args.image), (672, 672)))
     llm = llama_cpp.Llama(str(args.gguf), n_ctx=64, n_threads=args.threads, verbose=False)
     params = mtmd.mtmd_context_params_default()
     params.use_gpu, params.n_threads, params.warmup = False, args.threads, False
     ctx = mtmd.mtmd_init_from_file(str(args.mmproj).encode(), llm.model, params)
     bitmap = mtmd.mtmd_helper_bitmap_init_from_file(ctx, str(square).encode(), False)
-    chunks = mtmd.mtmd_input_chunks_init()
-    marker = mtmd.mtmd_default_marker()
-    text = mtmd.mtmd_input_text(marker, len(marker), False, True)
-    mtmd.mtmd_tokenize(ctx, chunks, ctypes.byref(text), (mtmd.mtmd_bitmap_p_ctypes * 1)(bitmap), 1)
-    chunk = next(
-        mtmd.mtmd_input_chunks_get(chunks, i)
-        for i in range(mtmd.mtmd_input_chunks_size(chunks))
-        if mtmd.mtmd_input_chunk_get_type(mtmd.mtmd_input_chunks_get(chunks, i))
-        == mtmd.MTMD_INPUT_CHUNK_TYPE_IMAGE
-    )
+    _chunks, chunk = _image_chunk(ctx, bitmap)
     n = mtmd.mtmd_input_chunk_get_n_tokens(chunk)
     mtmd.mtmd_encode_chunk(ctx, chunk)
     embd = mtmd.mtmd_get_output_embd(ctx)
     ours = np.ctypeslib.as_array(embd, shape=(n * llm.n_embd(),)).reshape(n, -1).copy()
     ns = argparse.Namespace(bundle=args.bundle, threads=args.threads, new_tokens=1)
     cap = _load(ns, "fp32")
-    ref = cap.image_rows(pixel_values(cv2.imread(str(square)), cap.manifest.preprocessing))
+    ref = cap.image_rows(pixel_values(_imread(square), cap.manifest.preprocessing))
     ref = np.asarray(ref).reshape(n, -1)
     cos = np.sum(ours * ref, 1) / (np.linalg.norm(ours, axis=1) * np.linalg.norm(ref, axis=1))
     return {

@@ -78,8 +78,10 @@ def tensor_map(num_layers: int) -> dict[str, str]:
 
 
 def _is_linear(name: str) -> bool:
-    return name.endswith(".weight") and (".attn_" in name or ".ffn_" in name or ".linear." in name) and (
-        "norm" not in name
+    return (
+        name.endswith(".weight")
+        and (".attn_" in name or ".ffn_" in name or ".linear." in name)
+        and ("norm" not in name)
     )
 
 
