@@ -59,7 +59,7 @@ def match_intervals(truth: Sequence[Interval], detected: Sequence[Interval],
 
 @dataclass(frozen=True)
 class Scores:
-    """Interval-level counts and the rates derived from them."""
+    """Counts (matched intervals, or frames flagged while moving) and the rates derived from them."""
 
     tp: int = 0
     fp: int = 0
@@ -89,28 +89,7 @@ def score_intervals(truth: Sequence[Interval], detected: Sequence[Interval], min
     return Scores(matched, len(detected) - matched, len(truth) - matched)
 
 
-@dataclass(frozen=True)
-class FrameScores:
-    """Frame-level counts: flagged while moving (tp), flagged while not (fp), not flagged while moving (fn)."""
-
-    tp: int = 0
-    fp: int = 0
-    fn: int = 0
-
-    @property
-    def precision(self) -> float:
-        return self.tp / (self.tp + self.fp) if self.tp + self.fp else 1.0
-
-    @property
-    def recall(self) -> float:
-        return self.tp / (self.tp + self.fn) if self.tp + self.fn else 1.0
-
-    @property
-    def f1(self) -> float:
-        return 2 * self.tp / (2 * self.tp + self.fp + self.fn) if self.tp + self.fp + self.fn else 1.0
-
-
-def score_frames(truth: Sequence[Interval], flags: Iterable[tuple[float, bool]], since: float = 0.0) -> FrameScores:
+def score_frames(truth: Sequence[Interval], flags: Iterable[tuple[float, bool]], since: float = 0.0) -> Scores:
     """Frame-level scores of `(time, motion)` flags from `since` on: a frame at `t` should be motion
     exactly when some ground-truth interval `[a, b)` holds `t`."""
     tp = fp = fn = 0
@@ -121,10 +100,10 @@ def score_frames(truth: Sequence[Interval], flags: Iterable[tuple[float, bool]],
         tp += motion and moving
         fp += motion and not moving
         fn += moving and not motion
-    return FrameScores(tp, fp, fn)
+    return Scores(tp, fp, fn)
 
 
-def frame_scores(clip: ClipRun, detector: str) -> FrameScores:
+def frame_scores(clip: ClipRun, detector: str) -> Scores:
     """One detector's frame-level scores on a clip, after its lead-in."""
     return score_frames(clip.truth.motion, clip.runs[detector].flags, clip.truth.scored_from)
 

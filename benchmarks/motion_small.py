@@ -34,8 +34,8 @@ from benchmarks.motion_eval import (
     ClipRun,
     EdgedDetector,
     FrameDetector,
-    FrameScores,
     FrigateDetector,
+    Scores,
     false_motion_seconds,
     frame_scores,
     run_clip,
@@ -68,7 +68,7 @@ class SceneResult:
     def mover(self) -> bool:
         return self.spec.name.startswith("small-")
 
-    def frames(self, name: str) -> FrameScores:
+    def frames(self, name: str) -> Scores:
         return frame_scores(self.run, name)
 
 
@@ -238,5 +238,5 @@ def _raw(results: Sequence[SceneResult]) -> list[dict[str, Any]]:
             for r in results]
 
 
-def _counts(scores: FrameScores) -> dict[str, float]:
+def _counts(scores: Scores) -> dict[str, float]:
     return {"tp": scores.tp, "fp": scores.fp, "fn": scores.fn, "f1": scores.f1}
