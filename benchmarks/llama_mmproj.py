@@ -131,7 +131,7 @@ def write_mmproj(snapshot: Path, out: Path, qtype: str = "f16") -> None:
         writer.add_tensor(dst, np.ascontiguousarray(array.astype(dtype)))
     writer.write_header_to_file()
     writer.write_kv_data_to_file()
-    writer.write_tensors_to_file(progress=False)
+    writer.write_tensors_to_file(progress=True)
     writer.close()
 
 
