@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks import child_env
+from benchmarks.caption_e2e import add_e2e_arguments, run_e2e
 from benchmarks.report import machine
 
 # llama-cpp-python 0.3.36, Q4_0, 2 threads, same LM shape, 2-core development machine (spec section 9).
@@ -63,6 +64,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--questions", type=int, default=4, help="yes/no questions in the look row")
     p.add_argument("--report", type=Path, help="write the figures as Markdown here")
     p.add_argument("--child", default="", help=argparse.SUPPRESS)
+    add_e2e_arguments(p)
 
 
 def _prompt_for(captioner: Any, total: int) -> str:
@@ -332,6 +334,8 @@ def run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
+    if args.e2e:
+        return run_e2e(args)
     variants = [v for v in args.variants.split(",") if v]
     runs: dict[str, list[dict[str, Any]]] = {v: [] for v in variants}
     llama_runs: list[dict[str, Any]] = []

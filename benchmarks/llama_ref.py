@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 
-def _snapshot_of(bundle: Path) -> Path:
+def snapshot_of(bundle: Path) -> Path:
     manifest = json.loads((bundle / "manifest.json").read_text(encoding="utf-8"))
     return Path(manifest["source"]["path"])
 
@@ -81,7 +81,7 @@ def make_q4_0(bundle: Path, gguf_path: Path, threads: int) -> Path:
         return gguf_path
     f16 = gguf_path.with_suffix(".f16.gguf")
     if not f16.is_file():
-        write_gguf_f16(_snapshot_of(bundle), f16)
+        write_gguf_f16(snapshot_of(bundle), f16)
     params = llama_cpp.llama_model_quantize_default_params()
     params.ftype = llama_cpp.LLAMA_FTYPE_MOSTLY_Q4_0
     params.nthread = threads
