@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import json
+import os
 import subprocess
 import sys
 from pathlib import Path
 
 from tests.glm_fixture import BUNDLE
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def test_bench_runs_each_variant_in_a_child_and_writes_a_report(tmp_path: Path) -> None:
@@ -59,3 +63,30 @@ def test_bench_without_bundle_says_how_to_make_one(tmp_path: Path) -> None:
     )
     assert proc.returncode == 2
     assert "--random-init --shape 2b" in proc.stderr
+
+
+def test_e2e_bench_times_every_stage_of_a_caption_from_an_image_file(tmp_path: Path) -> None:
+    """`--e2e` on the tiny bundle, llama.cpp off (it is compiled only by the bench extra).
+
+    The default image is a frame of the bundled sample video; every round's stages fit inside its wall
+    total, the vision pairs are all there, and the plot is a PNG.
+    """
+    report, plot = tmp_path / "e2e.md", tmp_path / "e2e.png"
+    cmd = [sys.executable, "-m", "benchmarks", "caption", "--e2e", "--bundle", str(BUNDLE), "--variants", "int4",
+           "--threads", "1", "--prompt-tokens", "24", "--new-tokens", "4", "--repeat", "2", "--llama", "off",
+           "--report", str(report), "--plot", str(plot)]
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False, timeout=240, cwd=tmp_path, env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / ".cache" / "porch-frame.jpg").is_file()  # written from samples/porch.mp4
+    text = report.read_text(encoding="utf-8")
+    row = next(line for line in text.splitlines() if line.startswith("| edged int4 |"))
+    assert "int8 " in row.split("|")[2] or "NEON" in row.split("|")[2]  # the kernels onnxruntime picks here
+    assert "(24)" in row and "n/a" in row  # prompt padded to 24 positions; no llama.cpp to compare with
+    assert "fp32 and int8 in turn in one process (6 pairs)" in text
+    raw = json.loads(report.with_suffix(".json").read_text(encoding="utf-8"))
+    for one in raw["runs"]["edged int4"]:
+        stages = sum(one[k] for k in ("decode_image_ms", "preprocess_ms", "vision_ms", "prefill_ms", "decode_ms"))
+        assert 0 < stages <= one["total_ms"] and one["ttft_ms"] <= one["total_ms"]
+    assert len(raw["runs"]["edged vision"]) == 2 and raw["check"] is None
+    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
