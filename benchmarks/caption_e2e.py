@@ -408,15 +408,13 @@ def _jobs(args: argparse.Namespace) -> list[tuple[str, str, str, Path | None]]:
 
 
 def best_of(runs: list[dict[str, Any]]) -> dict[str, Any]:
-    """Per figure, the best run: noise on a shared machine only ever slows a run down."""
-    out = dict(runs[0])
+    """Per figure, the best run (as in the variant table), samples pooled, totals from the best stages."""
+    from benchmarks.caption import best
+
+    out = best(runs)
     for key, first in runs[0].items():
-        if isinstance(first, list):  # samples: all of them
+        if isinstance(first, list):
             out[key] = [x for r in runs for x in r[key]]
-        elif key.endswith("_ms"):
-            out[key] = min(r[key] for r in runs)
-        elif key.endswith("_tok_s"):
-            out[key] = max(r[key] for r in runs)
     if "total_ms" in out:
         # best stages from different rounds add up to the caption a quiet machine gives; a best total
         # alone would mix a lucky round of one runtime with an unlucky one of the other
