@@ -37,7 +37,7 @@ from benchmarks.motion_eval import (
     run_clip,
 )
 from benchmarks.report import load_average, machine_line
-from benchmarks.synth.motion_clips import LIGHTING_SCENES, SCENES, GroundTruth, load_ground_truth, write_clip
+from benchmarks.synth.motion_clips import LIGHTING_SCENES, SCENES, GroundTruth, ensure_clip, load_ground_truth
 from edged.sources.frame import Frame
 
 DEFAULT_SCENES = tuple(name for name in SCENES if name not in ("sample", "mixed"))  # those two are short demos
@@ -110,7 +110,7 @@ def run(args: argparse.Namespace) -> int:
     sample = Sample()
     results = []
     for i, scene in enumerate(scenes, 1):
-        path = _ensure_clip(args.clips, scene, width, height, args.seed, args.lead_in, f"[{i}/{len(scenes)}]")
+        path = ensure_clip(args.clips, scene, width, height, args.seed, args.lead_in, f"[{i}/{len(scenes)}] {scene}")
         truth = load_ground_truth(path)
         detectors: list[FrameDetector] = [EdgedDetector(), EdgedDetector(name=EDGED_LUMA, luma=True),
                                           FrigateDetector(), BeforeDetector()]
@@ -130,17 +130,6 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         args.json.write_text(json.dumps(_raw(results), indent=1))
     return 0
-
-
-def _ensure_clip(root: Path, scene: str, width: int, height: int, seed: int, lead_in: float, tag: str) -> Path:
-    path = root / f"{width}x{height}-seed{seed}-lead{lead_in:g}" / f"{scene}.mp4"
-    if path.exists() and path.with_suffix(".json").exists():
-        return path
-    spec = SCENES[scene]
-    print(f"{tag} {scene}: rendering a {width}x{height} clip ({spec.duration + lead_in:g} s)...", file=sys.stderr,
-          flush=True)
-    write_clip(path, scene, width=width, height=height, seed=seed, lead_in=lead_in)
-    return path
 
 
 class _Progress:

@@ -40,14 +40,14 @@ from benchmarks.motion_eval import (
     frame_scores,
     run_clip,
 )
-from benchmarks.report import load_average, machine_line, write_section
+from benchmarks.report import load_average, machine_line, pyplot, write_section
 from benchmarks.synth.motion_clips import (
     LIGHTING_SCENES,
     SceneSpec,
+    ensure_clip,
     load_ground_truth,
     scene_spec,
     small_movers,
-    write_clip,
 )
 
 EDGED, FRIGATE = "edged", "frigate"
@@ -80,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
     results = []
     for i, name in enumerate(names, 1):
         tag = f"[{i}/{len(names)}] {name}"
-        path = _ensure_clip(args.clips, name, width, height, args.seed, args.lead_in, tag)
+        path = ensure_clip(args.clips, name, width, height, args.seed, args.lead_in, tag)
         truth = load_ground_truth(path)
         detectors: list[FrameDetector] = [EdgedDetector(), BeforeDetector(), FrigateDetector()]
         result = SceneResult(scene_spec(name), run_clip(str(path), truth, detectors, args.analysis_fps))
@@ -96,16 +96,6 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         args.json.write_text(json.dumps(_raw(results), indent=1))
     return 0
-
-
-def _ensure_clip(root: Path, scene: str, width: int, height: int, seed: int, lead_in: float, tag: str) -> Path:
-    path = root / f"{width}x{height}-seed{seed}-lead{lead_in:g}" / f"{scene}.mp4"
-    if path.exists() and path.with_suffix(".json").exists():
-        return path
-    print(f"{tag}: rendering a {width}x{height} clip ({scene_spec(scene).duration + lead_in:g} s)...",
-          file=sys.stderr, flush=True)
-    write_clip(path, scene, width=width, height=height, seed=seed, lead_in=lead_in)
-    return path
 
 
 def cpu_us(results: Sequence[SceneResult], name: str) -> float:
@@ -203,10 +193,7 @@ def render_markdown(results: Sequence[SceneResult], args: argparse.Namespace, wi
 
 def write_png(path: Path, results: Sequence[SceneResult]) -> None:
     """Grouped bars: frame-level F1 per small-mover scene per detector, and CPU per frame."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     movers = [r for r in results if r.mover]
     colours = {EDGED: "#2a9d4b", BEFORE: "#8fbf9f", FRIGATE: "#e07b00"}

@@ -20,6 +20,7 @@ import json
 import math
 import shutil
 import subprocess
+import sys
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -625,6 +626,17 @@ def write_clip(path: str | Path, scene: str = "sample", *, width: int = 640, hei
                         intervals_from_flags(flags, fps), events, lead_in)
     ground_truth_path(out).write_text(truth.to_json())
     return truth
+
+
+def ensure_clip(root: Path, scene: str, width: int, height: int, seed: int, lead_in: float, tag: str) -> Path:
+    """The clip of `scene` under `root` (one folder per size, seed and lead-in), rendered on first use."""
+    path = root / f"{width}x{height}-seed{seed}-lead{lead_in:g}" / f"{scene}.mp4"
+    if path.exists() and path.with_suffix(".json").exists():
+        return path
+    print(f"{tag}: rendering a {width}x{height} clip ({scene_spec(scene).duration + lead_in:g} s)...",
+          file=sys.stderr, flush=True)
+    write_clip(path, scene, width=width, height=height, seed=seed, lead_in=lead_in)
+    return path
 
 
 def write_sample_clip(path: str | Path, width: int = 640, height: int = 360) -> GroundTruth:
