@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 
 from benchmarks import REPO, child_env
-from benchmarks.report import cpu_flags, machine, today
+from benchmarks.report import cpu_flags, machine, pyplot, today
 
 CACHE = Path(".cache")
 IMAGE_ROWS = 578
@@ -516,10 +516,7 @@ def e2e_report(args: argparse.Namespace, rows: dict[str, dict[str, Any]], check:
 
 def plot_stages(rows: dict[str, dict[str, Any]], path: Path) -> None:
     """Horizontal stacked bars: where each runtime's caption time goes, stage by stage."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     captions = {k: r for k, r in rows.items() if "total_ms" in r}
     labels = list(captions)[::-1]

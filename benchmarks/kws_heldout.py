@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from benchmarks.kws_evaluation import MAX_LATENCY, Occurrence, Series
-from benchmarks.report import machine, today, write_section
+from benchmarks.report import machine, pyplot, today, write_section
 from benchmarks.synth.kws_eval import EvalSpec, Manifest, build, load_manifest
 from benchmarks.synth.speech import VOICES
 from edged.analysis.kws import KeywordEngine, spot_file
@@ -613,10 +613,7 @@ def _verdict(results: dict[str, Any]) -> str:
 
 def plot(results: dict[str, Any], path: Path) -> None:
     try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+        plt = pyplot()
     except ImportError:
         progress("matplotlib is not installed (pip install 'edged[reports]'): no plot written")
         return

@@ -33,7 +33,7 @@ from benchmarks.kws_evaluation import (
     quality,
     sweep,
 )
-from benchmarks.report import command_line, machine, today, write_section
+from benchmarks.report import command_line, machine, pyplot, today, write_section
 from benchmarks.synth.kws_eval import EvalSpec, Manifest, build, load_manifest
 from edged.analysis.kws import KeywordEngine, spot_file
 from edged.analysis.kws.catalog import resolve
@@ -540,10 +540,7 @@ _COLORS = {MICRO: "tab:blue", OPEN: "tab:orange"}
 
 def plot(results: dict[str, Any], path: Path) -> None:
     try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+        plt = pyplot()
     except ImportError:
         _progress("matplotlib is not installed (pip install 'edged[reports]'): no plot written")
         return

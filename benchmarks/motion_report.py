@@ -10,6 +10,7 @@ import cv2
 import numpy as np
 
 from benchmarks.motion_eval import ClipRun
+from benchmarks.report import pyplot
 
 if TYPE_CHECKING:
     from benchmarks.motion import Sample
@@ -20,10 +21,7 @@ _COLOURS = {"truth": "#222222", "edged": "#2a9d4b", "frigate": "#e07b00"}
 def write_report_png(path: Path, results: Sequence[ClipRun], detectors: Sequence[str], sample: Sample) -> None:
     """Timelines of ground truth vs. each detector per clip (lead-in shaded, light events marked),
     and below them the sample frame with edged's boxes, edged's foreground and the baseline's mask."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     rows = len(results)
     fig = plt.figure(figsize=(13, 0.55 * rows + 4.5))

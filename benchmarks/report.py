@@ -11,6 +11,7 @@ import shlex
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from types import ModuleType
 
 
 def cpu_model() -> str:
@@ -44,6 +45,16 @@ def cpu_flags() -> str:
             flags.update(value.split())
     present = [f for f in SIMD_FLAGS if f in flags]
     return "SIMD: " + (" ".join(present) if present else "none of " + " ".join(SIMD_FLAGS))
+
+
+def pyplot() -> ModuleType:
+    """matplotlib's pyplot on its file-only backend (the `reports` extra); ImportError without matplotlib."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
 
 
 def machine() -> str:

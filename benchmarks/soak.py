@@ -26,6 +26,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from benchmarks import REPO as ROOT
 from benchmarks.mqtt import start_broker
+from benchmarks.report import pyplot
 from edged.system_stats import open_fds, os_threads, rss_mb
 
 
@@ -163,10 +164,7 @@ def rss_slope_mb_per_hour(samples: list[Sample]) -> float:
 
 
 def write_png(result: SoakResult, path: Path, title: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     t = [s.t / 60 for s in result.samples]
     fig, axes = plt.subplots(2, 2, figsize=(10, 6), sharex=True)
