@@ -24,6 +24,7 @@ BENCHMARKS: dict[str, str] = {
     "pipeline": "pipeline",
     "reconnect": "camera_reconnect",
     "history": "history",
+    "ort-avx2": "ort_avx2",
     "soak": "soak_cli",
     "synth": "synth.cli",
 }

@@ -5,7 +5,8 @@ fresh child processes: edged's captioner on each `--variants` bundle variant, th
 in fp32 and int8 (in turn, in one process), and llama.cpp's multimodal library (mtmd) on the same 2B
 shape: the snapshot's vision tower written as an `mmproj` GGUF (`benchmarks.llama_mmproj`, projector
 `GLM_EDGE`) and its language model as a Q4_0 GGUF (`benchmarks.llama_ref`). A second llama.cpp build
-restricted to AVX2 runs too when `--llama-avx2 DIR` names it. Every runtime gets the same JPEG, thread
+restricted to AVX2 runs too when `--llama-avx2 DIR` names it, and edged's rows run again on a copy
+of onnxruntime restricted to its AVX2 kernels with `--ort-avx2 DIR` (`benchmarks.ort_avx2`). Every runtime gets the same JPEG, thread
 count and about the same prompt length (578 image rows plus text) and reports per stage: image decode,
 preprocessing, vision, prefill, time to the first token, decode, total. The best figure of each over
 the rounds is kept.
@@ -27,6 +28,7 @@ import os
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +45,22 @@ E2E_GOALS = (
     "decode >= 1.0x llama.cpp Q4_0; same run, 2 threads"
 )
 VISION_PAIRS = 3
+
+
+@dataclass(frozen=True)
+class KernelSet:
+    """The rows measured with one set of kernels: edged's labels carry `suffix`, `llama` is their baseline."""
+
+    name: str
+    suffix: str
+    llama: str
+    native: bool
+
+
+KERNEL_SETS = (
+    KernelSet("this CPU's kernels", "", "llama.cpp", True),
+    KernelSet("AVX2 kernels only", ", AVX2 kernels", "llama.cpp AVX2 build", False),
+)
 STAGES = ("decode_image_ms", "preprocess_ms", "vision_ms", "prefill_ms", "decode_ms")
 
 
@@ -306,7 +324,12 @@ def onnxruntime_isa() -> str:
 
     onnxruntime does not print its choice; this applies MLAS's order to the CPU's own flags: int8 GEMM
     on AVX-512 VNNI, else AVX-VNNI, else AVX-512 BW, else AVX2; fp32 GEMM on AVX-512 F, else FMA3/AVX2.
+    The copy `benchmarks.ort_avx2` writes takes the AVX2 branches on any CPU.
     """
+    from benchmarks.ort_avx2 import restricted_to_avx2
+
+    if restricted_to_avx2():
+        return "int8 AVX2, fp32 AVX2 FMA (copy without AVX-512/AVX-VNNI)"
     flags = set(cpu_flags().removeprefix("SIMD: ").split())
     if "asimd" in flags:
         return "NEON" + (" + dot product" if "asimddp" in flags else "") + (" + i8mm" if "i8mm" in flags else "")
@@ -346,6 +369,9 @@ def add_e2e_arguments(p: argparse.ArgumentParser) -> None:
                    help="llama.cpp vision tower GGUF for --e2e (written from the bundle's snapshot if missing)")
     p.add_argument("--llama-avx2", type=Path, metavar="DIR",
                    help="a llama-cpp-python built without AVX-512 (pip --target DIR), run as a second llama.cpp")
+    p.add_argument("--ort-avx2", type=Path, metavar="DIR",
+                   help="onnxruntime restricted to its AVX2 kernels (`python -m benchmarks ort-avx2`): edged's "
+                   "rows again with it, against --llama-avx2")
     p.add_argument("--plot", type=Path, help="write where a caption's time goes as a PNG here")
 
 
@@ -372,7 +398,7 @@ def _spawn(args: argparse.Namespace, runtime: str, variant: str = "", extra_path
            "--new-tokens", str(args.new_tokens), "--bundle", str(args.bundle), "--gguf", str(args.gguf),
            "--mmproj", str(args.mmproj)] + (["--variant", variant] if variant else [])
     env = child_env()
-    if extra_path is not None:  # the AVX2 build shadows the installed llama_cpp
+    if extra_path is not None:  # an AVX2 build shadows the installed llama_cpp or onnxruntime
         env["PYTHONPATH"] = f"{extra_path.resolve()}{os.pathsep}{env['PYTHONPATH']}"
     proc = subprocess.run(cmd, capture_output=True, text=True, check=False, env=env)
     if proc.returncode != 0:
@@ -396,14 +422,15 @@ def _has_llama(args: argparse.Namespace) -> bool:
 
 def _jobs(args: argparse.Namespace) -> list[tuple[str, str, str, Path | None]]:
     """(row label, child runtime, variant, extra PYTHONPATH) for one round."""
-    jobs: list[tuple[str, str, str, Path | None]] = [
-        (f"edged {v}", "edged", v, None) for v in args.variants.split(",") if v
-    ]
-    jobs.append(("edged vision", "vision", "", None))
-    if _has_llama(args):
-        jobs.append(("llama.cpp", "llama", "", None))
-        if args.llama_avx2:
-            jobs.append(("llama.cpp AVX2 build", "llama", "", args.llama_avx2))
+    jobs: list[tuple[str, str, str, Path | None]] = []
+    llama = _has_llama(args)
+    for kernels in KERNEL_SETS:
+        ort, llama_cpp = (None, None) if kernels.native else (args.ort_avx2, args.llama_avx2)
+        if kernels.native or ort:
+            jobs += [(f"edged {v}{kernels.suffix}", "edged", v, ort) for v in args.variants.split(",") if v]
+            jobs.append((f"edged vision{kernels.suffix}", "vision", "", ort))
+        if llama and (kernels.native or llama_cpp):
+            jobs.append((kernels.llama, "llama", "", llama_cpp))
     return jobs
 
 
@@ -434,6 +461,10 @@ def _progress_line(r: dict[str, Any]) -> str:
 
 def run_e2e(args: argparse.Namespace) -> int:
     args.image = args.image or sample_image(CACHE / "porch-frame.jpg")
+    if args.ort_avx2:
+        from benchmarks.ort_avx2 import write_copy
+
+        write_copy(args.ort_avx2)
     jobs = _jobs(args)
     runs: dict[str, list[dict[str, Any]]] = {label: [] for label, *_ in jobs}
     for round_ in range(args.repeat):
@@ -458,59 +489,115 @@ def _ratio(a: float | None, b: float | None) -> str:
     return f"{a / b:.2f}x" if a and b else "n/a"
 
 
-def e2e_report(args: argparse.Namespace, rows: dict[str, dict[str, Any]], check: dict[str, Any] | None) -> str:
-    captions = {k: r for k, r in rows.items() if "total_ms" in r}
-    llama = rows.get("llama.cpp")
-    lines = [
+def _kernel_set(label: str) -> KernelSet:
+    return next((k for k in KERNEL_SETS[1:] if label.endswith(k.suffix) or label == k.llama), KERNEL_SETS[0])
+
+
+def _header(args: argparse.Namespace) -> list[str]:
+    return [
         "- command: `python -m benchmarks caption --e2e "
         + (f"--image {args.image} " if args.image.name != "porch-frame.jpg" else "")
         + f"--variants {args.variants} --threads {args.threads} --prompt-tokens {args.prompt_tokens} "
         f"--new-tokens {args.new_tokens} --repeat {args.repeat}"
-        + (f" --llama-avx2 {args.llama_avx2}" if args.llama_avx2 else "") + "`",
+        + (f" --llama-avx2 {args.llama_avx2}" if args.llama_avx2 else "")
+        + (f" --ort-avx2 {args.ort_avx2}" if args.ort_avx2 else "") + "`",
         f"- machine: {machine()}; {cpu_flags()}; date {today()}",
         f"- {args.repeat} round(s), each runtime in a fresh process per round, in turn; per stage the best "
         "round is kept, and first token and total are the sums of those stages",
         f"- image: {args.image.name} ({'x'.join(str(d) for d in imread(args.image).shape[1::-1])})",
         f"- goals: {E2E_GOALS}",
-        "",
+    ]
+
+
+def _caption_table(rows: dict[str, dict[str, Any]]) -> list[str]:
+    lines = [
         "| runtime | kernels | image decode ms | preprocess ms | vision ms | prefill ms (positions) | "
-        "first token ms | decode tok/s | total ms | total x llama.cpp |",
+        "first token ms | decode tok/s | total ms | total x llama.cpp (same kernels) |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for label, r in captions.items():
+    for label, r in rows.items():
+        if "total_ms" not in r:
+            continue
+        llama = rows.get(_kernel_set(label).llama)
         lines.append(
             f"| {label} | {r['isa']} | {r['decode_image_ms']:.0f} | {r['preprocess_ms']:.0f} | {r['vision_ms']:.0f} "
             f"| {r['prefill_ms']:.0f} ({r['prompt_tokens']:.0f}) | {r['ttft_ms']:.0f} | {r['decode_tok_s']:.1f} "
             f"| {r['total_ms']:.0f} | {_ratio(r['total_ms'], llama['total_ms'] if llama else None)} |"
         )
-    vision = rows["edged vision"]
+    return lines
+
+
+def _median(xs: list[float]) -> float:
+    return float(np.median(xs))
+
+
+def _kernel_set_summary(k: KernelSet, rows: dict[str, dict[str, Any]]) -> tuple[list[str], dict[str, float]]:
+    """The vision and edged-against-llama.cpp lines for one kernel set, and the figures its goals use."""
+    vision, llama = rows[f"edged vision{k.suffix}"], rows.get(k.llama)
     fp32, int8, ratios = min(vision["fp32_ms"]), min(vision["int8_ms"]), sorted(vision["int8_over_fp32"])
-    lines += ["", f"Vision encoder alone, fp32 and int8 in turn in one process ({len(ratios)} pairs): best fp32 "
-              f"{fp32:.0f} ms, best int8 {int8:.0f} ms; int8 / fp32 per pair: median "
-              f"**{float(np.median(ratios)):.2f}x** (range {ratios[0]:.2f}-{ratios[-1]:.2f})"
-              + (f"; best int8 / llama.cpp's tower **{int8 / llama['vision_ms']:.2f}x**" if llama else "") + "."]
-    if "cpu_int8_over_fp32" in vision:
-        cpu = sorted(vision["cpu_int8_over_fp32"])
-        lines.append(f"The same pairs in CPU time (all threads; less disturbed by other processes): int8 / fp32 "
-                     f"median **{float(np.median(cpu)):.2f}x** (range {cpu[0]:.2f}-{cpu[-1]:.2f}).")
-    edged = next((r for k, r in captions.items() if k.startswith("edged")), None)
+    cpu = sorted(vision["cpu_int8_over_fp32"])
+    figures = {"int8_over_fp32": _median(ratios)}
+    title = k.name[0].upper() + k.name[1:]
+    lines = [f"{title}: vision encoder alone, fp32 and int8 in turn in one process ({len(ratios)} "
+             f"pairs): best fp32 {fp32:.0f} ms, best int8 {int8:.0f} ms; int8 / fp32 per pair: median "
+             f"**{_median(ratios):.2f}x** (range {ratios[0]:.2f}-{ratios[-1]:.2f}); in CPU time (all threads, less "
+             f"disturbed by other processes) median **{_median(cpu):.2f}x** (range {cpu[0]:.2f}-{cpu[-1]:.2f})"
+             + (f"; best int8 / {k.llama}'s tower **{int8 / llama['vision_ms']:.2f}x**" if llama else "") + "."]
+    edged = next((r for label, r in rows.items() if label.startswith("edged") and "total_ms" in r
+                  and _kernel_set(label) == k), None)
+    if llama:
+        figures["vision_over_llama"] = int8 / llama["vision_ms"]
     if llama and edged:
         paired = sorted(e / q for e, q in zip(edged["round_totals_ms"], llama["round_totals_ms"], strict=True))
+        figures["total"] = edged["total_ms"] / llama["total_ms"]
+        figures["decode"] = edged["decode_tok_s"] / llama["decode_tok_s"]
         lines.append(
-            f"{edged['runtime']} against llama.cpp: total **{_ratio(edged['total_ms'], llama['total_ms'])}** "
-            f"(round by round, wall time: median {float(np.median(paired)):.2f}x, "
-            f"range {paired[0]:.2f}-{paired[-1]:.2f}), "
-            f"first token {_ratio(edged['ttft_ms'], llama['ttft_ms'])}, vision "
-            f"{_ratio(edged['vision_ms'], llama['vision_ms'])}, "
+            f"{edged['runtime']} ({k.name}) against {k.llama}: total "
+            f"**{_ratio(edged['total_ms'], llama['total_ms'])}** (round by round, wall time: median "
+            f"{_median(paired):.2f}x, range {paired[0]:.2f}-{paired[-1]:.2f}), first token "
+            f"{_ratio(edged['ttft_ms'], llama['ttft_ms'])}, vision {_ratio(edged['vision_ms'], llama['vision_ms'])}, "
             f"prefill {_ratio(edged['prefill_ms'], llama['prefill_ms'])}, "
             f"decode speed **{_ratio(edged['decode_tok_s'], llama['decode_tok_s'])}**."
         )
+    return lines, figures
+
+
+GOALS = (  # (figure, the goal in words, limit, True where the figure must stay at or under it)
+    ("total", "end-to-end caption <= 0.8x llama.cpp's", 0.8, True),
+    ("int8_over_fp32", "int8 vision encoder <= 0.5x fp32 (median of pairs)", 0.5, True),
+    ("vision_over_llama", "int8 vision at least as fast as llama.cpp's tower", 1.0, True),
+    ("decode", "decode >= 1.0x llama.cpp Q4_0", 1.0, False),
+)
+
+
+def _goal_table(figures: dict[str, dict[str, float]]) -> list[str]:
+    names = list(figures)
+    lines = ["| goal | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
+    for key, words, limit, at_most in GOALS:
+        cells = []
+        for name in names:
+            value = figures[name].get(key)
+            met = value is not None and (value <= limit if at_most else value >= limit)
+            cells.append("n/a" if value is None else f"{value:.2f}x " + ("met" if met else "**missed**"))
+        lines.append(f"| {words} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def e2e_report(args: argparse.Namespace, rows: dict[str, dict[str, Any]], check: dict[str, Any] | None) -> str:
+    lines = [*_header(args), "", *_caption_table(rows), ""]
+    figures: dict[str, dict[str, float]] = {}
+    for k in KERNEL_SETS:
+        if f"edged vision{k.suffix}" in rows:
+            summary, figures[k.name] = _kernel_set_summary(k, rows)
+            lines += summary
     if check:
         lines.append(
             f"Fidelity: the same 672x672 image through llama.cpp's tower (F16 mmproj) and edged's fp32 one: "
             f"{check['rows']} rows, cosine per row >= {check['cos_min']:.7f} (mean {check['cos_mean']:.7f}), "
             f"max abs difference {check['max_abs_diff']:.1e} for values up to {check['ref_abs_max']:.2f}."
         )
+    lines += ["", "Goals, same run (each kernel set against llama.cpp with the same instruction sets):", "",
+              *_goal_table(figures)]
     return "\n".join(lines) + "\n"
 
 

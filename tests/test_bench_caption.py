@@ -69,12 +69,13 @@ def test_e2e_bench_times_every_stage_of_a_caption_from_an_image_file(tmp_path: P
     """`--e2e` on the tiny bundle, llama.cpp off (it is compiled only by the bench extra).
 
     The default image is a frame of the bundled sample video; every round's stages fit inside its wall
-    total, the vision pairs are all there, and the plot is a PNG.
+    total, the vision pairs are all there, and the plot is a PNG. The AVX2 rows run through the copy of
+    the installed onnxruntime that `benchmarks.ort_avx2` writes (this machine's wheel, patched for real).
     """
     report, plot = tmp_path / "e2e.md", tmp_path / "e2e.png"
     cmd = [sys.executable, "-m", "benchmarks", "caption", "--e2e", "--bundle", str(BUNDLE), "--variants", "int4",
            "--threads", "1", "--prompt-tokens", "24", "--new-tokens", "4", "--repeat", "2", "--llama", "off",
-           "--report", str(report), "--plot", str(plot)]
+           "--ort-avx2", str(tmp_path / "ort-avx2"), "--report", str(report), "--plot", str(plot)]
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     proc = subprocess.run(cmd, capture_output=True, text=True, check=False, timeout=240, cwd=tmp_path, env=env)
     assert proc.returncode == 0, proc.stderr
@@ -84,9 +85,15 @@ def test_e2e_bench_times_every_stage_of_a_caption_from_an_image_file(tmp_path: P
     assert "int8 " in row.split("|")[2] or "NEON" in row.split("|")[2]  # the kernels onnxruntime picks here
     assert "(24)" in row and "n/a" in row  # prompt padded to 24 positions; no llama.cpp to compare with
     assert "fp32 and int8 in turn in one process (6 pairs)" in text
+    avx2 = next(line for line in text.splitlines() if line.startswith("| edged int4, AVX2 kernels |"))
+    assert avx2.split("|")[2].strip().startswith("int8 AVX2, fp32 AVX2 FMA (copy")
+    goals = text[text.index("| goal |"):]
+    assert goals.splitlines()[0] == "| goal | this CPU's kernels | AVX2 kernels only |"
+    assert "| int8 vision encoder <= 0.5x fp32 (median of pairs) | " in goals
     raw = json.loads(report.with_suffix(".json").read_text(encoding="utf-8"))
     for one in raw["runs"]["edged int4"]:
         stages = sum(one[k] for k in ("decode_image_ms", "preprocess_ms", "vision_ms", "prefill_ms", "decode_ms"))
         assert 0 < stages <= one["total_ms"] and one["ttft_ms"] <= one["total_ms"]
     assert len(raw["runs"]["edged vision"]) == 2 and raw["check"] is None
+    assert len(raw["runs"]["edged vision, AVX2 kernels"]) == 2
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
