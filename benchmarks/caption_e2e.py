@@ -6,10 +6,10 @@ in fp32 and int8 (in turn, in one process), and llama.cpp's multimodal library (
 shape: the snapshot's vision tower written as an `mmproj` GGUF (`benchmarks.llama_mmproj`, projector
 `GLM_EDGE`) and its language model as a Q4_0 GGUF (`benchmarks.llama_ref`). A second llama.cpp build
 restricted to AVX2 runs too when `--llama-avx2 DIR` names it, and edged's rows run again on a copy
-of onnxruntime restricted to its AVX2 kernels with `--ort-avx2 DIR` (`benchmarks.ort_avx2`). Every runtime gets the same JPEG, thread
-count and about the same prompt length (578 image rows plus text) and reports per stage: image decode,
-preprocessing, vision, prefill, time to the first token, decode, total. The best figure of each over
-the rounds is kept.
+of onnxruntime restricted to its AVX2 kernels with `--ort-avx2 DIR` (`benchmarks.ort_avx2`). Every
+runtime gets the same JPEG, thread count and about the same prompt length (578 image rows plus text)
+and reports per stage: image decode, preprocessing, vision, prefill, time to the first token, decode,
+total. The best figure of each over the rounds is kept.
 
 The llama.cpp language model has a placeholder vocabulary, so the text around the image goes in as
 token ids and only the image passes through `mtmd_tokenize` (a prompt that is just the media marker).
