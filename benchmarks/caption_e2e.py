@@ -44,7 +44,6 @@ E2E_GOALS = (
     "end-to-end caption <= 0.8x llama.cpp's; int8 vision <= 0.5x fp32 and <= llama.cpp's vision tower; "
     "decode >= 1.0x llama.cpp Q4_0; same run, 2 threads"
 )
-VISION_PAIRS = 3
 
 
 @dataclass(frozen=True)
@@ -226,7 +225,7 @@ def run_edged(args: argparse.Namespace) -> dict[str, Any]:
 def run_vision(args: argparse.Namespace) -> dict[str, Any]:
     """The fp32 and int8 vision encoders alone on the preprocessed image, run in turn in one process.
 
-    Each is warmed up once, then they alternate `VISION_PAIRS` times: a burst of load from elsewhere on
+    Each is warmed up once, then they alternate `--vision-pairs` times: a burst of load from elsewhere on
     a shared machine then hits both of a pair, and the median of the pairs' ratios shows what the best
     of each alone would hide.
     """
@@ -247,7 +246,7 @@ def run_vision(args: argparse.Namespace) -> dict[str, Any]:
         sessions[variant].run(None, {"pixel_values": pixels})
     times: dict[str, list[float]] = {v: [] for v in sessions}
     cpu: dict[str, list[float]] = {v: [] for v in sessions}
-    for _ in range(VISION_PAIRS):
+    for _ in range(args.vision_pairs):
         for variant, session in sessions.items():
             t, c = time.perf_counter(), time.process_time()
             session.run(None, {"pixel_values": pixels})
@@ -347,6 +346,7 @@ def child_main(argv: list[str] | None = None) -> int:
     p.add_argument("--prompt-tokens", type=int, default=600)
     p.add_argument("--new-tokens", type=int, default=64)
     p.add_argument("--variant", default="int4")
+    p.add_argument("--vision-pairs", type=int, default=3)
     p.add_argument("--bundle", type=Path, default=CACHE / "glm-edge-v-2b-random")
     p.add_argument("--gguf", type=Path, default=CACHE / "glm-2b-random-q4_0.gguf")
     p.add_argument("--mmproj", type=Path, default=CACHE / "glm-2b-random-mmproj-f16.gguf")
@@ -372,6 +372,8 @@ def add_e2e_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--ort-avx2", type=Path, metavar="DIR",
                    help="onnxruntime restricted to its AVX2 kernels (`python -m benchmarks ort-avx2`): edged's "
                    "rows again with it, against --llama-avx2")
+    p.add_argument("--vision-pairs", type=int, default=3, metavar="N",
+                   help="fp32/int8 vision encoder pairs per round (0: no vision-alone runs, captions only)")
     p.add_argument("--plot", type=Path, help="write where a caption's time goes as a PNG here")
 
 
@@ -396,7 +398,8 @@ def _spawn(args: argparse.Namespace, runtime: str, variant: str = "", extra_path
     cmd = [sys.executable, "-m", "benchmarks.caption_e2e", runtime, "--image", str(args.image),
            "--threads", str(args.threads), "--prompt-tokens", str(args.prompt_tokens),
            "--new-tokens", str(args.new_tokens), "--bundle", str(args.bundle), "--gguf", str(args.gguf),
-           "--mmproj", str(args.mmproj)] + (["--variant", variant] if variant else [])
+           "--mmproj", str(args.mmproj), "--vision-pairs", str(args.vision_pairs)]
+    cmd += ["--variant", variant] if variant else []
     env = child_env()
     if extra_path is not None:  # an AVX2 build shadows the installed llama_cpp or onnxruntime
         env["PYTHONPATH"] = f"{extra_path.resolve()}{os.pathsep}{env['PYTHONPATH']}"
@@ -428,7 +431,8 @@ def _jobs(args: argparse.Namespace) -> list[tuple[str, str, str, Path | None]]:
         ort, llama_cpp = (None, None) if kernels.native else (args.ort_avx2, args.llama_avx2)
         if kernels.native or ort:
             jobs += [(f"edged {v}{kernels.suffix}", "edged", v, ort) for v in args.variants.split(",") if v]
-            jobs.append((f"edged vision{kernels.suffix}", "vision", "", ort))
+            if args.vision_pairs > 0:
+                jobs.append((f"edged vision{kernels.suffix}", "vision", "", ort))
         if llama and (kernels.native or llama_cpp):
             jobs.append((kernels.llama, "llama", "", llama_cpp))
     return jobs
@@ -448,6 +452,7 @@ def best_of(runs: list[dict[str, Any]]) -> dict[str, Any]:
         out["ttft_ms"] = sum(out[k] for k in STAGES[:-1])
         out["total_ms"] = out["ttft_ms"] + out["decode_ms"]
         out["round_totals_ms"] = [r["total_ms"] for r in runs]
+        out["round_decode_tok_s"] = [r["decode_tok_s"] for r in runs]
     out["rounds"] = len(runs)
     return out
 
@@ -531,33 +536,47 @@ def _median(xs: list[float]) -> float:
     return float(np.median(xs))
 
 
-def _kernel_set_summary(k: KernelSet, rows: dict[str, dict[str, Any]]) -> tuple[list[str], dict[str, float]]:
-    """The vision and edged-against-llama.cpp lines for one kernel set, and the figures its goals use."""
-    vision, llama = rows[f"edged vision{k.suffix}"], rows.get(k.llama)
+def _vision_summary(k: KernelSet, vision: dict[str, Any], llama: dict[str, Any] | None) -> tuple[str, dict[str, float]]:
     fp32, int8, ratios = min(vision["fp32_ms"]), min(vision["int8_ms"]), sorted(vision["int8_over_fp32"])
     cpu = sorted(vision["cpu_int8_over_fp32"])
     figures = {"int8_over_fp32": _median(ratios)}
-    title = k.name[0].upper() + k.name[1:]
-    lines = [f"{title}: vision encoder alone, fp32 and int8 in turn in one process ({len(ratios)} "
-             f"pairs): best fp32 {fp32:.0f} ms, best int8 {int8:.0f} ms; int8 / fp32 per pair: median "
-             f"**{_median(ratios):.2f}x** (range {ratios[0]:.2f}-{ratios[-1]:.2f}); in CPU time (all threads, less "
-             f"disturbed by other processes) median **{_median(cpu):.2f}x** (range {cpu[0]:.2f}-{cpu[-1]:.2f})"
-             + (f"; best int8 / {k.llama}'s tower **{int8 / llama['vision_ms']:.2f}x**" if llama else "") + "."]
-    edged = next((r for label, r in rows.items() if label.startswith("edged") and "total_ms" in r
-                  and _kernel_set(label) == k), None)
     if llama:
         figures["vision_over_llama"] = int8 / llama["vision_ms"]
+    title = k.name[0].upper() + k.name[1:]
+    line = (f"{title}: vision encoder alone, fp32 and int8 in turn in one process ({len(ratios)} pairs): best fp32 "
+            f"{fp32:.0f} ms, best int8 {int8:.0f} ms; int8 / fp32 per pair: median **{_median(ratios):.2f}x** "
+            f"(range {ratios[0]:.2f}-{ratios[-1]:.2f}); in CPU time (all threads, less disturbed by other processes) "
+            f"median **{_median(cpu):.2f}x** (range {cpu[0]:.2f}-{cpu[-1]:.2f})"
+            + (f"; best int8 / {k.llama}'s tower **{int8 / llama['vision_ms']:.2f}x**" if llama else "") + ".")
+    return line, figures
+
+
+def _paired(edged: dict[str, Any], llama: dict[str, Any], key: str) -> str:
+    """Round-by-round ratios of one figure: the runtimes ran in turn, so each pair saw about the same load."""
+    ratios = sorted(e / q for e, q in zip(edged[key], llama[key], strict=True))
+    return f"round by round median {_median(ratios):.2f}x, range {ratios[0]:.2f}-{ratios[-1]:.2f}"
+
+
+def _kernel_set_summary(k: KernelSet, rows: dict[str, dict[str, Any]]) -> tuple[list[str], dict[str, float]]:
+    """The vision and edged-against-llama.cpp lines for one kernel set, and the figures its goals use."""
+    llama, lines = rows.get(k.llama), []
+    figures: dict[str, float] = {}
+    if (vision := rows.get(f"edged vision{k.suffix}")) is not None:
+        line, figures = _vision_summary(k, vision, llama)
+        lines.append(line)
+    edged = next((r for label, r in rows.items() if label.startswith("edged") and "total_ms" in r
+                  and _kernel_set(label) == k), None)
     if llama and edged:
-        paired = sorted(e / q for e, q in zip(edged["round_totals_ms"], llama["round_totals_ms"], strict=True))
         figures["total"] = edged["total_ms"] / llama["total_ms"]
         figures["decode"] = edged["decode_tok_s"] / llama["decode_tok_s"]
         lines.append(
             f"{edged['runtime']} ({k.name}) against {k.llama}: total "
-            f"**{_ratio(edged['total_ms'], llama['total_ms'])}** (round by round, wall time: median "
-            f"{_median(paired):.2f}x, range {paired[0]:.2f}-{paired[-1]:.2f}), first token "
-            f"{_ratio(edged['ttft_ms'], llama['ttft_ms'])}, vision {_ratio(edged['vision_ms'], llama['vision_ms'])}, "
+            f"**{_ratio(edged['total_ms'], llama['total_ms'])}** ({_paired(edged, llama, 'round_totals_ms')}), "
+            f"first token {_ratio(edged['ttft_ms'], llama['ttft_ms'])}, "
+            f"vision {_ratio(edged['vision_ms'], llama['vision_ms'])}, "
             f"prefill {_ratio(edged['prefill_ms'], llama['prefill_ms'])}, "
-            f"decode speed **{_ratio(edged['decode_tok_s'], llama['decode_tok_s'])}**."
+            f"decode speed **{_ratio(edged['decode_tok_s'], llama['decode_tok_s'])}** "
+            f"({_paired(edged, llama, 'round_decode_tok_s')})."
         )
     return lines, figures
 
@@ -587,17 +606,19 @@ def e2e_report(args: argparse.Namespace, rows: dict[str, dict[str, Any]], check:
     lines = [*_header(args), "", *_caption_table(rows), ""]
     figures: dict[str, dict[str, float]] = {}
     for k in KERNEL_SETS:
-        if f"edged vision{k.suffix}" in rows:
-            summary, figures[k.name] = _kernel_set_summary(k, rows)
-            lines += summary
+        summary, found = _kernel_set_summary(k, rows)
+        lines += summary
+        if found:
+            figures[k.name] = found
     if check:
         lines.append(
             f"Fidelity: the same 672x672 image through llama.cpp's tower (F16 mmproj) and edged's fp32 one: "
             f"{check['rows']} rows, cosine per row >= {check['cos_min']:.7f} (mean {check['cos_mean']:.7f}), "
             f"max abs difference {check['max_abs_diff']:.1e} for values up to {check['ref_abs_max']:.2f}."
         )
-    lines += ["", "Goals, same run (each kernel set against llama.cpp with the same instruction sets):", "",
-              *_goal_table(figures)]
+    if figures:
+        lines += ["", "Goals, same run (each kernel set against llama.cpp with the same instruction sets):", "",
+                  *_goal_table(figures)]
     return "\n".join(lines) + "\n"
 
 
