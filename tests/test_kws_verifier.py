@@ -160,3 +160,29 @@ def test_a_verifier_behind_micro_wakeword_runs_the_openwakeword_features_alone()
         assert engine.rejected > 0
     finally:
         engine.close()
+
+
+# -- the training side (benchmarks/kws_verifier.py, which made the shipped files) ----------------------
+
+def test_training_near_misses_share_no_phrase_with_the_evaluation_pools() -> None:
+    from benchmarks.kws_verifier_data import VERIFIER_NEAR_MISSES, check_disjoint
+
+    check_disjoint()  # raises on a phrase of near-miss pool 1 (either half)
+    assert all(len(v) >= 25 for v in VERIFIER_NEAR_MISSES.values())
+    with pytest.raises(ValueError, match="hey my cart"):  # one of ours, in a pool given as held out
+        check_disjoint({"hey_mycroft": ("Hey, my cart!",)})
+
+
+def test_training_separates_a_toy_problem_and_its_probabilities_are_the_runtime_ones() -> None:
+    """Two clouds of 16x96 'embeddings' apart along one direction: the fitted verifier ranks them
+    apart, and the benchmark's vectorised probabilities equal `Verifier.probability` row by row."""
+    from benchmarks.kws_verifier import fit, probabilities
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(200, 16, 96)).astype(np.float32)
+    y = np.repeat([0, 1], 100).astype(np.int8)
+    x[y == 1, -1, 5] += 3.0
+    v = fit(x, y, 8, 0.1, "toy")
+    p = probabilities(v, x)
+    assert p[y == 1].mean() > 0.8 and p[y == 0].mean() < 0.2
+    assert np.allclose(p, [v.probability(w) for w in x], rtol=0, atol=1e-12)
