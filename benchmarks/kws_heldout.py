@@ -573,7 +573,8 @@ def render(results: dict[str, Any]) -> str:
                   f"{', '.join(untuned)}: {'it keeps' if len(untuned) == 1 else 'they keep'} the model's own "
                   "settings (the rows above are the same as the bare model's).", ""]
     chosen = {k: results["tuning"][k]["chosen"][0] for k in KEYWORDS if results["tuning"][k]["chosen"]}
-    stale = [k for k, st in chosen.items() if st != results["settings"]["new"][k]]
+    stale = [k for k, st in chosen.items()  # a verified default is chosen by kws-verifier, not here
+             if st != results["settings"]["new"][k] and not results["settings"]["new"][k].verify]
     if stale:
         lines += [f"**Note**: this run would choose other defaults than edged ships for {', '.join(stale)} "
                   "(the code it printed goes into edged/config/keywords.py).", ""]

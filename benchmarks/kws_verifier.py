@@ -606,8 +606,10 @@ def render(results: dict[str, Any], engine: dict[str, tuple[dict[str, Outcome], 
     from benchmarks.report import machine
 
     kws = results["keywords"]
-    lines = [f"`python -m benchmarks kws-verifier` on {machine()}, {today()}; "
-             f"{results['minutes']:.0f} min (embeddings cached).", "",
+    lines = ["### Keyword verifiers: a learned second stage, tuned on one set and measured on another", "",
+             f"Command: `python -m benchmarks {' '.join(sys.argv[1:])}` on {machine()}, {today()}; "
+             f"training and choosing {results['minutes']:.0f} min with the embeddings cached, then the real "
+             "engine over each held-out set.", "",
              f"Tuning data (espeak-ng and festival only): {', '.join(TUNING)}; "
              f"{results['tuning_hours']:.2f} h of ordinary speech and near misses "
              f"({', '.join(f'{n} {h:.2f} h' for n, h in results['held_hours'].items())} held out, flite only). "
@@ -635,7 +637,8 @@ def render(results: dict[str, Any], engine: dict[str, tuple[dict[str, Outcome], 
                 first = False
     lines += [""]
     for name, per in _means(results).items():
-        lines.append(f"- {name}: mean recall with the verifiers {_pct(per[0])}; keywords within "
+        lines.append(f"- {name}: mean recall with the verifiers {_pct(per[0])} (target {_pct(TARGET_RECALL)}: "
+                     f"{'met' if per[0] >= TARGET_RECALL else 'not met'}); keywords within "
                      f"{TARGET_FA:g} FA/h: {per[1]} of {len(KEYWORDS)}.")
     for name, (outcomes, rtf, rejected) in engine.items():
         mean = sum(o.recall for o in outcomes.values()) / len(outcomes)

@@ -43,13 +43,14 @@ class Tuned:
 
 @dataclass(frozen=True)
 class KeywordDefaults:
-    """What naming a built-in keyword gets: its family, cutoff and window, and optionally a second
-    family that must agree (its cutoff and window, and how far apart both crossings may be).
+    """What naming a built-in keyword gets: its family, cutoff and window, optionally a second
+    family that must agree (its cutoff and window, and how far apart both crossings may be), and
+    whether its learned verifier checks each detection.
 
-    Chosen per keyword on a tuning set and checked on a held-out one by `python -m benchmarks
-    kws-heldout` (docs/benchmarks.md, "Keyword defaults"). `FAMILY_DEFAULTS` holds the best
-    settings of each family on its own, for a keyword named on the other family or with its second
-    stage switched off.
+    Chosen per keyword on a tuning set and checked on held-out ones by `python -m benchmarks
+    kws-heldout` and, with a verifier, `kws-verifier` (docs/benchmarks.md). `FAMILY_DEFAULTS` holds
+    the best settings of each family on its own, for a keyword named on the other family or with
+    its second stage or verifier switched off.
     """
 
     backend: str
@@ -85,8 +86,9 @@ KEYWORD_DEFAULTS: dict[str, KeywordDefaults] = {
 }
 
 
-# Keywords edged ships a learned verifier for (edged/data/kws_verifiers/<name>.npz, openwakeword
-# only: it reads that family's speech embeddings). Made by `python -m benchmarks kws-verifier`.
+# Keywords edged ships a learned verifier for (edged/data/kws_verifiers/<name>.npz; it reads
+# openWakeWord's speech embeddings, behind a first stage of either family). Made by
+# `python -m benchmarks kws-verifier --write`.
 VERIFIED_KEYWORDS: tuple[str, ...] = ("okay_nabu", "hey_jarvis", "alexa", "hey_mycroft")
 
 

@@ -1,13 +1,14 @@
-"""A learned second stage for openWakeWord detections: per keyword, a logistic regression on the
-speech embeddings the detection was made from.
+"""A learned second stage for keyword detections: per keyword, a logistic regression on openWakeWord's
+speech embeddings up to the detection.
 
-openWakeWord's classifiers are trained on many voices but few near misses, so phrases that share most
-of a keyword ("hey my cart" for "hey mycroft") score as high as the keyword itself. The embeddings
-still differ; a small linear model trained on the keyword against such phrases (the idea of
-openWakeWord's "custom verifier models") separates many of them. It runs only when the first stage
-fires, on the last `frames` embeddings the backend already holds, so its cost is one dot product per
-detection. numpy only: the weights ship as .npz files in `edged/data/kws_verifiers/` (made by
-`python -m benchmarks kws-verifier`, see docs/benchmarks.md).
+Both model families are trained on many voices but few near misses, so phrases that share most of a
+keyword ("hey my cart" for "hey mycroft") score as high as the keyword itself. openWakeWord's
+embeddings still tell many of them apart; a small linear model trained on the keyword against such
+phrases (the idea of openWakeWord's "custom verifier models") does. The engine runs it only when a
+first stage (either family) fires, on the last `frames` embeddings the openWakeWord backend already
+holds, so its cost is one dot product per detection. numpy only: the weights ship as .npz files in
+`edged/data/kws_verifiers/` (made by `python -m benchmarks kws-verifier --write`, see
+docs/benchmarks.md).
 """
 
 from __future__ import annotations
