@@ -20,6 +20,7 @@ BENCHMARKS: dict[str, str] = {
     "kws": "kws",
     "kws-quality": "kws_quality",
     "kws-heldout": "kws_heldout",
+    "kws-verifier": "kws_verifier",
     "motion": "motion",
     "pipeline": "pipeline",
     "reconnect": "camera_reconnect",

@@ -49,15 +49,15 @@ def test_wav_encodings_decode_to_the_same_samples(tmp_path: Path) -> None:
 
 def test_stereo_and_other_rates_are_converted_and_said(tmp_path: Path) -> None:
     """Stereo 44.1 kHz float audio is mixed, resampled and still spotted; the conversions are reported."""
-    speech = spoken("alexa").astype(np.float32) / 32768
+    speech = spoken("hey jarvis").astype(np.float32) / 32768
     t = np.arange(int(len(speech) * 44100 / 16000))
     at_44k = np.interp(t * 16000 / 44100, np.arange(len(speech)), speech).astype("<f4")
     stereo = np.stack([at_44k, at_44k * 0.5], axis=1).tobytes()
     audio = read_recording(_wav(tmp_path / "stereo.wav", stereo, rate=44100, channels=2, bits=32, tag=3))
     assert "2 channels mixed to mono" in audio.conversions
     assert "resampled from 44100 Hz to 16000 Hz" in audio.conversions
-    engine = KeywordEngine.from_config(WakewordConfig(keywords=("alexa",)))
-    assert [h.keyword for h in spot_file(engine, audio.samples)] == ["alexa"]
+    engine = KeywordEngine.from_config(WakewordConfig(keywords=("hey_jarvis",)))
+    assert [h.keyword for h in spot_file(engine, audio.samples)] == ["hey_jarvis"]
     engine.close()
 
 

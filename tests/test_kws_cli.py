@@ -77,10 +77,10 @@ def test_errors_and_exit_codes(tmp_path: Path, capsys: pytest.CaptureFixture[str
             [
                 "kws",
                 "-k",
-                "alexa",
+                "hey_jarvis",
                 "--json",
                 str(tmp_path / "nope.wav"),
-                str(FIXTURES / "positive_alexa.flac"),
+                str(FIXTURES / "positive_hey_jarvis.flac"),
             ]
         )
         == 1

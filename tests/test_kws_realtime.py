@@ -122,7 +122,7 @@ def test_spotter_keeps_real_time_with_every_core_saturated() -> None:
     burners = [
         threading.Thread(target=burn, args=(i,), name=f"burn-{i}", daemon=True) for i in range(len(sessions))
     ]
-    audio = np.concatenate([fixture_audio("positive_alexa.flac"), fixture_audio("positive_okay_nabu.flac")])[
+    audio = np.concatenate([fixture_audio("positive_hey_jarvis.flac"), fixture_audio("positive_hey_mycroft.flac")])[
         : 16000 * 20
     ]
     events: list[KeywordDetected] = []
@@ -158,5 +158,5 @@ def test_spotter_keeps_real_time_with_every_core_saturated() -> None:
     assert stats["lag_ms"]["max"] < 100 + late * 1000, (
         f"{stats['lag_ms']}; the feeder itself was up to {late * 1000:.0f} ms late"
     )
-    assert sum(e.keyword == "alexa" for e in events) >= 3
-    assert sum(e.keyword == "okay_nabu" for e in events) >= 2
+    assert sum(e.keyword == "hey_jarvis" for e in events) >= 3  # of 4 (the offline engine finds 4)
+    assert sum(e.keyword == "hey_mycroft" for e in events) >= 1  # of the 2 in the first 9 s (it finds both)

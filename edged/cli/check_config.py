@@ -50,6 +50,8 @@ def keyword_lines(config: Config) -> list[str]:
             c = kw.confirm
             line += (f"; fires only if {c.backend} agrees within {c.within:g} s (cutoff {_value(c.cutoff)}, "
                      f"window {_value(c.window)})")
+        if kw.verify:
+            line += "; each detection checked by its shipped verifier"
         out.append(line)
     return out
 

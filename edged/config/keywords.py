@@ -43,13 +43,14 @@ class Tuned:
 
 @dataclass(frozen=True)
 class KeywordDefaults:
-    """What naming a built-in keyword gets: its family, cutoff and window, and optionally a second
-    family that must agree (its cutoff and window, and how far apart both crossings may be).
+    """What naming a built-in keyword gets: its family, cutoff and window, optionally a second
+    family that must agree (its cutoff and window, and how far apart both crossings may be), and
+    whether its learned verifier checks each detection.
 
-    Chosen per keyword on a tuning set and checked on a held-out one by `python -m benchmarks
-    kws-heldout` (docs/benchmarks.md, "Keyword defaults"). `FAMILY_DEFAULTS` holds the best
-    settings of each family on its own, for a keyword named on the other family or with its second
-    stage switched off.
+    Chosen per keyword on a tuning set and checked on held-out ones by `python -m benchmarks
+    kws-heldout` and, with a verifier, `kws-verifier` (docs/benchmarks.md). `FAMILY_DEFAULTS` holds
+    the best settings of each family on its own, for a keyword named on the other family or with
+    its second stage or verifier switched off.
     """
 
     backend: str
@@ -59,6 +60,7 @@ class KeywordDefaults:
     confirm_cutoff: float | None = None
     confirm_window: int | None = None
     within: float = 1.0  # seconds of audio the two crossings may lie apart
+    verify: bool = False  # each detection of the first family checked by the keyword's shipped verifier
 
 
 # Tuned by `python -m benchmarks kws-heldout` on its tuning set (docs/benchmarks.md, "Keyword
@@ -74,10 +76,20 @@ FAMILY_DEFAULTS: dict[tuple[str, str], Tuned] = {
     ("alexa", OPEN): Tuned(0.5, 2),
 }
 KEYWORD_DEFAULTS: dict[str, KeywordDefaults] = {
-    "okay_nabu": KeywordDefaults(OPEN, 0.05, 1),
-    "hey_jarvis": KeywordDefaults(OPEN, 0.5, 1),
-    "alexa": KeywordDefaults(OPEN, 0.05, 1, MICRO, 0.1, 1, 0.5),
+    # first stage and verifier chosen together by `python -m benchmarks kws-verifier` (docs/benchmarks.md,
+    # "Keyword verifiers"): a low cutoff for recall, the verifier (its threshold is in its file) for the
+    # near misses
+    "okay_nabu": KeywordDefaults(MICRO, 0.5, 8, verify=True),
+    "hey_jarvis": KeywordDefaults(OPEN, 0.1, 1, verify=True),
+    "alexa": KeywordDefaults(OPEN, 0.05, 1, verify=True),
+    "hey_mycroft": KeywordDefaults(MICRO, 0.05, 1, verify=True),
 }
+
+
+# Keywords edged ships a learned verifier for (edged/data/kws_verifiers/<name>.npz; it reads
+# openWakeWord's speech embeddings, behind a first stage of either family). Made by
+# `python -m benchmarks kws-verifier --write`.
+VERIFIED_KEYWORDS: tuple[str, ...] = ("okay_nabu", "hey_jarvis", "alexa", "hey_mycroft")
 
 
 def other_family(backend: str) -> str:

@@ -23,6 +23,7 @@ from edged.config.keywords import (
     FAMILY_DEFAULTS,
     KEYWORD_DEFAULTS,
     MICRO,
+    VERIFIED_KEYWORDS,
     KeywordDefaults,
     canonical,
     looks_like_path,
@@ -241,6 +242,9 @@ class KeywordConfig:
         "Model family for this keyword (default: models.wakeword.backend)"))
     confirm: ConfirmConfig | None = field(default=None, metadata=spec(
         "Second family that must agree (default: the tuned one of a built-in keyword, if any)"))
+    verify: bool | None = field(default=None, metadata=spec(
+        "Check each openwakeword detection with the keyword's shipped verifier, a small model trained "
+        "against near misses (default: on where the tuned defaults use it; false: off)"))
 
 
 @dataclass(frozen=True)
@@ -296,8 +300,12 @@ class WakewordConfig:
             kw.confirm is None or (kw.confirm.enabled and kw.confirm.backend in (None, tuned.confirm)))
         cutoff = kw.cutoff if kw.cutoff is not None else self.probability_cutoff
         window = kw.window
+        # the tuned cutoff of a verified default was chosen for use with its verifier: without it, the
+        # family's best setting on its own
+        verified = tuned is not None and tuned.verify and backend == tuned.backend and kw.verify is not False
         if tuned is not None:
-            own = (tuned.cutoff, tuned.window) if staged else _family_defaults(kw.name, backend)
+            whole = staged or verified
+            own = (tuned.cutoff, tuned.window) if whole else _family_defaults(kw.name, backend)
             cutoff = own[0] if cutoff is None else cutoff
             window = own[1] if window is None else window
         confirm = kw.confirm
@@ -309,7 +317,9 @@ class WakewordConfig:
                 window=tuned.confirm_window if base.window is None else base.window)
         elif confirm is not None and confirm.enabled:  # a disabled one stays, so this stays idempotent
             confirm = dataclasses.replace(confirm, backend=confirm.backend or other_family(backend))  # type: ignore[arg-type]
-        return dataclasses.replace(kw, backend=backend, cutoff=cutoff, window=window, confirm=confirm)
+        verify = verified if kw.verify is None else kw.verify
+        return dataclasses.replace(kw, backend=backend, cutoff=cutoff, window=window, confirm=confirm,
+                                   verify=verify)
 
     def _validate(self) -> Problems:
         seen: set[tuple[str, str | None]] = set()
@@ -321,6 +331,9 @@ class WakewordConfig:
                             "each entry its backend to spot it on both)")
             seen.add((kw.name, kw.backend))
             yield from self._check_name(key, kw.name, kw.backend or MICRO)
+            if kw.verify and (looks_like_path(kw.name) or canonical(kw.name) not in VERIFIED_KEYWORDS):
+                yield f"{key}.verify", (f"no verifier for {kw.name!r}: edged ships them for "
+                                        f"{', '.join(VERIFIED_KEYWORDS)}")
             if kw.confirm is not None and kw.confirm.enabled and kw.confirm.backend is not None:
                 if kw.confirm.backend == kw.backend:
                     yield f"{key}.confirm.backend", (f"must be the other family than the keyword's own "

@@ -19,10 +19,11 @@ import numpy as np
 
 from edged.analysis.kws.backend import KeywordBackend
 from edged.analysis.kws.catalog import ModelSpec, available, resolve
-from edged.analysis.kws.errors import KwsError, UnknownKeywordError
+from edged.analysis.kws.errors import KwsError, ModelError, UnknownKeywordError
 from edged.analysis.kws.scoring import Agreement, Detection, KeywordSettings, Refractory
 from edged.analysis.kws.vad import VadGate
-from edged.config.keywords import MICRO, OPEN
+from edged.analysis.kws.verifier import Verifier, load_verifier, shipped_path
+from edged.config.keywords import MICRO, OPEN, canonical
 from edged.config.schema import KeywordConfig, VadConfig, WakewordConfig
 from edged.logs import get_logger
 from edged.sources.audio.chunk import SAMPLE_RATE, AudioChunk
@@ -43,6 +44,7 @@ class KeywordPlan:
     key: str  # where it was configured, for error messages
     confirms: bool = False
     within: float = 0.0  # for a confirming plan: how far apart both crossings may be (s)
+    verifier: Path | None = None  # the learned second stage checking this family's detections
 
 
 def _micro(plans: Sequence[KeywordPlan], models_dir: Path | None) -> KeywordBackend:
@@ -95,6 +97,14 @@ def _installed(config: WakewordConfig, i: int, kw: KeywordConfig) -> KeywordConf
         get_logger().warning("kws_family_fallback", keyword=kw.name, wanted=OPEN, using=MICRO,
                              fix="pip install 'edged[openwakeword]'")
         kw = dataclasses.replace(config, backend="micro-wakeword").keyword_settings[i]
+    if kw.verify and not available(OPEN) and own.verify is None:
+        # a verifier reads openWakeWord's embeddings; without them the keyword gets the family's
+        # settings for use without one (the tuned cutoff assumed the verifier)
+        get_logger().warning("kws_verifier_dropped", keyword=kw.name, wanted=OPEN,
+                             fix="pip install 'edged[openwakeword]'")
+        keywords = list(config.keywords)
+        keywords[i] = dataclasses.replace(own, verify=False)
+        kw = dataclasses.replace(config, keywords=tuple(keywords)).keyword_settings[i]
     if kw.confirm is not None and not kw.confirm.enabled:
         return dataclasses.replace(kw, confirm=None)
     if kw.confirm is not None and _open_missing(kw.confirm.backend) and own.confirm is None:
@@ -112,7 +122,12 @@ def _plan(config: WakewordConfig, kw: KeywordConfig, key: str) -> KeywordPlan:
                                    kw.window if kw.window is not None else spec.window, kw.enabled)
     except (KwsError, ValueError) as exc:
         raise type(exc)(f"{key}: {exc}") from None
-    return KeywordPlan(spec, settings, key)
+    verifier = None
+    if kw.verify:
+        verifier = shipped_path(canonical(kw.name))
+        if verifier is None:  # the config checked the name; a missing file is a broken install
+            raise ModelError(f"{key}: edged's verifier for {kw.name!r} is missing from the installed package")
+    return KeywordPlan(spec, settings, key, verifier=verifier)
 
 
 def _open_missing(backend: str | None) -> bool:
@@ -125,9 +140,15 @@ class KeywordEngine:
 
     def __init__(self, backends: Sequence[KeywordBackend], refractory: float = 2.0,
                  vad: VadGate | None = None, pre_roll: float = 0.5,
-                 agreements: Mapping[str, Agreement] | None = None) -> None:
+                 agreements: Mapping[str, Agreement] | None = None,
+                 verifiers: Mapping[str, Verifier] | None = None) -> None:
         self.backends = tuple(backends)
         self.agreements = dict(agreements or {})  # keyword -> its second stage
+        self.verifiers = dict(verifiers or {})  # keyword -> its learned verifier
+        self._features = next((b for b in self.backends if b.name == OPEN), None)  # embeddings for verifiers
+        if self.verifiers and self._features is None:
+            raise ValueError("a keyword verifier needs the openwakeword backend's embeddings")
+        self.rejected = 0  # detections a verifier turned down
         self.refractory = Refractory(refractory)
         self.vad = vad
         self.pre_roll = pre_roll
@@ -141,7 +162,11 @@ class KeywordEngine:
         for plan in plans:
             by_backend.setdefault(plan.spec.backend, []).append(plan)
         backends: list[KeywordBackend] = []
+        verified = [p for p in plans if p.verifier is not None]
+        if verified and OPEN not in by_backend:
+            by_backend[OPEN] = []  # no keyword of its own: only the verifiers' embeddings
         try:
+            verifiers = {p.spec.keyword: load_verifier(p.verifier) for p in verified if p.verifier}
             for name, group in by_backend.items():
                 backends.append(BACKENDS[name](group, config.models_dir))
         except BaseException:
@@ -149,7 +174,7 @@ class KeywordEngine:
                 backend.close()
             raise
         agreements = {p.spec.keyword: Agreement(p.spec.backend, p.within) for p in plans if p.confirms}
-        return cls(backends, config.refractory, make_gate(config.vad), config.vad.pre_roll, agreements)
+        return cls(backends, config.refractory, make_gate(config.vad), config.vad.pre_roll, agreements, verifiers)
 
     @property
     def keywords(self) -> tuple[str, ...]:
@@ -167,6 +192,9 @@ class KeywordEngine:
                 rule = self.agreements.get(k)
                 role = "detect" if rule is None else (
                     f"confirm within {rule.within:g} s" if b.name == rule.confirm_backend else "detect, confirmed")
+                verifier = self.verifiers.get(k)
+                if verifier is not None and not role.startswith("confirm"):
+                    role += f", verified (threshold {verifier.threshold:.3g})"
                 out.append({"keyword": k, "backend": b.name, "role": role, **dataclasses.asdict(b.settings(k))})
         return out
 
@@ -183,11 +211,26 @@ class KeywordEngine:
             return []
         if len(hits) > 1:
             hits.sort(key=lambda d: d.stream_time)
+        if self.verifiers:
+            hits = [d for d in hits if self._verified(d)]
         if self.agreements:
             hits = [d for d in map(self._agree, hits) if d is not None]
         fired = [d for d in hits if self.refractory.admit(d.keyword, d.stream_time)]
         self.detections += len(fired)
         return fired
+
+    def _verified(self, detection: Detection) -> bool:
+        """Whether the keyword's verifier (if any) accepts a detection of its detecting family, from the
+        openWakeWord embeddings up to the detection's time."""
+        verifier = self.verifiers.get(detection.keyword)
+        rule = self.agreements.get(detection.keyword)
+        if verifier is None or (rule is not None and detection.backend == rule.confirm_backend):
+            return True
+        embeddings_until = getattr(self._features, "embeddings_until")  # noqa: B009 - not on the protocol
+        if verifier.accepts(embeddings_until(detection.stream_time)):
+            return True
+        self.rejected += 1
+        return False
 
     def _agree(self, detection: Detection) -> Detection | None:
         rule = self.agreements.get(detection.keyword)

@@ -7,6 +7,10 @@ classifier reads its last N embeddings (16 for the v0.1 models, ~1.3 s) and retu
 The feature stages are shared by every keyword. Each stage is a .tflite file (run by the TFLite C
 library) or an .onnx file (run by onnxruntime), both on one thread.
 
+The backend keeps the last `KEPT` embeddings with their times, so a keyword's learned verifier
+(`edged.analysis.kws.verifier`) can read the embeddings up to any detection, whichever family made
+it; with no keyword of its own the backend is only that feature source.
+
 A new stream starts as if preceded by silence: the mel and embedding history are those of digital
 silence, computed once when the backend loads.
 """
@@ -32,6 +36,7 @@ HISTORY = MEL_INPUT - STEP_SAMPLES
 MEL_BANDS = 32
 MEL_FRAMES = 76  # the embedding model's window
 EMBEDDING = 96
+KEPT = 80  # embeddings kept (6.4 s): a verifier's 16 before a detection anywhere in a long chunk
 
 
 class _Runner(Protocol):
@@ -78,11 +83,12 @@ class OpenWakeWordBackend(TableBackend):
                                  f"[1, N, {EMBEDDING}] (got {list(shape)})")
             self._windows.append(int(shape[1]))
         self.table = KeywordTable(OPEN, specs, settings, self.step)
-        self._history = max(self._windows, default=16)
+        self._history = max([KEPT, *self._windows])
         self._audio = np.zeros(HISTORY, dtype=np.float32)  # the samples before the next step
         self._idle: list[tuple[np.ndarray, float]] = []  # pre-roll chunks while the VAD gate is shut
         self._mels = np.zeros((MEL_FRAMES, MEL_BANDS), dtype=np.float32)
         self._embs = np.zeros((self._history, EMBEDDING), dtype=np.float32)
+        self._times = np.full(self._history, -np.inf)  # stream time of each embedding (silence: -inf)
         self._silence = self._silent_state()
         self.reset()
 
@@ -137,6 +143,7 @@ class OpenWakeWordBackend(TableBackend):
             self._mels = np.concatenate((self._mels[len(mels):], mels))
             self._embs = np.concatenate((self._embs[1:], self._embed(self._mels)[None, :]))
             t = end_time - (len(audio) - pos - HISTORY) / 16000
+            self._times = np.append(self._times[1:], t)
             detections.extend(self._classify(t))
         self._audio = audio[pos:]
         return detections
@@ -154,8 +161,15 @@ class OpenWakeWordBackend(TableBackend):
                 out.append(hit)
         return out
 
+    def embeddings_until(self, t: float) -> np.ndarray:
+        """The kept embeddings up to the last one computed at or before stream time `t`, oldest first."""
+        n = int(np.searchsorted(self._times, t + 1e-6, side="right"))
+        out: np.ndarray = self._embs[:max(n, 1)]
+        return out
+
     def reset(self) -> None:
         self._idle = []
+        self._times = np.full(self._history, -np.inf)
         self._audio = np.zeros(HISTORY, dtype=np.float32)
         self._mels = self._silence[0].copy()
         self._embs = self._silence[1].copy()
