@@ -504,6 +504,7 @@ def _header(args: argparse.Namespace) -> list[str]:
         + (f"--image {args.image} " if args.image.name != "porch-frame.jpg" else "")
         + f"--variants {args.variants} --threads {args.threads} --prompt-tokens {args.prompt_tokens} "
         f"--new-tokens {args.new_tokens} --repeat {args.repeat}"
+        + (f" --vision-pairs {args.vision_pairs}" if args.vision_pairs != 3 else "")
         + (f" --llama-avx2 {args.llama_avx2}" if args.llama_avx2 else "")
         + (f" --ort-avx2 {args.ort_avx2}" if args.ort_avx2 else "") + "`",
         f"- machine: {machine()}; {cpu_flags()}; date {today()}",
