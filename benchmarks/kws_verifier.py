@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 
 from benchmarks.kws_evaluation import MAX_LATENCY
-from benchmarks.kws_heldout import REFRACTORY, Outcome, refractory
+from benchmarks.kws_heldout import KEYWORDS, REFRACTORY, SPLITS, Outcome, eval_set, refractory
 from benchmarks.report import today, write_section
 from benchmarks.synth.kws_eval import EvalFile, EvalSpec, Manifest
 from edged.analysis.kws.catalog import resolve
@@ -45,7 +45,6 @@ from edged.analysis.kws.verifier import Verifier
 from edged.config.keywords import MICRO, OPEN
 from edged.sources.audio.files import read_recording
 
-KEYWORDS = ("okay_nabu", "hey_jarvis", "alexa", "hey_mycroft")
 FLOOR = 0.01  # steps scored above this by some keyword are kept (every cutoff searched is above it)
 FRAMES = 16  # embeddings the first stage's classifiers read (v0.1 models)
 WARM = 30  # steps of audio before a kept step: mel (9.5 steps) + 16 embeddings, recomputed exactly
@@ -485,6 +484,15 @@ def open_sets(root: Path, names: Iterable[str], micro: bool) -> Sets:
 
 TUNING = ("tune", "tune-near2", "extra")
 HELD = ("held", "held2")
+# kws-heldout's sets (tune, held) and its second round's (near-miss pool 2: the even half spoken by the
+# tuning engines, the odd half in a fresh flite set); built on first use, like `extra`
+SET_SPECS: dict[str, EvalSpec] = {
+    **SPLITS,
+    "tune-near2": EvalSpec(seed=24, positives=0, speech_minutes=0.0, near_miss_voices=2, noise_minutes=0.0,
+                           keywords=KEYWORDS, engines=SPLITS["tune"].engines, part=0, near_miss_pool=2),
+    "held2": EvalSpec(seed=23, positives=60, speech_minutes=45.0, near_miss_voices=2, noise_minutes=1.0,
+                      keywords=KEYWORDS, engines=("flite",), part=1, near_miss_pool=2),
+}
 MICRO_FIRST = ("hey_mycroft", "okay_nabu")  # keywords also tried behind microWakeWord
 
 
@@ -674,6 +682,9 @@ def run(args: argparse.Namespace) -> int:
     root = Path(args.dir)
     if not (root / "extra" / "manifest.json").is_file():
         build_extra(root / "extra", progress)
+    for name, spec in SET_SPECS.items():
+        if not (root / name / "manifest.json").is_file():
+            eval_set(root / name, spec)
     out_dir = Path(__file__).resolve().parent.parent / "edged" / "data" / "kws_verifiers" if args.write else None
     results = experiment(root, out_dir)
     results["minutes"] = (time.monotonic() - t0) / 60

@@ -17,7 +17,7 @@ import numpy as np
 
 from benchmarks.synth import speech as sp
 from benchmarks.synth.kws_eval import EvalFile, EvalSpec, Manifest, _Builder, _positive_stream, _write
-from benchmarks.synth.texts import EXTRA_NEAR_MISSES, NEAR_MISSES
+from benchmarks.synth.texts import EXTRA_NEAR_MISSES, NEAR_MISSES, near_misses
 
 VERIFIER_NEAR_MISSES: dict[str, tuple[str, ...]] = {
     "okay_nabu": ("okay", "nabu", "okay Nebo", "okay, Nepal", "okay Nadal", "okay, neighbourhood",
@@ -43,11 +43,12 @@ VERIFIER_NEAR_MISSES: dict[str, tuple[str, ...]] = {
 }
 
 def check_disjoint(held_out: dict[str, tuple[str, ...]] | None = None) -> None:
-    """Raise if a verifier phrase is one of pool 1's (either half) or of `held_out`'s phrases."""
+    """Raise if a verifier phrase is one of pools 1 or 2 (either half) or of `held_out`'s phrases."""
     def norm(p: str) -> str:
         return "".join(ch for ch in p.lower() if ch.isalnum() or ch == " ").strip()
 
-    taken = {norm(p) for table in (NEAR_MISSES, EXTRA_NEAR_MISSES, held_out or {}) for ps in table.values()
+    pool2 = {k: near_misses(k, None, pool=2) for k in VERIFIER_NEAR_MISSES}
+    taken = {norm(p) for table in (NEAR_MISSES, EXTRA_NEAR_MISSES, pool2, held_out or {}) for ps in table.values()
              for p in ps}
     mine = {norm(p) for ps in VERIFIER_NEAR_MISSES.values() for p in ps}
     clash = sorted(mine & taken)

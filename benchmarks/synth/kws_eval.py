@@ -51,6 +51,7 @@ class EvalSpec:
     floor_db: float = -66.0  # RMS of the noise floor under everything (dBFS)
     engines: tuple[str, ...] = ()  # TTS engines to speak with (empty: every installed one)
     part: int = -1  # 0 or 1: only that half of the sentences and near misses (-1: all of the originals)
+    near_miss_pool: int = 1  # which near-miss phrases (`texts.near_misses`): 1 the first lists, 2 the larger pool
 
     @property
     def text_part(self) -> int | None:
@@ -212,7 +213,8 @@ def build(folder: str | Path, spec: EvalSpec | None = None, progress: Progress |
             occurrences += occ
     files += _speech_files(b, folder)
     files.append(_near_miss_file(b, folder))
-    files.append(_noise_file(b, folder))
+    if spec.noise_minutes > 0:  # a set of near misses only has none
+        files.append(_noise_file(b, folder))
     manifest = Manifest(folder, spec, tuple(files), tuple(occurrences))
     manifest.save()
     return manifest
@@ -265,7 +267,7 @@ def _near_miss_file(b: _Builder, folder: Path) -> EvalFile:
     b.progress("near misses")
     pieces = []
     for keyword in b.spec.keywords:
-        for phrase in near_misses(keyword, b.part):
+        for phrase in near_misses(keyword, b.part, b.spec.near_miss_pool):
             for _ in range(b.spec.near_miss_voices):
                 audio, (s, e) = b.scene(phrase, b.voice())
                 condition = b.condition()

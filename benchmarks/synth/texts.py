@@ -43,9 +43,53 @@ EXTRA_NEAR_MISSES: dict[str, tuple[str, ...]] = {
 }
 
 
-def near_misses(keyword: str, part: int | None = None) -> tuple[str, ...]:
-    """`keyword`'s near misses: the original list (`part` None), or one half of all of them
-    (`part` 0 or 1: alternate phrases), so a tuning and a held-out set share no phrase."""
+# The second, larger pool of near misses (`near_misses(..., pool=2)`), none of them in the lists above.
+# Built the same way for every keyword: the keyword's carrier ("hey", "okay") kept and its name changed
+# by one chunk (a syllable or a consonant cluster replaced, or one dropped), rhymes of the name, and the
+# name's parts inside other words and names. A phrase that only changes the carrier ("hi jarvis") is
+# not in it: that is the keyword said casually, which a user may well want to fire.
+_NAME_VARIANTS: dict[str, tuple[str, tuple[str, ...]]] = {
+    # keyword: (carrier, names that differ from the keyword's name by one chunk, or rhyme with it)
+    "okay_nabu": ("okay", ("taboo", "bamboo", "kaboom", "nacho", "nada", "nab", "boo", "naval", "Naomi",
+                           "Nairobi", "noodle", "nappy", "Nancy", "Nathan", "nibble", "nova", "Kabul",
+                           "Abu", "Toby", "Ruby", "baby", "Gabby", "knobby", "nebula", "no bus", "Nabokov",
+                           "Google", "nah, you", "Lulu", "Mabel")),
+    "hey_jarvis": ("hey", ("Elvis", "Purvis", "Harvey", "Jervis", "Jarrett", "Jarvie", "Jordan", "Charles",
+                           "Jasper", "jargon", "Carlos", "Marcus", "Marvel", "Darwin", "Davies", "Javi",
+                           "Jarman", "Garvey", "Mervyn", "Nevis", "Sylvia", "Jolly", "Morris", "Curtis",
+                           "Jar", "Viz", "Jarl", "Siri", "Jacques", "Parvez")),
+    "alexa": ("", ("Alexei", "Alexandra", "Alexia", "Lexie", "Lexa", "Aleksi", "Alec's", "Aleta", "Alana",
+                   "Alina", "Alyssa", "Odessa", "Vanessa", "Alpha", "Texas", "Mexico", "necklace", "flexor",
+                   "reflex", "Felix", "Felicia", "Eleanor", "Alison", "Ellis", "Axel", "Elsa",
+                   "Rebecca", "Lex", "Alexis said", "select her")),
+    "hey_mycroft": ("hey", ("my crop", "my cough", "my crow", "microphone", "microwave", "mic check",
+                            "my cat", "my crew", "my crumb", "my cruise", "my grocer", "micron",
+                            "my clock", "my coffee", "my crayon", "my crest", "Bancroft", "Ashcroft",
+                            "aircraft", "my draft", "croft", "my", "spacecraft", "witchcraft", "Lara Croft",
+                            "hovercraft", "Myra", "my lift", "my craftsman", "mighty raft")),
+}
+# Sentences that carry a keyword's parts inside other words, for every keyword.
+_PARTS_IN_WORDS: dict[str, tuple[str, ...]] = {
+    "okay_nabu": ("the cabana by the pool", "okay, no boots in here", "put it on the navy blue", "a cabin boy",
+                  "okay, nobody move", "poke a noodle", "oh, Kate, nab you one", "Okonkwo booked it"),
+    "hey_jarvis": ("a jar of vinegar", "hey, jar this", "the carvings are nice", "heavy artist", "hey, Jess",
+                   "a jarring noise", "they are vicious", "hay harvest"),
+    "alexa": ("a lecture", "elect a leader", "collect a parcel", "relax a little", "a lexicon",
+              "Alex, uh, wait", "I'll ask a friend", "the complexion"),
+    "hey_mycroft": ("the microphone is on", "my crafts are here", "hey, mice", "a micro farm",
+                    "hey, my cousin", "Microsoft Word", "my crowbar", "Mike rafted"),
+}
+
+
+def near_misses(keyword: str, part: int | None = None, pool: int = 1) -> tuple[str, ...]:
+    """`keyword`'s near misses. Pool 1: the original list (`part` None), or one half of it and of
+    `EXTRA_NEAR_MISSES` (`part` 0 or 1: alternate phrases), so a tuning and a held-out set share no
+    phrase. Pool 2: the larger systematic pool (`_NAME_VARIANTS`, `_PARTS_IN_WORDS`), disjoint from
+    pool 1, halved the same way."""
+    if pool == 2:
+        carrier, names = _NAME_VARIANTS.get(keyword, ("", ()))
+        every = tuple(f"{carrier} {n}".strip() for n in names) + _PARTS_IN_WORDS.get(keyword, ())
+        return every if part is None else every[part::2]
     if part is None:
         return NEAR_MISSES.get(keyword, ())
     every = NEAR_MISSES.get(keyword, ()) + EXTRA_NEAR_MISSES.get(keyword, ())
