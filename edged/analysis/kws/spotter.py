@@ -166,6 +166,7 @@ class KeywordSpotter:
             "audio_s": round(self.audio_seconds, 2),
             "detections": self.detections,
             "suppressed": self.engine.refractory.suppressed,
+            "verifier_rejected": self.engine.rejected,  # first-stage detections a keyword's verifier turned down
             "lag_ms": {"current": round(self.lag_current * 1000, 1), "max": round(self.lag_max * 1000, 1),
                        "mean": round(self._lag_sum / n * 1000, 1) if n else 0.0},
             "cpu_rtf": round(self.cpu_seconds / self.audio_seconds, 5) if self.audio_seconds else 0.0,
