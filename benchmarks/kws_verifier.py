@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 
 from benchmarks.kws_evaluation import MAX_LATENCY
-from benchmarks.kws_heldout import KEYWORDS, REFRACTORY, SPLITS, Outcome, eval_set, refractory
+from benchmarks.kws_heldout import KEYWORDS, REFRACTORY, SPLITS, Judge, Outcome, engine_run, eval_set, refractory
 from benchmarks.report import today, write_section
 from benchmarks.synth.kws_eval import EvalFile, EvalSpec, Manifest
 from edged.analysis.kws.catalog import resolve
@@ -568,31 +568,14 @@ def _label(c: Choice | None) -> str:
 def engine_check(root: Path, name: str) -> tuple[dict[str, Outcome], float, int]:
     """`keywords: [the four]` and nothing else, through the real engine over a held-out set:
     per keyword outcome, CPU seconds per audio second, and how many detections the verifiers rejected."""
-    from benchmarks.kws_heldout import Judge
-    from edged.analysis.kws import KeywordEngine, spot_file
-    from edged.config.schema import WakewordConfig
-
     m = load_set(root / name)
-    engine = KeywordEngine.from_config(WakewordConfig(keywords=KEYWORDS, refractory=REFRACTORY))
-    hits: dict[str, dict[str, list[float]]] = {k: defaultdict(list) for k in KEYWORDS}
-    cpu = audio_s = 0.0
-    for i, f in enumerate(m.files):
-        samples = read_recording(m.folder / f.path).samples
-        c0 = time.process_time()
-        for d in spot_file(engine, samples):
-            hits[d.keyword][f.path].append(d.stream_time)
-        cpu += time.process_time() - c0
-        audio_s += len(samples) / 16000
-        progress(f"{name}: engine with the defaults, {i + 1}/{len(m.files)} files, "
-                 f"real-time factor {cpu / audio_s:.4f}")
-    rejected = engine.rejected
-    engine.close()
+    hits, rtf, rejected = engine_run(m)
     out: dict[str, Outcome] = {}
     for k in KEYWORDS:
         found = Judge(m, None, k).outcome(functools.partial(_hits_in, hits[k]))  # type: ignore[arg-type]
         assert found is not None  # no false-accept limit given
         out[k] = found
-    return out, cpu / audio_s, rejected
+    return out, rtf, rejected
 
 
 def _hits_in(hits: dict[str, list[float]], file: str) -> list[float]:

@@ -15,8 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.synth import speech as sp
-from benchmarks.synth.kws_eval import EvalFile, EvalSpec, Manifest, _Builder, _positive_stream, _write
+from benchmarks.synth.kws_eval import EvalSpec, Manifest, _Builder, _write, near_miss_scenes, positive_files
 from benchmarks.synth.texts import EXTRA_NEAR_MISSES, NEAR_MISSES, near_misses
 
 VERIFIER_NEAR_MISSES: dict[str, tuple[str, ...]] = {
@@ -68,24 +67,10 @@ def build_extra(folder: Path, progress: Callable[[str], None] = print) -> Manife
     spec = EXTRA_SPEC
     folder.mkdir(parents=True, exist_ok=True)
     b = _Builder(spec, progress)
-    files: list[EvalFile] = []
-    occurrences = []
-    for keyword in spec.keywords:
-        for index in range(0, spec.positives, spec.scenes_per_file):
-            count = min(spec.scenes_per_file, spec.positives - index)
-            name = f"positive_{keyword}_{index // spec.scenes_per_file:02d}.flac"
-            b.progress(f"extra positives {keyword}: scenes {index + 1}-{index + count}")
-            audio, occ = _positive_stream(b, keyword, name, count)
-            files.append(_write(folder, name, audio, "positive", keyword))
-            occurrences += occ
+    files, occurrences = positive_files(b, folder)
     for keyword in spec.keywords:
         b.progress(f"verifier near misses {keyword}")
-        pieces = []
-        for phrase in VERIFIER_NEAR_MISSES[keyword]:
-            for _ in range(spec.near_miss_voices):
-                audio, (s, e) = b.scene(phrase, b.voice())
-                condition = b.condition()
-                pieces += [b.apply(audio, condition, sp.power(audio[s:e], active_only=False)), sp.silence(1.0)]
+        pieces = near_miss_scenes(b, VERIFIER_NEAR_MISSES[keyword])
         files.append(_write(folder, f"near_miss_{keyword}.flac", b.floor(np.concatenate(pieces)), "near_miss"))
     manifest = Manifest(folder, spec, tuple(files), tuple(occurrences))
     manifest.save()

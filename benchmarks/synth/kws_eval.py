@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -201,16 +201,7 @@ def build(folder: str | Path, spec: EvalSpec | None = None, progress: Progress |
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     b = _Builder(spec, progress or (lambda _m: None))
-    files: list[EvalFile] = []
-    occurrences: list[Occurrence] = []
-    for keyword in spec.keywords:
-        for index in range(0, spec.positives, spec.scenes_per_file):
-            count = min(spec.scenes_per_file, spec.positives - index)
-            name = f"positive_{keyword}_{index // spec.scenes_per_file:02d}.flac"
-            b.progress(f"positives {keyword}: scenes {index + 1}-{index + count} of {spec.positives}")
-            audio, occ = _positive_stream(b, keyword, name, count)
-            files.append(_write(folder, name, audio, "positive", keyword))
-            occurrences += occ
+    files, occurrences = positive_files(b, folder)
     files += _speech_files(b, folder)
     files.append(_near_miss_file(b, folder))
     if spec.noise_minutes > 0:  # a set of near misses only has none
@@ -263,16 +254,36 @@ def _speech_files(b: _Builder, folder: Path) -> list[EvalFile]:
     return files
 
 
+def positive_files(b: _Builder, folder: Path) -> tuple[list[EvalFile], list[Occurrence]]:
+    """`spec.positives` keyword scenes per keyword, `scenes_per_file` to a file."""
+    spec, files, occurrences = b.spec, [], []
+    for keyword in spec.keywords:
+        for index in range(0, spec.positives, spec.scenes_per_file):
+            count = min(spec.scenes_per_file, spec.positives - index)
+            name = f"positive_{keyword}_{index // spec.scenes_per_file:02d}.flac"
+            b.progress(f"positives {keyword}: scenes {index + 1}-{index + count} of {spec.positives}")
+            audio, occ = _positive_stream(b, keyword, name, count)
+            files.append(_write(folder, name, audio, "positive", keyword))
+            occurrences += occ
+    return files, occurrences
+
+
+def near_miss_scenes(b: _Builder, phrases: Iterable[str]) -> list[np.ndarray]:
+    """Each phrase by `near_miss_voices` voices, each in its own room and noise, a second apart."""
+    pieces = []
+    for phrase in phrases:
+        for _ in range(b.spec.near_miss_voices):
+            audio, (s, e) = b.scene(phrase, b.voice())
+            condition = b.condition()
+            reference = sp.power(audio[s:e], active_only=False)
+            pieces += [b.apply(audio, condition, reference), sp.silence(1.0)]
+    return pieces
+
+
 def _near_miss_file(b: _Builder, folder: Path) -> EvalFile:
     b.progress("near misses")
-    pieces = []
-    for keyword in b.spec.keywords:
-        for phrase in near_misses(keyword, b.part, b.spec.near_miss_pool):
-            for _ in range(b.spec.near_miss_voices):
-                audio, (s, e) = b.scene(phrase, b.voice())
-                condition = b.condition()
-                reference = sp.power(audio[s:e], active_only=False)
-                pieces += [b.apply(audio, condition, reference), sp.silence(1.0)]
+    pieces = [p for keyword in b.spec.keywords
+              for p in near_miss_scenes(b, near_misses(keyword, b.part, b.spec.near_miss_pool))]
     return _write(folder, "near_miss.flac", b.floor(np.concatenate(pieces)), "near_miss")
 
 
