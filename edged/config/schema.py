@@ -243,8 +243,8 @@ class KeywordConfig:
     confirm: ConfirmConfig | None = field(default=None, metadata=spec(
         "Second family that must agree (default: the tuned one of a built-in keyword, if any)"))
     verify: bool | None = field(default=None, metadata=spec(
-        "Check each openwakeword detection with the keyword's shipped verifier, a small model trained "
-        "against near misses (default: on where the tuned defaults use it; false: off)"))
+        "Check each detection with the keyword's shipped verifier, a small model on openWakeWord's speech "
+        "embeddings trained against near misses (default: on where the tuned defaults use it; false: off)"))
 
 
 @dataclass(frozen=True)
