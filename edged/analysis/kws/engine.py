@@ -13,7 +13,7 @@ import functools
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -22,7 +22,7 @@ from edged.analysis.kws.catalog import ModelSpec, available, resolve
 from edged.analysis.kws.errors import KwsError, ModelError, UnknownKeywordError
 from edged.analysis.kws.scoring import Agreement, Detection, KeywordSettings, Refractory
 from edged.analysis.kws.vad import VadGate
-from edged.analysis.kws.verifier import Verifier, load_verifier, shipped_path
+from edged.analysis.kws.verifier import EmbeddingSource, Verifier, load_verifier, shipped_path
 from edged.config.keywords import MICRO, OPEN, canonical
 from edged.config.schema import KeywordConfig, VadConfig, WakewordConfig
 from edged.logs import get_logger
@@ -145,7 +145,8 @@ class KeywordEngine:
         self.backends = tuple(backends)
         self.agreements = dict(agreements or {})  # keyword -> its second stage
         self.verifiers = dict(verifiers or {})  # keyword -> its learned verifier
-        self._features = next((b for b in self.backends if b.name == OPEN), None)  # embeddings for verifiers
+        # the openWakeWord backend, whose embeddings the verifiers read
+        self._features = cast("EmbeddingSource | None", next((b for b in self.backends if b.name == OPEN), None))
         if self.verifiers and self._features is None:
             raise ValueError("a keyword verifier needs the openwakeword backend's embeddings")
         self.rejected = 0  # detections a verifier turned down
@@ -226,8 +227,8 @@ class KeywordEngine:
         rule = self.agreements.get(detection.keyword)
         if verifier is None or (rule is not None and detection.backend == rule.confirm_backend):
             return True
-        embeddings_until = getattr(self._features, "embeddings_until")  # noqa: B009 - not on the protocol
-        if verifier.accepts(embeddings_until(detection.stream_time)):
+        assert self._features is not None  # checked when the engine was made
+        if verifier.accepts(self._features.embeddings_until(detection.stream_time)):
             return True
         self.rejected += 1
         return False

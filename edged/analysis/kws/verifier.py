@@ -17,13 +17,20 @@ import json
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
 from edged.analysis.kws.errors import ModelError
 
 FORMAT = 1
+
+
+class EmbeddingSource(Protocol):
+    """What a verifier reads from: the openWakeWord backend's kept embeddings (imported only where that
+    family is installed, so the engine names the ability, not the class)."""
+
+    def embeddings_until(self, t: float) -> np.ndarray: ...
 
 
 @dataclass(frozen=True, eq=False)
