@@ -627,7 +627,7 @@ def _verified(results: dict[str, Any], profile: str) -> bool:
 
 
 def _verifier_note(results: dict[str, Any]) -> list[str]:
-    if not any(st.verify for st in results["settings"]["new"].values()):
+    if not _verified(results, "new"):
         return []
     return ["", "A default with its verifier (`python -m benchmarks kws-verifier`, next section) cannot be "
             "replayed from recorded scores: its held-out row above is the real engine's"

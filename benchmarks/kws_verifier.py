@@ -527,7 +527,7 @@ def experiment(root: Path, out_dir: Path | None, keywords: Iterable[str] = KEYWO
             continue
         first, frames, l2, chosen, rows, labelled = best[1]
         model = fit(rows.windows[labelled], rows.labels[labelled], frames, l2, k)
-        model = model.with_threshold(max(chosen.threshold, 1e-6))
+        model = dataclasses.replace(model, threshold=max(chosen.threshold, 1e-6))
         r.update(first=first, frames=frames, l2=l2, chosen=chosen, model=model,
                  rows=int(labelled.sum()), positives=int((rows.labels == 1).sum()), held={})
         for name, s in held.items():

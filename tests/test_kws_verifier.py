@@ -48,7 +48,7 @@ def test_verifier_probability_is_the_logistic_of_the_standardised_features(tmp_p
     window = np.zeros((16, 96))
     window[-1, :2] = (1.0, 0.5)
     assert v.probability(window) == pytest.approx(1 / (1 + np.exp(-2.0)))
-    assert not v.accepts(window) and v.with_threshold(0.8).accepts(window)
+    assert not v.accepts(window) and dataclasses.replace(v, threshold=0.8).accepts(window)
     loaded = load_verifier(v.save(tmp_path / "x.npz", {"made_by": "test"}))
     assert loaded.probability(window) == v.probability(window) and loaded.threshold == 0.9
     (tmp_path / "bad.npz").write_bytes(b"not a zip")

@@ -56,10 +56,6 @@ class Verifier:
     def accepts(self, embeddings: np.ndarray) -> bool:
         return self.probability(embeddings) >= self.threshold
 
-    def with_threshold(self, threshold: float) -> Verifier:
-        return Verifier(self.keyword, self.frames, self.mean, self.scale, self.weights, self.bias,
-                        threshold, self.source)
-
     def save(self, path: Path, note: dict[str, Any] | None = None) -> Path:
         np.savez(path, format=np.int64(FORMAT), frames=np.int64(self.frames), mean=self.mean,
                  scale=self.scale, weights=self.weights, bias=np.float64(self.bias),
