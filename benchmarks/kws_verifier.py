@@ -5,14 +5,15 @@ keyword and on most near misses alike; a per-keyword logistic regression on the 
 embeddings up to the detection (`edged.analysis.kws.verifier`) decides. Everything learned or
 chosen comes from espeak-ng and festival voices only: the tuning set of `kws-heldout`, the extra
 near misses of its second round (even half of pool 2), and `kws_verifier_data`'s own positives and
-near-miss pool. The held-out sets (flite voices, the odd
-halves of both near-miss pools) only measure.
+near-miss pool. The held-out sets (the odd halves of both near-miss pools: flite voices, and in
+`held3` MBROLA and Pico voices) only measure.
 
 Steps: (1) openWakeWord's embeddings at every step where a first stage could fire (recomputed around
 those steps from the audio, exactly as the streaming backend has them; cached beside the sets);
 (2) per keyword, out-of-fold verifier probabilities on the tuning data (5 folds by minute of audio);
 (3) the first stage (family, window, cutoff), verifier variant and threshold with the best recall
-within `TUNE_BUDGET` false accepts per hour there; (4) that verifier trained on all tuning data
+within `TUNE_BUDGET` false accepts per hour there, in the held-out recipe's mix of speech and near
+misses; (4) that verifier trained on all tuning data
 (`--write`: into edged/data/kws_verifiers/) and measured on the held-out sets, first stage alone and
 verified; (5) the real engine with the shipped defaults over the held-out sets; a markdown report.
 """
@@ -38,6 +39,7 @@ from benchmarks.kws_evaluation import MAX_LATENCY
 from benchmarks.kws_heldout import KEYWORDS, REFRACTORY, SPLITS, Judge, Outcome, engine_run, eval_set, refractory
 from benchmarks.report import today, write_section
 from benchmarks.synth.kws_eval import EvalFile, EvalSpec, Manifest
+from benchmarks.synth.speech import TRAINING_ENGINES
 from edged.analysis.kws.catalog import resolve
 from edged.analysis.kws.openwakeword import EMBEDDING, STEP_SAMPLES, OpenWakeWordBackend
 from edged.analysis.kws.scoring import KeywordSettings
@@ -327,9 +329,24 @@ class Sets:
                         idx.append(row)
         return Candidates(keys, np.array(times), np.array(scores), np.array(idx, dtype=int))
 
+    def hours(self, kind: str) -> float:
+        return sum(f.duration for m in self.manifests.values() for f in m.files if f.kind == kind) / 3600
+
     def negative_hours(self) -> float:
-        return sum(f.duration for m in self.manifests.values() for f in m.files
-                   if f.kind in ("speech", "near_miss")) / 3600
+        return self.hours("speech") + self.hours("near_miss")
+
+    def near_share(self, name: str) -> float:
+        """How much of set `name`'s negatives are near misses."""
+        near = sum(f.duration for f in self.manifests[name].files if f.kind == "near_miss")
+        return near / (near + sum(f.duration for f in self.manifests[name].files if f.kind == "speech"))
+
+    def mixed_fa_rate(self, o: Outcome, near_share: float) -> float:
+        """False accepts per hour of negatives mixed as an evaluation set mixes them (`near_share` of
+        the hour near misses). The tuning sets together hold about twice the held-out sets' share of
+        near misses, which cause most false accepts, so their plain rate overstates the held-out one."""
+        speech, near = self.hours("speech"), self.hours("near_miss")
+        return (o.speech_fa / speech if speech else 0.0) * (1 - near_share) + \
+            (o.near_fa / near if near else 0.0) * near_share
 
     def outcome(self, keyword: str, cand: Candidates, accepted: np.ndarray) -> Outcome:
         """Recall, false accepts and latency when the engine fires on the `accepted` candidates
@@ -432,7 +449,7 @@ OPEN_CUTOFFS = (0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 0.9)
 MICRO_CUTOFFS = (0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 0.8, 0.9, 0.95, 0.97, 0.99)
 THRESHOLDS = (0.0, *np.round(np.arange(0.05, 0.951, 0.05), 2).tolist(), 0.97, 0.99)  # 0: no verifier
 VARIANTS = ((16, 0.1), (8, 0.1), (16, 0.01))  # (embeddings read, L2 strength)
-TUNE_BUDGET = 3.0  # false accepts/h allowed on the tuning data (the target is 4 held out)
+TUNE_BUDGET = 2.0  # false accepts/h allowed on the tuning data, in the held-out mix (the target is 4 held out)
 TARGET_FA = 4.0
 TARGET_RECALL = 0.70
 
@@ -449,6 +466,7 @@ class Choice:
     cutoff: float
     threshold: float  # 0: the first stage alone
     outcome: Outcome
+    fa_rate: float  # false accepts per hour in the evaluation's mix of speech and near misses
 
 
 def candidates(sets: Sets, keyword: str, rows: Rows, first: FirstStage) -> Candidates:
@@ -457,19 +475,21 @@ def candidates(sets: Sets, keyword: str, rows: Rows, first: FirstStage) -> Candi
     return sets.micro_candidates(keyword, rows, first.window)
 
 
-def choose(sets: Sets, keyword: str, first: FirstStage, cand: Candidates, p: np.ndarray,
+def choose(sets: Sets, keyword: str, first: FirstStage, cand: Candidates, p: np.ndarray, near_share: float,
            thresholds: Iterable[float] = THRESHOLDS, budget: float = TUNE_BUDGET) -> Choice | None:
-    """Best recall within `budget` false accepts/h (ties: fewer false accepts, then higher cutoff)."""
-    best: tuple[tuple[float, int, float], Choice] | None = None
+    """Best recall within `budget` false accepts/h, counted in the evaluation's mix of speech and near
+    misses (`Sets.mixed_fa_rate`); ties: fewer false accepts, then higher cutoff."""
+    best: tuple[tuple[float, float, float], Choice] | None = None
     pc = p[cand.rows]
     for c in (OPEN_CUTOFFS if first.family == OPEN else MICRO_CUTOFFS):
         for v in thresholds:
             o = sets.outcome(keyword, cand, (cand.scores > c) & (pc >= v))
-            if o.fa_per_hour > budget:
+            rate = sets.mixed_fa_rate(o, near_share)
+            if rate > budget:
                 continue
-            rank = (o.recall, -o.fa, c)
+            rank = (o.recall, -rate, c)
             if best is None or rank > best[0]:
-                best = (rank, Choice(first, c, float(v), o))
+                best = (rank, Choice(first, c, float(v), o, rate))
     return None if best is None else best[1]
 
 
@@ -483,7 +503,7 @@ def open_sets(root: Path, names: Iterable[str], micro: bool) -> Sets:
 
 
 TUNING = ("tune", "tune-near2", "extra")
-HELD = ("held", "held2")
+HELD = ("held", "held2", "held3")
 # kws-heldout's sets (tune, held) and its second round's (near-miss pool 2: the even half spoken by the
 # tuning engines, the odd half in a fresh flite set); built on first use, like `extra`
 SET_SPECS: dict[str, EvalSpec] = {
@@ -492,6 +512,10 @@ SET_SPECS: dict[str, EvalSpec] = {
                            keywords=KEYWORDS, engines=SPLITS["tune"].engines, part=0, near_miss_pool=2),
     "held2": EvalSpec(seed=23, positives=60, speech_minutes=45.0, near_miss_voices=2, noise_minutes=1.0,
                       keywords=KEYWORDS, engines=("flite",), part=1, near_miss_pool=2),
+    # held out a third time: `held`'s recipe and phrases, spoken by two engines nothing was tuned on
+    # (MBROLA's diphone voices and Pico, Debian non-free); built after the rule above was fixed
+    "held3": EvalSpec(seed=44, positives=60, speech_minutes=45.0, near_miss_voices=4, noise_minutes=1.0,
+                      keywords=KEYWORDS, engines=TRAINING_ENGINES, part=1),
 }
 MICRO_FIRST = ("hey_mycroft", "okay_nabu")  # keywords also tried behind microWakeWord
 
@@ -501,12 +525,13 @@ def experiment(root: Path, out_dir: Path | None, keywords: Iterable[str] = KEYWO
     tuning = {fam: open_sets(root, TUNING, fam == MICRO) for fam in (OPEN, MICRO)}
     held = {n: {fam: open_sets(root, (n,), fam == MICRO) for fam in (OPEN, MICRO)}
             for n in HELD if (root / n / "manifest.json").is_file()}
-    results: dict[str, Any] = {"keywords": {}, "tuning_hours": tuning[OPEN].negative_hours(),
+    share = tuning[OPEN].near_share("tune")  # built to the held-out sets' recipe
+    results: dict[str, Any] = {"keywords": {}, "tuning_hours": tuning[OPEN].negative_hours(), "near_share": share,
                                "held_hours": {n: s[OPEN].negative_hours() for n, s in held.items()}}
     for k in keywords:
         firsts = [FirstStage(OPEN)] + ([FirstStage(MICRO, w) for w in MICRO_WINDOWS] if k in MICRO_FIRST else [])
         r: dict[str, Any] = {"alone": {}, "tried": []}
-        best: tuple[tuple[float, int], Any] | None = None
+        best: tuple[tuple[float, float], Any] | None = None
         for fam in {f.family for f in firsts}:
             rows = tuning[fam].rows(k, only_scored=fam == OPEN)
             labelled = rows.labels >= 0
@@ -514,9 +539,9 @@ def experiment(root: Path, out_dir: Path | None, keywords: Iterable[str] = KEYWO
                 p = out_of_fold(rows, frames, l2, k)
                 for first in (f for f in firsts if f.family == fam):
                     cand = candidates(tuning[fam], k, rows, first)
-                    alone = choose(tuning[fam], k, first, cand, p, (0.0,))
+                    alone = choose(tuning[fam], k, first, cand, p, share, (0.0,))
                     r["alone"][first] = alone
-                    c = choose(tuning[fam], k, first, cand, p)
+                    c = choose(tuning[fam], k, first, cand, p, share)
                     r["tried"].append((first, frames, l2, c))
                     progress(f"{k}: {first.family} w{first.window}, verifier {frames} embeddings, L2 {l2}: "
                              f"{_label(c)} (alone: {_label(alone)})")
@@ -543,14 +568,29 @@ def experiment(root: Path, out_dir: Path | None, keywords: Iterable[str] = KEYWO
             note = {"made_by": "python -m benchmarks kws-verifier", "date": today(), "trained_on": list(TUNING),
                     "first_stage": f"{first.family} cutoff {chosen.cutoff:g} window {first.window}",
                     "rows": r["rows"], "positive_rows": r["positives"], "l2": l2,
-                    "tuning_recall": chosen.outcome.recall, "tuning_fa_per_hour": chosen.outcome.fa_per_hour}
+                    "tuning_recall": chosen.outcome.recall, "tuning_fa_per_hour": chosen.fa_rate}
             out_dir.mkdir(parents=True, exist_ok=True)
             model.save(out_dir / f"{k}.npz", note)
     return results
 
 
-def _rank(c: Choice | None) -> tuple[float, int]:
-    return (-1.0, 0) if c is None else (c.outcome.recall, -c.outcome.fa)
+def stale_defaults(results: dict[str, Any]) -> list[str]:
+    """The chosen first stages that `KEYWORD_DEFAULTS` does not hold, as the lines it should hold."""
+    from edged.config.keywords import KEYWORD_DEFAULTS, KeywordDefaults
+
+    out = []
+    for k, r in results["keywords"].items():
+        if "chosen" not in r:
+            continue
+        want = KeywordDefaults(r["first"].family, r["chosen"].cutoff, r["first"].window, verify=True)
+        if KEYWORD_DEFAULTS.get(k) != want:
+            out.append(f'    "{k}": KeywordDefaults({r["first"].family!r}, {want.cutoff:g}, {want.window}, '
+                       'verify=True),')
+    return out
+
+
+def _rank(c: Choice | None) -> tuple[float, float]:
+    return (-1.0, 0.0) if c is None else (c.outcome.recall, -c.fa_rate)
 
 
 def _label(c: Choice | None) -> str:
@@ -558,7 +598,7 @@ def _label(c: Choice | None) -> str:
         return "nothing within budget"
     o = c.outcome
     return (f"cutoff {c.cutoff:g}, threshold {c.threshold:g}: recall {100 * o.recall:.0f}%, "
-            f"{o.fa_per_hour:.1f} FA/h ({o.speech_fa} speech, {o.near_fa} near misses)")
+            f"{c.fa_rate:.1f} FA/h ({o.speech_fa} speech, {o.near_fa} near misses)")
 
 
 
@@ -602,9 +642,12 @@ def render(results: dict[str, Any], engine: dict[str, tuple[dict[str, Outcome], 
              f"training and choosing {results['minutes']:.0f} min with the embeddings cached, then the real "
              "engine over each held-out set.", "",
              f"Tuning data (espeak-ng and festival only): {', '.join(TUNING)}; "
-             f"{results['tuning_hours']:.2f} h of ordinary speech and near misses "
-             f"({', '.join(f'{n} {h:.2f} h' for n, h in results['held_hours'].items())} held out, flite only). "
-             f"Rule: best out-of-fold recall within {TUNE_BUDGET:g} false accepts/h on the tuning data, over "
+             f"{results['tuning_hours']:.2f} h of ordinary speech and near misses. Held out: "
+             f"{', '.join(f'{n} {h:.2f} h' for n, h in results['held_hours'].items())} "
+             "(held and held2 flite, held3 MBROLA and Pico). "
+             f"Rule: best out-of-fold recall within {TUNE_BUDGET:g} false accepts/h on the tuning data, "
+             f"counted in the held-out recipe's mix ({100 * results['near_share']:.0f}% of the negatives near "
+             "misses, as in `tune`), over "
              "first stage (openWakeWord window 1, or microWakeWord for "
              f"{', '.join(MICRO_FIRST)}), cutoff, verifier threshold and variant "
              "(embeddings read, L2).", "",
@@ -622,7 +665,7 @@ def render(results: dict[str, Any], engine: dict[str, tuple[dict[str, Outcome], 
         first = True
         for name, hv in r["held"].items():
             for what, o in (("first stage alone", hv["first stage"]), ("with the verifier", hv["verified"])):
-                head = f"| {k} | {label} | {_pct(c.outcome.recall)}, {c.outcome.fa_per_hour:.1f} |" if first \
+                head = f"| {k} | {label} | {_pct(c.outcome.recall)}, {c.fa_rate:.1f} |" if first \
                     else "| | | |"
                 lines.append(f"{head} {name} | {what} | {_cells(o)} |")
                 first = False
@@ -671,6 +714,11 @@ def run(args: argparse.Namespace) -> int:
     out_dir = Path(__file__).resolve().parent.parent / "edged" / "data" / "kws_verifiers" if args.write else None
     results = experiment(root, out_dir)
     results["minutes"] = (time.monotonic() - t0) / 60
+    stale = stale_defaults(results)
+    if stale and args.engine:
+        print("The real engine runs edged's KEYWORD_DEFAULTS, which differ from the first stages chosen here; "
+              "set them in edged/config/keywords.py and run again:\n" + "\n".join(stale), file=sys.stderr)
+        return 1
     engine = {name: engine_check(root, name) for name in args.engine}
     text = render(results, engine)
     print(text)

@@ -23,8 +23,8 @@ FOUR = ("okay_nabu", "hey_jarvis", "alexa", "hey_mycroft")
 # benchmark. (name, family, cutoff, window, second stage: (family, cutoff, window, within) or None)
 # Every one of them has its verifier on (tests/test_kws_verifier.py).
 TUNED = [
-    ("okay_nabu", MICRO, 0.5, 8, None),
-    ("hey_jarvis", OPEN, 0.1, 1, None),
+    ("okay_nabu", OPEN, 0.02, 1, None),
+    ("hey_jarvis", OPEN, 0.02, 1, None),
     ("alexa", OPEN, 0.05, 1, None),
     ("hey_mycroft", MICRO, 0.05, 1, None),
 ]
@@ -49,10 +49,10 @@ def test_naming_a_keyword_gets_its_tuned_defaults() -> None:
     finally:
         engine.close()
     assert rows == [
-        ("alexa", OPEN, "detect, verified (threshold 0.85)", 0.05, 1),
-        ("hey_jarvis", OPEN, "detect, verified (threshold 0.9)", 0.1, 1),
-        ("hey_mycroft", MICRO, "detect, verified (threshold 0.97)", 0.05, 1),
-        ("okay_nabu", MICRO, "detect, verified (threshold 0.97)", 0.5, 8),
+        ("alexa", OPEN, "detect, verified (threshold 0.8)", 0.05, 1),
+        ("hey_jarvis", OPEN, "detect, verified (threshold 0.9)", 0.02, 1),
+        ("hey_mycroft", MICRO, "detect, verified (threshold 0.9)", 0.05, 1),
+        ("okay_nabu", OPEN, "detect, verified (threshold 0.9)", 0.02, 1),
     ]
 
 
@@ -63,13 +63,13 @@ def test_naming_a_keyword_gets_its_tuned_defaults() -> None:
         ("[{name: alexa, cutoff: 0.3}]", "", ("alexa", OPEN, 0.3, 1, None)),
         # the other family: that family's own tuned values, no second stage
         ("[{name: alexa, backend: micro-wakeword}]", "", ("alexa", MICRO, 0.99, 8, None)),
-        ("[okay_nabu]", "    backend: openwakeword\n", ("okay_nabu", OPEN, 0.05, 1, None)),
+        ("[hey_jarvis]", "    backend: micro-wakeword\n", ("hey_jarvis", MICRO, 0.05, 1, None)),
         # the verifier switched off: the family's best setting without one
         ("[{name: alexa, verify: false}]", "", ("alexa", OPEN, 0.5, 2, None)),
-        ("[{name: okay_nabu, verify: false}]", "", ("okay_nabu", MICRO, 0.98, 3, None)),
+        ("[{name: okay_nabu, verify: false}]", "", ("okay_nabu", OPEN, 0.05, 1, None)),
         ("[{name: hey_mycroft, verify: false}]", "", ("hey_mycroft", MICRO, None, None, None)),  # none: the model's
         # a second stage the tuning did not pick: the other family at the model's own settings
-        ("[{name: hey_jarvis, confirm: {}}]", "", ("hey_jarvis", OPEN, 0.1, 1, (MICRO, None, None, 1.0))),
+        ("[{name: hey_jarvis, confirm: {}}]", "", ("hey_jarvis", OPEN, 0.02, 1, (MICRO, None, None, 1.0))),
         # one cutoff for all keywords overrides the tuned cutoffs (and nothing else)
         ("[hey_jarvis]", "    probability_cutoff: 0.7\n", ("hey_jarvis", OPEN, 0.7, 1, None)),
         # the models' own settings, as before tuning
@@ -124,7 +124,7 @@ def test_check_config_prints_the_effective_keyword_settings(tmp_path: Path) -> N
     assert out.returncode == 0, out.stderr
     assert out.stdout.splitlines()[1:] == [
         "  keyword alexa: openwakeword, cutoff 0.05, window 1; each detection checked by its shipped verifier",
-        "  keyword okay_nabu: micro-wakeword, cutoff 0.2, window 8; each detection checked by its shipped verifier",
+        "  keyword okay_nabu: openwakeword, cutoff 0.2, window 1; each detection checked by its shipped verifier",
         "  keyword hey_mycroft: micro-wakeword, cutoff 0.05, window 1; each detection checked by its shipped "
         "verifier",
     ]
@@ -144,9 +144,9 @@ def _fired(config: WakewordConfig, audio: np.ndarray) -> list[str]:
 @pytest.mark.parametrize(
     ("keyword", "text", "engine", "voice"),
     [
-        ("alexa", "alexa", "festival", "kal_diphone"),  # openwakeword ~1.0 (0.05), its verifier ~0.98 (0.85)
-        ("okay_nabu", "okay nabu", "espeak-ng", "en-us"),  # micro-wakeword ~0.99 (0.5), verifier ~1.0 (0.97)
-        ("hey_jarvis", "hey jarvis", "espeak-ng", "en-gb"),  # openwakeword ~1.0 (0.1), verifier ~1.0 (0.9)
+        ("alexa", "alexa", "festival", "kal_diphone"),  # openwakeword ~1.0 (0.05), its verifier ~0.98 (0.8)
+        ("okay_nabu", "okay nabu", "espeak-ng", "en-us"),  # openwakeword ~0.95 (0.02), verifier ~0.99 (0.9)
+        ("hey_jarvis", "hey jarvis", "espeak-ng", "en-gb"),  # openwakeword ~1.0 (0.02), verifier ~1.0 (0.9)
     ],
 )
 def test_defaults_hear_the_keyword(keyword: str, text: str, engine: str, voice: str) -> None:
@@ -164,8 +164,8 @@ def test_defaults_hear_what_the_bare_model_missed() -> None:
 @pytest.mark.parametrize(
     ("keyword", "text", "engine", "voice"),
     [
-        ("okay_nabu", "okay maybe", "espeak-ng", "en-us"),  # micro-wakeword ~0.76 (0.5), verifier ~0.01 (0.97)
-        ("hey_jarvis", "hey travis", "espeak-ng", "en-gb"),  # openwakeword ~0.22 (0.1), verifier ~0.35 (0.9)
+        ("okay_nabu", "okay nabil", "espeak-ng", "en-us"),  # openwakeword ~0.10 (0.02), verifier ~0.24 (0.9)
+        ("hey_jarvis", "hey travis", "espeak-ng", "en-gb"),  # openwakeword ~0.22 (0.02), verifier ~0.68 (0.9)
         ("alexa", "alex", "espeak-ng", "en-us"),  # openwakeword ~0.002 (0.05)
     ],
 )
@@ -197,11 +197,12 @@ def test_without_openwakeword_installed_the_tuned_family_falls_back(monkeypatch:
 
     monkeypatch.setattr(engine_module, "available", lambda backend, models_dir=None: [] if backend == OPEN else ["x"])
     with capture_logs() as logs:
-        plans = plan_keywords(WakewordConfig(keywords=("okay_nabu", "alexa")))
+        plans = plan_keywords(WakewordConfig(keywords=("okay_nabu", "alexa", "hey_mycroft")))
     assert [(p.spec.keyword, p.spec.backend, p.settings.cutoff, p.settings.window, p.confirms) for p in plans] == [
         ("okay_nabu", MICRO, 0.98, 3, False),
         ("alexa", MICRO, 0.99, 8, False),
+        ("hey_mycroft", MICRO, 0.95, 5, False),  # its family already; the model's own settings
     ]
-    assert [e["event"] for e in logs] == ["kws_verifier_dropped", "kws_family_fallback"]
+    assert [e["event"] for e in logs] == ["kws_family_fallback", "kws_family_fallback", "kws_verifier_dropped"]
     [own] = plan_keywords(WakewordConfig(keywords=(KeywordConfig("okay_nabu", backend=OPEN),)))
     assert own.spec.backend == OPEN  # (loading it would then fail with the install hint)

@@ -70,3 +70,28 @@ def test_reverb_overlay_and_files(tmp_path: Path) -> None:
     assert np.array_equal(read_recording(sp.write_flac(tmp_path / "a.flac", data)).samples, data)
     coarse = read_recording(sp.write_flac(tmp_path / "b.flac", data, bits=10)).samples
     assert np.max(np.abs(coarse.astype(int) - data)) <= 32
+
+
+def test_training_engines_commands_and_missing_engine_named(monkeypatch: pytest.MonkeyPatch,
+                                                            tmp_path: Path) -> None:
+    """The training-only engines (non-free, not installed by setup, so not run here): MBROLA goes
+    through espeak-ng's mb- voices, Pico gets its prosody as escaped SSML; a set that asks for one that
+    is missing is refused with the Debian package to install, instead of quietly speaking with fewer
+    engines."""
+    from benchmarks.synth.kws_eval import EvalSpec, _Builder
+
+    out = tmp_path / "x.wav"
+    cmd, stdin = sp._command("mbrola", "us2", "okay nabu", (1.2, 0.8), out)
+    assert cmd[:3] == ["espeak-ng", "-v", "mb-us2"] and stdin is None
+    assert cmd[cmd.index("-s") + 1] == "210" and cmd[cmd.index("-p") + 1] == "40"
+    cmd, _ = sp._command("pico", "en-GB", "Tom & <Jerry>", (0.9, 1.1), out)
+    assert cmd[:5] == ["pico2wave", "-l", "en-GB", "-w", str(out)]
+    assert cmd[5] == "<speed level='90'><pitch level='110'>Tom &amp; &lt;Jerry&gt;</pitch></speed>"
+
+    real_which = sp.shutil.which
+    monkeypatch.setattr(sp.shutil, "which", lambda b: None if b == "pico2wave" else real_which(b))
+    with pytest.raises(sp.SpeechError, match=r"pico is not installed.*libttspico-utils"):
+        _Builder(EvalSpec(engines=("espeak-ng", "pico")), lambda _m: None)
+    with pytest.raises(sp.SpeechError, match="pico is not installed"):
+        sp.speak("hello", "pico")
+    assert "pico" not in _Builder(EvalSpec(), lambda _m: None).engines  # the default set never has them

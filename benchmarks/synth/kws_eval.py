@@ -34,7 +34,7 @@ SPEEDS = (0.8, 0.9, 1.0, 1.1, 1.25)
 PITCHES = (0.85, 1.0, 1.15)
 SNRS = (20.0, 10.0, 5.0)
 RT60S = (0.3, 0.6, 0.9)
-ENGINE_WEIGHTS = {"espeak-ng": 0.5, "flite": 0.3, "festival": 0.2}
+ENGINE_WEIGHTS = {"espeak-ng": 0.5, "flite": 0.3, "festival": 0.2, "mbrola": 0.5, "pico": 0.5}
 
 
 @dataclass(frozen=True)
@@ -100,10 +100,13 @@ class _Builder:
         self.spec = spec
         self.rng = np.random.default_rng(spec.seed)
         self.progress = progress
-        wanted = spec.engines or tuple(ENGINE_WEIGHTS)
-        self.engines = [e for e in sp.available_engines() if e in wanted]
+        wanted = spec.engines or sp.ENGINES
+        self.engines = [e for e in sp.available_engines(sp.ENGINES + sp.TRAINING_ENGINES) if e in wanted]
         if not self.engines:
             raise sp.SpeechError(f"none of the TTS engines {', '.join(wanted)} is installed")
+        missing = [e for e in sp.TRAINING_ENGINES if e in wanted and e not in self.engines]
+        if missing:  # only training sets name them; silently speaking with fewer would change the set
+            raise sp.SpeechError("; ".join(f"TTS engine {e} is not installed ({sp.install_hint(e)})" for e in missing))
         self.part = spec.text_part
         self._babble: np.ndarray | None = None
 

@@ -1,16 +1,19 @@
 """Synthetic speech for tests, sample media and the keyword evaluation: Debian's TTS engines plus a mixer.
 
 `speak(text, engine, voice, speed, pitch)` returns 16 kHz mono int16 from espeak-ng, flite or
-festival (run as subprocesses; `available_engines()` says which are installed). `speed` and
-`pitch` are factors of the voice's own (1.0 = as the engine speaks): espeak-ng and flite shift the
-pitch natively, festival's diphone voices through their intonation targets (its HTS voice, slt,
-ignores both factors). The rest composes scenes in float32 (full scale = 1.0): silence, concatenation, overlay
+festival (run as subprocesses; `available_engines()` says which are installed), or from two engines
+of Debian's non-free section that only train the keyword verifiers (`TRAINING_ENGINES`: MBROLA's
+diphone voices driven by espeak-ng, and SVOX Pico). `speed` and `pitch` are factors of the voice's
+own (1.0 = as the engine speaks): espeak-ng, MBROLA, Pico and flite shift the pitch natively,
+festival's diphone voices through their intonation targets (its HTS voice, slt, ignores both
+factors). The rest composes scenes in float32 (full scale = 1.0): silence, concatenation, overlay
 at a position, noise at a signal-to-noise ratio, synthetic room reverb. Everything random takes a
 `numpy.random.Generator`, so a seed reproduces a scene exactly (for a given engine version).
 """
 
 from __future__ import annotations
 
+import html
 import shutil
 import subprocess
 import tempfile
@@ -24,7 +27,12 @@ from edged.sources.audio.chunk import SAMPLE_RATE
 from edged.sources.audio.files import read_recording
 
 ENGINES = ("espeak-ng", "flite", "festival")
-_BINARIES = {"espeak-ng": "espeak-ng", "flite": "flite", "festival": "festival"}
+# Non-free (Debian packages mbrola-us1, mbrola-us2, mbrola-us3, mbrola-en1, libttspico-utils): more
+# engines for the keyword verifiers' training data; nothing else, and no test, needs them.
+TRAINING_ENGINES = ("mbrola", "pico")
+_BINARIES = {"espeak-ng": "espeak-ng", "flite": "flite", "festival": "festival", "mbrola": "mbrola",
+             "pico": "pico2wave"}
+_PACKAGES = {"mbrola": "mbrola mbrola-us1 mbrola-us2 mbrola-us3 mbrola-en1", "pico": "libttspico-utils"}
 
 # English voices of the Debian packages (festival's need festvox-kallpc16k, festvox-kdlpc16k and
 # festvox-us-slt-hts). espeak-ng "+variant" voices change timbre and pitch range.
@@ -33,8 +41,10 @@ VOICES: dict[str, tuple[str, ...]] = {
                   "en-us+f3", "en-us+m3", "en-gb+f2", "en-us+klatt", "en-gb-x-gbcwmd+m5", "en-us-nyc"),
     "flite": ("kal16", "slt", "rms", "awb", "kal"),
     "festival": ("kal_diphone", "ked_diphone", "cmu_us_slt_arctic_hts"),
+    "mbrola": ("us1", "us2", "us3", "en1"),
+    "pico": ("en-US", "en-GB"),
 }
-DEFAULT_VOICE = {"espeak-ng": "en-us", "flite": "slt", "festival": "kal_diphone"}
+DEFAULT_VOICE = {"espeak-ng": "en-us", "flite": "slt", "festival": "kal_diphone", "mbrola": "us1", "pico": "en-US"}
 
 # Mean F0 (Hz) the flite and festival diphone voices aim for by default; `pitch` scales it.
 _F0 = {"kal16": 105.0, "kal": 105.0, "slt": 165.0, "rms": 100.0, "awb": 115.0,
@@ -62,18 +72,22 @@ class Voice:
         return f"{self.engine}:{self.voice}:s{self.speed:g}:p{self.pitch:g}"
 
 
-def available_engines() -> list[str]:
-    """The engines installed on this machine."""
-    return [e for e in ENGINES if shutil.which(_BINARIES[e])]
+def available_engines(engines: tuple[str, ...] = ENGINES) -> list[str]:
+    """Those of `engines` installed on this machine."""
+    return [e for e in engines if shutil.which(_BINARIES[e])]
+
+
+def install_hint(engine: str) -> str:
+    return f"Debian package {_PACKAGES.get(engine, _BINARIES[engine])}"
 
 
 def speak(text: str, engine: str = "espeak-ng", voice: str | None = None, speed: float = 1.0,
           pitch: float = 1.0) -> np.ndarray:
     """`text` spoken by `engine`'s `voice`, as 16 kHz mono int16 (leading/trailing silence kept)."""
-    if engine not in ENGINES:
-        raise SpeechError(f"unknown TTS engine {engine!r} (engines: {', '.join(ENGINES)})")
+    if engine not in _BINARIES:
+        raise SpeechError(f"unknown TTS engine {engine!r} (engines: {', '.join(_BINARIES)})")
     if shutil.which(_BINARIES[engine]) is None:
-        raise SpeechError(f"TTS engine {engine} is not installed (Debian package {_BINARIES[engine]})")
+        raise SpeechError(f"TTS engine {engine} is not installed ({install_hint(engine)})")
     if not (0.3 <= speed <= 3.0 and 0.5 <= pitch <= 2.0):
         raise SpeechError(f"speed must be in 0.3..3 and pitch in 0.5..2 (got {speed:g}, {pitch:g})")
     name = voice or DEFAULT_VOICE[engine]
@@ -90,10 +104,15 @@ def speak(text: str, engine: str = "espeak-ng", voice: str | None = None, speed:
 def _command(engine: str, voice: str, text: str, prosody: tuple[float, float],
              out: Path) -> tuple[list[str], bytes | None]:
     speed, pitch = prosody
-    if engine == "espeak-ng":
+    if engine in ("espeak-ng", "mbrola"):
         wpm = max(80, min(450, round(175 * speed)))
         p = max(0, min(99, round(50 * pitch)))
-        return ["espeak-ng", "-v", voice, "-s", str(wpm), "-p", str(p), "-w", str(out), "--", text], None
+        name = f"mb-{voice}" if engine == "mbrola" else voice
+        return ["espeak-ng", "-v", name, "-s", str(wpm), "-p", str(p), "-w", str(out), "--", text], None
+    if engine == "pico":  # no switches for prosody: SSML tags, in percent of the voice's own
+        body = html.escape(text, quote=False)
+        ssml = f"<speed level='{round(100 * speed)}'><pitch level='{round(100 * pitch)}'>{body}</pitch></speed>"
+        return ["pico2wave", "-l", voice, "-w", str(out), ssml], None
     if engine == "flite":
         cmd = ["flite", "-voice", voice, "--setf", f"duration_stretch={1.0 / speed:.3f}"]
         if pitch != 1.0 and voice in _F0:

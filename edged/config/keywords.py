@@ -79,8 +79,8 @@ KEYWORD_DEFAULTS: dict[str, KeywordDefaults] = {
     # first stage and verifier chosen together by `python -m benchmarks kws-verifier` (docs/benchmarks.md,
     # "Keyword verifiers"): a low cutoff for recall, the verifier (its threshold is in its file) for the
     # near misses
-    "okay_nabu": KeywordDefaults(MICRO, 0.5, 8, verify=True),
-    "hey_jarvis": KeywordDefaults(OPEN, 0.1, 1, verify=True),
+    "okay_nabu": KeywordDefaults(OPEN, 0.02, 1, verify=True),
+    "hey_jarvis": KeywordDefaults(OPEN, 0.02, 1, verify=True),
     "alexa": KeywordDefaults(OPEN, 0.05, 1, verify=True),
     "hey_mycroft": KeywordDefaults(MICRO, 0.05, 1, verify=True),
 }
