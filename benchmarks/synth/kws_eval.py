@@ -101,11 +101,11 @@ class _Builder:
         self.rng = np.random.default_rng(spec.seed)
         self.progress = progress
         wanted = spec.engines or sp.ENGINES
-        self.engines = [e for e in sp.available_engines(sp.ENGINES + sp.TRAINING_ENGINES) if e in wanted]
+        self.engines = [e for e in sp.available_engines(sp.ENGINES + sp.NONFREE_ENGINES) if e in wanted]
         if not self.engines:
             raise sp.SpeechError(f"none of the TTS engines {', '.join(wanted)} is installed")
-        missing = [e for e in sp.TRAINING_ENGINES if e in wanted and e not in self.engines]
-        if missing:  # only training sets name them; silently speaking with fewer would change the set
+        missing = [e for e in sp.NONFREE_ENGINES if e in wanted and e not in self.engines]
+        if missing:  # only sets that name them use them; speaking with fewer would quietly change the set
             raise sp.SpeechError("; ".join(f"TTS engine {e} is not installed ({sp.install_hint(e)})" for e in missing))
         self.part = spec.text_part
         self._babble: np.ndarray | None = None

@@ -2,12 +2,13 @@
 
 `speak(text, engine, voice, speed, pitch)` returns 16 kHz mono int16 from espeak-ng, flite or
 festival (run as subprocesses; `available_engines()` says which are installed), or from two engines
-of Debian's non-free section that only train the keyword verifiers (`TRAINING_ENGINES`: MBROLA's
-diphone voices driven by espeak-ng, and SVOX Pico). `speed` and `pitch` are factors of the voice's
-own (1.0 = as the engine speaks): espeak-ng, MBROLA, Pico and flite shift the pitch natively,
-festival's diphone voices through their intonation targets (its HTS voice, slt, ignores both
-factors). The rest composes scenes in float32 (full scale = 1.0): silence, concatenation, overlay
-at a position, noise at a signal-to-noise ratio, synthetic room reverb. Everything random takes a
+of Debian's non-free section that only the keyword verifiers' third held-out set speaks with
+(`NONFREE_ENGINES`: MBROLA's diphone voices driven by espeak-ng, and SVOX Pico). `speed` and
+`pitch` are factors of the voice's own (1.0 = as the engine speaks): espeak-ng, MBROLA, Pico and
+flite shift the pitch natively, festival's diphone voices through their intonation targets (its
+HTS voice, slt, ignores both factors). The rest composes scenes in float32 (full scale = 1.0):
+silence, concatenation, overlay at a position, noise at a signal-to-noise ratio, synthetic room
+reverb. Everything random takes a
 `numpy.random.Generator`, so a seed reproduces a scene exactly (for a given engine version).
 """
 
@@ -27,9 +28,9 @@ from edged.sources.audio.chunk import SAMPLE_RATE
 from edged.sources.audio.files import read_recording
 
 ENGINES = ("espeak-ng", "flite", "festival")
-# Non-free (Debian packages mbrola-us1, mbrola-us2, mbrola-us3, mbrola-en1, libttspico-utils): more
-# engines for the keyword verifiers' training data; nothing else, and no test, needs them.
-TRAINING_ENGINES = ("mbrola", "pico")
+# Non-free (Debian packages mbrola-us1, mbrola-us2, mbrola-us3, mbrola-en1, libttspico-utils): two
+# more engines for a held-out keyword set (`kws-verifier`'s held3); nothing else, and no test, needs them.
+NONFREE_ENGINES = ("mbrola", "pico")
 _BINARIES = {"espeak-ng": "espeak-ng", "flite": "flite", "festival": "festival", "mbrola": "mbrola",
              "pico": "pico2wave"}
 _PACKAGES = {"mbrola": "mbrola mbrola-us1 mbrola-us2 mbrola-us3 mbrola-en1", "pico": "libttspico-utils"}
