@@ -102,7 +102,7 @@ def test_config_per_keyword_backend_and_duplicates() -> None:
     )
     kws = cfg.models.wakeword.keyword_settings
     assert [(k.name, k.backend, k.cutoff) for k in kws] == [
-        ("okay_nabu", "micro-wakeword", 0.5),  # its tuned family and cutoff (with its verifier)
+        ("okay_nabu", "micro-wakeword", 0.98),  # not its tuned family: that family's own tuned cutoff
         ("hey_rhasspy", "openwakeword", None),
         ("okay_nabu", "openwakeword", 0.6),
     ]
