@@ -15,7 +15,7 @@ import pytest
 
 from tests.support.broker import Broker
 from tests.support.daemon import DaemonProcess
-from tests.support.mqtt import Subscriber
+from tests.support.mqtt import Received, Subscriber
 
 
 def write_config(path: Path, port: int, clip: Path, cameras: str = "") -> Path:
@@ -221,7 +221,9 @@ def test_sigterm_with_four_cameras_and_stalled_streams_exits_within_the_budget_a
     server = RtspServer(audio=True).start()
     played = "".join(f"  {c}: {{url: {sample}, loop: true, microphone: {{id: {c}_mic, device: camera, loop: true}}}}\n"
                      for c in ("a", "b"))
-    stream = f"url: '{server.url}', read_timeout: 20s"
+    # the longest read timeout there is: a read blocked since a stall must outlast the whole test (with
+    # 20 s, a stream that stalled early under load could time out and end its read during the stop)
+    stream = f"url: '{server.url}', read_timeout: 120s"
     streamed = "".join(f"  {c}: {{{stream}, microphone: {{id: {c}_mic, device: camera}}}}\n" for c in ("c", "d"))
     config = tmp_path / "edged.yaml"
     config.write_text(f"device: {{id: d1}}\nstate_dir: {tmp_path / 'state'}\nlog: {{level: info, format: json}}\n"
@@ -235,6 +237,9 @@ def test_sigterm_with_four_cameras_and_stalled_streams_exits_within_the_budget_a
             sub.wait_topic(f"edged/d1/{source}/status", b"online", timeout=60)
         sub.wait_topic("edged/d1/events", timeout=60)  # durable events flow
         server.stall()
+        # both readers blocked, not still draining frames decoded before the stall (one that was stopped
+        # in time then, and the stop was not the test of a blocked read)
+        sub.wait_for(lambda m: _no_frames_for(m, ("c", "d"), 1.5), timeout=30)
         assert broker.proc is not None
         broker.proc.send_signal(signal.SIGSTOP)
         frozen = True
@@ -262,6 +267,15 @@ def test_sigterm_with_four_cameras_and_stalled_streams_exits_within_the_budget_a
     assert stopped["flushed"] is True
     late = next(line for line in lines if line["event"] == "pipeline_threads_not_stopped")
     assert {"video-c", "video-d"} <= set(late["threads"])  # type: ignore[arg-type]
+
+
+def _no_frames_for(messages: list[Received], cameras: tuple[str, ...], seconds: float) -> bool:
+    """Whether the latest stats say none of `cameras` has had a frame for `seconds`."""
+    stats = [m for m in messages if m.topic == "edged/d1/stats"]
+    if not stats:
+        return False
+    sources = json.loads(stats[-1].payload)["sources"]
+    return all((sources[c].get("last_frame_age_s") or 0.0) >= seconds for c in cameras)
 
 
 def wait_for_outbox_rows(db: Path, timeout: float) -> list[bytes]:
