@@ -329,16 +329,18 @@ class Sets:
                         idx.append(row)
         return Candidates(keys, np.array(times), np.array(scores), np.array(idx, dtype=int))
 
-    def hours(self, kind: str) -> float:
-        return sum(f.duration for m in self.manifests.values() for f in m.files if f.kind == kind) / 3600
+    def hours(self, kind: str, names: Iterable[str] | None = None) -> float:
+        """Hours of audio of `kind` in the sets `names` (default: all of them)."""
+        chosen = (self.manifests[n] for n in names) if names is not None else self.manifests.values()
+        return sum(f.duration for m in chosen for f in m.files if f.kind == kind) / 3600
 
     def negative_hours(self) -> float:
         return self.hours("speech") + self.hours("near_miss")
 
     def near_share(self, name: str) -> float:
         """How much of set `name`'s negatives are near misses."""
-        near = sum(f.duration for f in self.manifests[name].files if f.kind == "near_miss")
-        return near / (near + sum(f.duration for f in self.manifests[name].files if f.kind == "speech"))
+        near = self.hours("near_miss", (name,))
+        return near / (near + self.hours("speech", (name,)))
 
     def mixed_fa_rate(self, o: Outcome, near_share: float) -> float:
         """False accepts per hour of negatives mixed as an evaluation set mixes them (`near_share` of

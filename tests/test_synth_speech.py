@@ -72,8 +72,8 @@ def test_reverb_overlay_and_files(tmp_path: Path) -> None:
     assert np.max(np.abs(coarse.astype(int) - data)) <= 32
 
 
-def test_training_engines_commands_and_missing_engine_named(monkeypatch: pytest.MonkeyPatch,
-                                                            tmp_path: Path) -> None:
+def test_nonfree_engines_commands_and_missing_engine_named(monkeypatch: pytest.MonkeyPatch,
+                                                           tmp_path: Path) -> None:
     """The non-free engines (not installed by setup, so not run here): MBROLA goes
     through espeak-ng's mb- voices, Pico gets its prosody as escaped SSML; a set that asks for one that
     is missing is refused with the Debian package to install, instead of quietly speaking with fewer
