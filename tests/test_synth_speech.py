@@ -75,9 +75,9 @@ def test_reverb_overlay_and_files(tmp_path: Path) -> None:
 def test_nonfree_engines_commands_and_missing_engine_named(monkeypatch: pytest.MonkeyPatch,
                                                            tmp_path: Path) -> None:
     """The non-free engines (not installed by setup, so not run here): MBROLA goes
-    through espeak-ng's mb- voices, Pico gets its prosody as escaped SSML; a set that asks for one that
-    is missing is refused with the Debian package to install, instead of quietly speaking with fewer
-    engines."""
+    through espeak-ng's mb- voices, Pico gets its prosody as escaped SSML; a set that asks for an engine
+    that is missing (non-free or not) is refused with the Debian package to install, instead of quietly
+    speaking with fewer engines."""
     from benchmarks.synth.kws_eval import EvalSpec, _Builder
 
     out = tmp_path / "x.wav"
@@ -95,3 +95,8 @@ def test_nonfree_engines_commands_and_missing_engine_named(monkeypatch: pytest.M
     with pytest.raises(sp.SpeechError, match="pico is not installed"):
         sp.speak("hello", "pico")
     assert "pico" not in _Builder(EvalSpec(), lambda _m: None).engines  # the default set never has them
+    # the same for a free engine that a set names: flite missing is an error, not a set without flite
+    monkeypatch.setattr(sp.shutil, "which", lambda b: None if b == "flite" else real_which(b))
+    with pytest.raises(sp.SpeechError, match=r"flite is not installed"):
+        _Builder(EvalSpec(engines=("espeak-ng", "flite")), lambda _m: None)
+    assert "flite" not in _Builder(EvalSpec(), lambda _m: None).engines  # unnamed: every installed one

@@ -104,8 +104,8 @@ class _Builder:
         self.engines = [e for e in sp.available_engines(sp.ENGINES + sp.NONFREE_ENGINES) if e in wanted]
         if not self.engines:
             raise sp.SpeechError(f"none of the TTS engines {', '.join(wanted)} is installed")
-        missing = [e for e in sp.NONFREE_ENGINES if e in wanted and e not in self.engines]
-        if missing:  # only sets that name them use them; speaking with fewer would quietly change the set
+        missing = [e for e in spec.engines if e not in self.engines]
+        if missing:  # a set that names its engines is that set: speaking with fewer would quietly change it
             raise sp.SpeechError("; ".join(f"TTS engine {e} is not installed ({sp.install_hint(e)})" for e in missing))
         self.part = spec.text_part
         self._babble: np.ndarray | None = None
