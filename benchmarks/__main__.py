@@ -26,6 +26,7 @@ BENCHMARKS: dict[str, str] = {
     "reconnect": "camera_reconnect",
     "history": "history",
     "ort-avx2": "ort_avx2",
+    "vision-profile": "vision_profile",
     "soak": "soak_cli",
     "synth": "synth.cli",
 }
