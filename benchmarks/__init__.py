@@ -11,9 +11,13 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]  # the checkout this runs from
 
 
-def child_env() -> dict[str, str]:
-    """The environment for a `python -m benchmarks ...` child process started from any folder."""
+def child_env(first: Path | None = None) -> dict[str, str]:
+    """The environment for a `python -m benchmarks ...` child process started from any folder; `first`,
+    when given, goes ahead of everything on its path (an AVX2 build shadowing an installed package)."""
     import os
 
     path = os.environ.get("PYTHONPATH", "")
-    return {**os.environ, "PYTHONPATH": f"{REPO}{os.pathsep}{path}" if path else str(REPO)}
+    path = f"{REPO}{os.pathsep}{path}" if path else str(REPO)
+    if first is not None:
+        path = f"{first.resolve()}{os.pathsep}{path}"
+    return {**os.environ, "PYTHONPATH": path}

@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import ctypes
 import json
-import os
 import subprocess
 import sys
 import time
@@ -400,10 +399,8 @@ def _spawn(args: argparse.Namespace, runtime: str, variant: str = "", extra_path
            "--new-tokens", str(args.new_tokens), "--bundle", str(args.bundle), "--gguf", str(args.gguf),
            "--mmproj", str(args.mmproj), "--vision-pairs", str(args.vision_pairs)]
     cmd += ["--variant", variant] if variant else []
-    env = child_env()
-    if extra_path is not None:  # an AVX2 build shadows the installed llama_cpp or onnxruntime
-        env["PYTHONPATH"] = f"{extra_path.resolve()}{os.pathsep}{env['PYTHONPATH']}"
-    proc = subprocess.run(cmd, capture_output=True, text=True, check=False, env=env)
+    # an AVX2 build (extra_path) shadows the installed llama_cpp or onnxruntime
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False, env=child_env(extra_path))
     if proc.returncode != 0:
         raise RuntimeError(f"{runtime} {variant} failed:\n{proc.stderr[-2000:]}")
     return dict(json.loads(proc.stdout.strip().splitlines()[-1]))

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import re
 import shutil
 import subprocess
@@ -187,9 +186,7 @@ def instruction_mix(samples: dict[int, float], instructions: dict[int, str]) -> 
 
 
 def _profile(model: Path, package_dir: Path | None, data: Path, seconds: float) -> dict[str, float]:
-    env = child_env()
-    if package_dir is not None:
-        env["PYTHONPATH"] = f"{package_dir.resolve()}{os.pathsep}{env['PYTHONPATH']}"
+    env = child_env(package_dir)
     cmd = ["perf", "record", "-q", "-e", "cpu-clock", "-o", str(data), "--", sys.executable, "-m",
            "benchmarks.ort_avx2", "_work", str(model), str(seconds)]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)

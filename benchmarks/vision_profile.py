@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 import tempfile
@@ -163,10 +162,7 @@ def _spawn(args: argparse.Namespace, extra_path: Path | None, attention: bool) -
     cmd = [sys.executable, "-m", "benchmarks.vision_profile", "--bundle", str(args.bundle),
            "--image", str(args.image), "--threads", str(args.threads), "--passes", str(args.passes)]
     cmd += ["--attention-rows"] if attention else []
-    env = child_env()
-    if extra_path is not None:
-        env["PYTHONPATH"] = f"{extra_path.resolve()}{os.pathsep}{env['PYTHONPATH']}"
-    proc = subprocess.run(cmd, stdout=subprocess.PIPE, text=True, check=False, env=env)
+    proc = subprocess.run(cmd, stdout=subprocess.PIPE, text=True, check=False, env=child_env(extra_path))
     if proc.returncode != 0:
         raise SystemExit(f"vision profile failed (exit {proc.returncode})")
     return dict(json.loads(proc.stdout.strip().splitlines()[-1]))
