@@ -46,27 +46,18 @@ def kind(op: str) -> str:
     return "products" if op in PRODUCTS else "attention" if op in ATTENTION else "rest"
 
 
-def _pixels(bundle: Path, image: Path) -> np.ndarray:
-    from edged.inference.manifest import load_manifest
-    from edged.inference.preprocess import pixel_values
-
-    return pixel_values(imread(image), load_manifest(bundle).preprocessing)
-
-
-def profile_pass(bundle: Path, variant: str, pixels: np.ndarray, threads: int, passes: int) -> dict[str, Any]:
+def profile_pass(bundle: Path, tower: str, pixels: np.ndarray, threads: int, passes: int) -> dict[str, Any]:
     """Kernel seconds per op type of the fastest of `passes` profiled passes (after a warm-up one), with
     edged's session settings: on a shared machine a single pass may have waited for a core."""
     import onnxruntime as ort
 
     from edged.config.schema import CaptionerConfig
-    from edged.inference.manifest import load_manifest
     from edged.inference.sessions import session_options
 
-    name = load_manifest(bundle).variant(variant).vision
     with tempfile.TemporaryDirectory(prefix="edged-profile-") as tmp:
         so = session_options(threads, CaptionerConfig(path=bundle).graph_optimization)
         so.enable_profiling, so.profile_file_prefix = True, str(Path(tmp) / "pass")
-        session = ort.InferenceSession(str(bundle / name), so, providers=["CPUExecutionProvider"])
+        session = ort.InferenceSession(str(bundle / tower), so, providers=["CPUExecutionProvider"])
         for _ in range(passes + 1):
             session.run(None, {"pixel_values": pixels})
         events = json.loads(Path(session.end_profiling()).read_text())
@@ -78,7 +69,7 @@ def profile_pass(bundle: Path, variant: str, pixels: np.ndarray, threads: int, p
                 if start <= e["ts"] <= end:
                     per_pass[i][e["args"]["op_name"]] += e["dur"] / 1e6
     best = min(per_pass, key=lambda ops: sum(ops.values()))
-    return {"passes": len(runs), "totals_s": [sum(ops.values()) for ops in per_pass], "ops": dict(best)}
+    return {"totals_s": [sum(ops.values()) for ops in per_pass], "ops": dict(best)}
 
 
 def split(ops: dict[str, float]) -> dict[str, float]:
@@ -97,16 +88,13 @@ def bound(fp32: dict[str, float], int8: dict[str, float], goal: float = 0.5) -> 
             "floor": (int8["attention"] + int8["rest"]) / total32}
 
 
-def attention_rows(bundle: Path, pixels: np.ndarray, queries: int = 512) -> list[dict[str, float]]:
+def attention_rows(tower: Path, pixels: np.ndarray, queries: int = 512) -> list[dict[str, float]]:
     """Per probed layer: the median row maximum of the attention probabilities against a uniform row's,
     and the median share of a row's mass in entries under 1/255 of its maximum (what 8 bits per row lose).
     The queries are the first `queries` patches; every key is used."""
     import onnx
     import onnxruntime as ort
 
-    from edged.inference.manifest import load_manifest
-
-    tower = bundle / load_manifest(bundle).variant("fp32").vision
     model = onnx.load(str(tower), load_external_data=False)
     nodes = [n for n in model.graph.node if n.op_type == "MultiHeadAttention"]
     if not nodes:
@@ -117,7 +105,7 @@ def attention_rows(bundle: Path, pixels: np.ndarray, queries: int = 512) -> list
     for t in wanted:
         model.graph.output.append(onnx.helper.make_tensor_value_info(t, onnx.TensorProto.FLOAT, None))
     # next to the original: onnxruntime reads external weights only from the model's own folder
-    probe = bundle / ".attention-probe.onnx"
+    probe = tower.parent / ".attention-probe.onnx"
     try:
         onnx.save(model, str(probe))
         so = ort.SessionOptions()
@@ -146,14 +134,19 @@ def child(argv: list[str]) -> int:
     p = argparse.ArgumentParser()
     add_arguments(p)
     args = p.parse_args(argv)
-    pixels = _pixels(args.bundle, args.image)
+    from edged.inference.manifest import load_manifest
+    from edged.inference.preprocess import pixel_values
+
+    manifest = load_manifest(args.bundle)
+    pixels = pixel_values(imread(args.image), manifest.preprocessing)
     result: dict[str, Any] = {"isa": onnxruntime_isa(), "variants": {}}
     for variant in VARIANTS:
         print(f"profiling the {variant} tower ({result['isa']})", file=sys.stderr, flush=True)
-        result["variants"][variant] = profile_pass(args.bundle, variant, pixels, args.threads, args.passes)
+        result["variants"][variant] = profile_pass(args.bundle, manifest.variant(variant).vision, pixels,
+                                                    args.threads, args.passes)
     if args.attention_rows:
         print("probing attention rows", file=sys.stderr, flush=True)
-        result["attention_rows"] = attention_rows(args.bundle, pixels)
+        result["attention_rows"] = attention_rows(args.bundle / manifest.variant("fp32").vision, pixels)
     print(json.dumps(result))
     return 0
 
