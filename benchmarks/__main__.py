@@ -21,6 +21,7 @@ BENCHMARKS: dict[str, str] = {
     "kws-quality": "kws_quality",
     "kws-heldout": "kws_heldout",
     "kws-verifier": "kws_verifier",
+    "kws-enroll": "kws_enroll",
     "motion": "motion",
     "pipeline": "pipeline",
     "reconnect": "camera_reconnect",

@@ -20,6 +20,7 @@ COMMANDS = (
     "caption",
     "models",
     "kws",
+    "enroll",
     "motion",
     "replay",
     "history",

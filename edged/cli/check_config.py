@@ -51,7 +51,8 @@ def keyword_lines(config: Config) -> list[str]:
             line += (f"; fires only if {c.backend} agrees within {c.within:g} s (cutoff {_value(c.cutoff)}, "
                      f"window {_value(c.window)})")
         if kw.verify:
-            line += "; each detection checked by its shipped verifier"
+            line += ("; each detection checked by its shipped verifier" if kw.verifier is None
+                     else f"; each detection checked by your verifier {kw.verifier}")
         out.append(line)
     return out
 

@@ -245,6 +245,9 @@ class KeywordConfig:
     verify: bool | None = field(default=None, metadata=spec(
         "Check each detection with the keyword's shipped verifier, a small model on openWakeWord's speech "
         "embeddings trained against near misses (default: on where the tuned defaults use it; false: off)"))
+    verifier: Path | None = field(default=None, metadata=spec(
+        "Your own verifier for this keyword, made by `edged enroll` from your recordings: used instead of "
+        "the shipped one"))
 
 
 @dataclass(frozen=True)
@@ -334,6 +337,9 @@ class WakewordConfig:
             if kw.verify and (looks_like_path(kw.name) or canonical(kw.name) not in VERIFIED_KEYWORDS):
                 yield f"{key}.verify", (f"no verifier for {kw.name!r}: edged ships them for "
                                         f"{', '.join(VERIFIED_KEYWORDS)}")
+            elif kw.verifier is not None and not kw.verify:
+                yield f"{key}.verifier", (f"{kw.name!r} runs without a verifier here (verify: false, or not its "
+                                          "tuned family): an enrolled verifier checks its tuned first stage")
             if kw.confirm is not None and kw.confirm.enabled and kw.confirm.backend is not None:
                 if kw.confirm.backend == kw.backend:
                     yield f"{key}.confirm.backend", (f"must be the other family than the keyword's own "

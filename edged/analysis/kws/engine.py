@@ -124,10 +124,18 @@ def _plan(config: WakewordConfig, kw: KeywordConfig, key: str) -> KeywordPlan:
         raise type(exc)(f"{key}: {exc}") from None
     verifier = None
     if kw.verify:
-        verifier = shipped_path(canonical(kw.name))
+        verifier = kw.verifier or shipped_path(canonical(kw.name))
         if verifier is None:  # the config checked the name; a missing file is a broken install
             raise ModelError(f"{key}: edged's verifier for {kw.name!r} is missing from the installed package")
     return KeywordPlan(spec, settings, key, verifier=verifier)
+
+
+def _load_verifier(plan: KeywordPlan) -> Verifier:
+    assert plan.verifier is not None
+    try:
+        return load_verifier(plan.verifier, plan.spec.keyword)
+    except ModelError as exc:
+        raise ModelError(f"{plan.key}.verifier: {exc}") from None
 
 
 def _open_missing(backend: str | None) -> bool:
@@ -150,6 +158,7 @@ class KeywordEngine:
         if self.verifiers and self._features is None:
             raise ValueError("a keyword verifier needs the openwakeword backend's embeddings")
         self.rejected = 0  # detections a verifier turned down
+        self._verifier_tap: Callable[[Detection, np.ndarray], None] | None = None
         self.refractory = Refractory(refractory)
         self.vad = vad
         self.pre_roll = pre_roll
@@ -167,7 +176,7 @@ class KeywordEngine:
         if verified and OPEN not in by_backend:
             by_backend[OPEN] = []  # no keyword of its own: only the verifiers' embeddings
         try:
-            verifiers = {p.spec.keyword: load_verifier(p.verifier) for p in verified if p.verifier}
+            verifiers = {p.spec.keyword: _load_verifier(p) for p in verified}
             for name, group in by_backend.items():
                 backends.append(BACKENDS[name](group, config.models_dir))
         except BaseException:
@@ -228,10 +237,18 @@ class KeywordEngine:
         if verifier is None or (rule is not None and detection.backend == rule.confirm_backend):
             return True
         assert self._features is not None  # checked when the engine was made
-        if verifier.accepts(self._features.embeddings_until(detection.stream_time)):
+        embeddings = self._features.embeddings_until(detection.stream_time)
+        if self._verifier_tap is not None:
+            self._verifier_tap(detection, embeddings)
+        if verifier.accepts(embeddings):
             return True
         self.rejected += 1
         return False
+
+    def set_verifier_tap(self, tap: Callable[[Detection, np.ndarray], None] | None) -> None:
+        """Hand `tap(detection, embeddings)` every first-stage detection a verifier judges, with the
+        embeddings it reads, before it judges (`edged enroll` collects them; None stops it)."""
+        self._verifier_tap = tap
 
     def _agree(self, detection: Detection) -> Detection | None:
         rule = self.agreements.get(detection.keyword)

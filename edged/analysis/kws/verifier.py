@@ -64,9 +64,11 @@ class Verifier:
         return path
 
 
-def load_verifier(path: Path | str) -> Verifier:
-    """A verifier from its .npz file (ModelError naming the file if it is not one)."""
+def load_verifier(path: Path | str, keyword: str | None = None) -> Verifier:
+    """A verifier from its .npz file (ModelError naming the file if it is not one, or not `keyword`'s)."""
     path = Path(path)
+    if not path.is_file():
+        raise ModelError(f"{path}: no such file")
     try:
         with np.load(path, allow_pickle=False) as data:
             if int(data["format"]) != FORMAT:
@@ -79,6 +81,8 @@ def load_verifier(path: Path | str) -> Verifier:
         raise ModelError(f"{path}: not a keyword verifier ({exc})") from None
     if not (v.mean.shape == v.scale.shape == v.weights.shape == (frames * 96,)):
         raise ModelError(f"{path}: verifier arrays do not match {frames} embeddings of 96 values")
+    if keyword is not None and v.keyword != keyword:
+        raise ModelError(f"{path}: a verifier for {v.keyword!r}, not {keyword!r}")
     return v
 
 
