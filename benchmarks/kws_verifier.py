@@ -41,6 +41,7 @@ from benchmarks.report import today, write_section
 from benchmarks.synth.kws_eval import EvalFile, EvalSpec, Manifest
 from benchmarks.synth.speech import NONFREE_ENGINES
 from edged.analysis.kws.catalog import resolve
+from edged.analysis.kws.enroll import fit_logistic, probabilities
 from edged.analysis.kws.openwakeword import EMBEDDING, STEP_SAMPLES, OpenWakeWordBackend
 from edged.analysis.kws.scoring import KeywordSettings
 from edged.analysis.kws.verifier import Verifier
@@ -395,43 +396,13 @@ def _occ_by_file(m: Manifest, keyword: str) -> dict[str, list[tuple[float, float
 
 def fit(windows: np.ndarray, labels: np.ndarray, frames: int, l2: float, keyword: str,
         iterations: int = 400) -> Verifier:
-    """Class-balanced logistic regression on the last `frames` embeddings, standardised; full-batch
-    gradient descent with Nesterov momentum (the loss is convex, so this converges to its optimum)."""
+    """Class-balanced L2-regularised logistic regression on the last `frames` embeddings, standardised
+    (`edged.analysis.kws.enroll.fit_logistic` from zero weights)."""
     x = windows[:, -frames:, :].reshape(len(windows), -1).astype(np.float64)
-    y = labels.astype(np.float64)
     mean = x.mean(axis=0)
     scale = x.std(axis=0) + 1e-3
-    z = (x - mean) / scale
-    weight = np.where(y > 0, 0.5 / max(1.0, y.sum()), 0.5 / max(1.0, (1 - y).sum()))
-    lr = 1.0 / (0.25 * _top_eigen(z, weight) + l2)
-    w = np.zeros(z.shape[1])
-    b = 0.0
-    vw, vb = w.copy(), b
-    for k in range(iterations):
-        p = 1 / (1 + np.exp(-(z @ vw + vb)))
-        g = weight * (p - y)
-        w_next, b_next = vw - lr * (z.T @ g + l2 * vw), vb - lr * float(g.sum())
-        momentum = k / (k + 3)
-        vw, vb = w_next + momentum * (w_next - w), b_next + momentum * (b_next - b)
-        w, b = w_next, b_next
+    w, b = fit_logistic((x - mean) / scale, labels.astype(np.float64), l2, np.zeros(x.shape[1]), 0.0, iterations)
     return Verifier(keyword, frames, mean, scale, w, b, 0.5)
-
-
-def _top_eigen(z: np.ndarray, weight: np.ndarray, steps: int = 30) -> float:
-    v = np.ones(z.shape[1]) / np.sqrt(z.shape[1])
-    val = 1.0
-    for _ in range(steps):
-        u = z.T @ (weight * (z @ v))
-        val = float(np.linalg.norm(u))
-        v = u / val
-    return val
-
-
-def probabilities(v: Verifier, windows: np.ndarray) -> np.ndarray:
-    """`Verifier.probability` of every row at once (the same arithmetic)."""
-    x = windows[:, -v.frames:, :].reshape(len(windows), -1).astype(np.float64)
-    out: np.ndarray = 1 / (1 + np.exp(-(((x - v.mean) / v.scale) @ v.weights + v.bias)))
-    return out
 
 
 def out_of_fold(rows: Rows, frames: int, l2: float, keyword: str) -> np.ndarray:

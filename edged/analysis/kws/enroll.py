@@ -113,20 +113,26 @@ def probabilities(v: Verifier, windows: np.ndarray) -> np.ndarray:
 
 def adapt(shipped: Verifier, positives: np.ndarray, negatives: np.ndarray, l2: float = ENROLL_L2,
           iterations: int = ITERATIONS) -> Verifier:
-    """The shipped verifier moved toward `positives` and away from `negatives` (windows of `frames` x 96):
-    class-balanced logistic loss plus `l2` times the squared change of the weights, from the shipped
-    weights, by full-batch gradient descent with Nesterov momentum (convex: it converges). The
-    standardisation stays the shipped one, so the pull acts on the same scale as its training."""
+    """The shipped verifier moved toward `positives` and away from `negatives` (windows of `frames` x 96),
+    pulled back toward its own weights. The standardisation stays the shipped one, so the pull acts on
+    the scale it was trained on."""
     if not len(positives):
         raise ValueError("no keyword windows to enroll")
     x = np.concatenate([np.asarray(positives, np.float64).reshape(len(positives), -1),
                         np.asarray(negatives, np.float64).reshape(len(negatives), -1)])
     y = np.r_[np.ones(len(positives)), np.zeros(len(negatives))]
-    z = (x - shipped.mean) / shipped.scale
-    weight = np.where(y > 0, 0.5 / len(positives), 0.5 / max(1, len(negatives)))
+    w, b = fit_logistic((x - shipped.mean) / shipped.scale, y, l2, shipped.weights, shipped.bias, iterations)
+    return dataclasses.replace(shipped, weights=w, bias=b, source="")
+
+
+def fit_logistic(z: np.ndarray, y: np.ndarray, l2: float, w0: np.ndarray, b0: float,
+                 iterations: int) -> tuple[np.ndarray, float]:
+    """Weights and bias minimising the class-balanced logistic loss on standardised inputs `z` plus
+    `l2` / 2 times the squared distance of the weights from `w0`, starting at (`w0`, `b0`): full-batch
+    gradient descent with Nesterov momentum (convex: it converges). Zeros for `w0` is plain L2."""
+    weight = np.where(y > 0, 0.5 / max(1.0, y.sum()), 0.5 / max(1.0, (1 - y).sum()))
     step = 1.0 / (0.25 * _largest_eigenvalue(z, weight) + l2)
-    w0 = shipped.weights
-    w, b = w0.copy(), shipped.bias
+    w, b = w0.copy(), b0
     vw, vb = w.copy(), b
     for k in range(iterations):
         g = weight * (1.0 / (1.0 + np.exp(-(z @ vw + vb))) - y)
@@ -134,7 +140,7 @@ def adapt(shipped: Verifier, positives: np.ndarray, negatives: np.ndarray, l2: f
         momentum = k / (k + 3)
         vw, vb = w_next + momentum * (w_next - w), b_next + momentum * (b_next - b)
         w, b = w_next, b_next
-    return dataclasses.replace(shipped, weights=w, bias=float(b), source="")
+    return w, float(b)
 
 
 def _largest_eigenvalue(z: np.ndarray, weight: np.ndarray, steps: int = 30) -> float:
