@@ -8,6 +8,8 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.synth.kws_eval import Manifest, load_manifest
+from edged.analysis.kws import KeywordEngine, spot_file
+from edged.config.schema import WakewordConfig
 from edged.sources.audio.files import read_recording
 
 FIXTURES = Path(__file__).parent / "fixtures" / "kws"
@@ -34,3 +36,12 @@ def spoken(text: str, engine: str = "espeak-ng", voice: str = "en-us", pad: floa
     out = np.concatenate((silence, speak(text, engine, voice), silence))
     out.flags.writeable = False
     return out
+
+
+def fired(config: WakewordConfig, audio: np.ndarray) -> list[str]:
+    """The keywords the real engine made from `config` fires on `audio`, in order."""
+    engine = KeywordEngine.from_config(config)
+    try:
+        return [d.keyword for d in spot_file(engine, audio)]
+    finally:
+        engine.close()

@@ -8,14 +8,13 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 
-from edged.analysis.kws import KeywordEngine, spot_file
+from edged.analysis.kws import KeywordEngine
 from edged.config import ConfigError, parse_config
 from edged.config.keywords import FAMILY_DEFAULTS, KEYWORD_DEFAULTS, MICRO, OPEN
 from edged.config.schema import ConfirmConfig, KeywordConfig, WakewordConfig
-from tests.kws_support import spoken
+from tests.kws_support import fired, spoken
 
 FOUR = ("okay_nabu", "hey_jarvis", "alexa", "hey_mycroft")
 
@@ -133,13 +132,6 @@ def test_check_config_prints_the_effective_keyword_settings(tmp_path: Path) -> N
 # -- the defaults on real audio, real models (peak scores noted are far from the cutoffs, so no CPU's
 # rounding can change an outcome) -------------------------------------------------------------------
 
-def _fired(config: WakewordConfig, audio: np.ndarray) -> list[str]:
-    engine = KeywordEngine.from_config(config)
-    try:
-        return [d.keyword for d in spot_file(engine, audio)]
-    finally:
-        engine.close()
-
 
 @pytest.mark.parametrize(
     ("keyword", "text", "engine", "voice"),
@@ -150,15 +142,15 @@ def _fired(config: WakewordConfig, audio: np.ndarray) -> list[str]:
     ],
 )
 def test_defaults_hear_the_keyword(keyword: str, text: str, engine: str, voice: str) -> None:
-    assert _fired(WakewordConfig(keywords=(keyword,)), spoken(text, engine, voice)) == [keyword]
+    assert fired(WakewordConfig(keywords=(keyword,)), spoken(text, engine, voice)) == [keyword]
 
 
 def test_defaults_hear_what_the_bare_model_missed() -> None:
     """This voice's "hey jarvis" scores ~0.0 on microWakeWord (the old default) and ~1.0 on
     openWakeWord, the tuned family."""
     audio = spoken("hey jarvis", "espeak-ng", "en-gb")
-    assert _fired(WakewordConfig(keywords=("hey_jarvis",), defaults="model"), audio) == []
-    assert _fired(WakewordConfig(keywords=("hey_jarvis",)), audio) == ["hey_jarvis"]
+    assert fired(WakewordConfig(keywords=("hey_jarvis",), defaults="model"), audio) == []
+    assert fired(WakewordConfig(keywords=("hey_jarvis",)), audio) == ["hey_jarvis"]
 
 
 @pytest.mark.parametrize(
@@ -170,7 +162,7 @@ def test_defaults_hear_what_the_bare_model_missed() -> None:
     ],
 )
 def test_defaults_ignore_a_near_miss(keyword: str, text: str, engine: str, voice: str) -> None:
-    assert _fired(WakewordConfig(keywords=(keyword,)), spoken(text, engine, voice)) == []
+    assert fired(WakewordConfig(keywords=(keyword,)), spoken(text, engine, voice)) == []
 
 
 def test_second_stage_rejects_a_near_miss_one_family_takes_for_the_keyword() -> None:
@@ -179,10 +171,10 @@ def test_second_stage_rejects_a_near_miss_one_family_takes_for_the_keyword() -> 
     within 0.5 s (the previous default) nothing does."""
     audio = spoken("electra", "festival", "kal_diphone")
     alone = KeywordConfig("alexa", cutoff=0.1, window=1, backend=MICRO)
-    assert _fired(WakewordConfig(keywords=(alone,)), audio) == ["alexa"]
+    assert fired(WakewordConfig(keywords=(alone,)), audio) == ["alexa"]
     agreed = KeywordConfig("alexa", cutoff=0.05, window=1, backend=OPEN, verify=False,
                            confirm=ConfirmConfig(MICRO, 0.1, 1, 0.5))
-    assert _fired(WakewordConfig(keywords=(agreed,)), audio) == []
+    assert fired(WakewordConfig(keywords=(agreed,)), audio) == []
 
 
 def test_without_openwakeword_installed_the_tuned_family_falls_back(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edged.analysis.kws import KeywordEngine, spot_file
+from edged.analysis.kws import KeywordEngine
 from edged.analysis.kws.engine import plan_keywords
 from edged.analysis.kws.enroll import (
     SOUNDS_LIKE,
@@ -33,7 +33,7 @@ from edged.analysis.kws.verifier import Verifier, load_verifier, shipped_path
 from edged.config import ConfigError, parse_config
 from edged.config.keywords import VERIFIED_KEYWORDS
 from edged.config.schema import KeywordConfig, WakewordConfig
-from tests.kws_support import spoken
+from tests.kws_support import fired, spoken
 
 # -- the pure core, on hand-made verifiers ------------------------------------------------------------
 
@@ -206,16 +206,9 @@ def test_edged_enroll_writes_a_verifier_the_daemons_config_uses(tmp_path: Path) 
     assert checked.returncode == 0 and f"checked by your verifier {tmp_path / 'me.npz'}" in checked.stdout
     test = _say("hey mycroft", "kal", *TEST[0])
     wakeword = parse_config(config.read_text()).models.wakeword
-    assert _fired(WakewordConfig(keywords=("hey_mycroft",)), test) == []  # shipped: turned down
-    assert _fired(wakeword, test) == ["hey_mycroft"]  # the daemon's config with the enrolled one: heard
+    assert fired(WakewordConfig(keywords=("hey_mycroft",)), test) == []  # shipped: turned down
+    assert fired(wakeword, test) == ["hey_mycroft"]  # the daemon's config with the enrolled one: heard
 
-
-def _fired(config: WakewordConfig, audio: np.ndarray) -> list[str]:
-    engine = KeywordEngine.from_config(config)
-    try:
-        return [d.keyword for d in spot_file(engine, audio)]
-    finally:
-        engine.close()
 
 
 def test_edged_enroll_without_clips_says_what_to_record() -> None:

@@ -18,15 +18,7 @@ from edged.analysis.kws.verifier import Verifier, load_verifier, shipped_path
 from edged.config import ConfigError, parse_config
 from edged.config.keywords import KEYWORD_DEFAULTS, OPEN, VERIFIED_KEYWORDS
 from edged.config.schema import KeywordConfig, WakewordConfig
-from tests.kws_support import spoken
-
-
-def _fired(config: WakewordConfig, audio: np.ndarray) -> list[str]:
-    engine = KeywordEngine.from_config(config)
-    try:
-        return [d.keyword for d in spot_file(engine, audio)]
-    finally:
-        engine.close()
+from tests.kws_support import fired, spoken
 
 
 @pytest.mark.parametrize("keyword", VERIFIED_KEYWORDS)
@@ -131,8 +123,8 @@ def _first_stage_only(keyword: str) -> KeywordConfig:
 def test_verifier_rejects_a_near_miss_the_first_stage_takes_for_the_keyword(keyword: str, text: str, engine: str,
                                                                              voice: str) -> None:
     audio = spoken(text, engine, voice)
-    assert _fired(WakewordConfig(keywords=(_first_stage_only(keyword),)), audio) == [keyword]
-    assert _fired(WakewordConfig(keywords=(keyword,)), audio) == []
+    assert fired(WakewordConfig(keywords=(_first_stage_only(keyword),)), audio) == [keyword]
+    assert fired(WakewordConfig(keywords=(keyword,)), audio) == []
 
 
 @pytest.mark.parametrize(
@@ -146,7 +138,7 @@ def test_verifier_rejects_a_near_miss_the_first_stage_takes_for_the_keyword(keyw
 )
 def test_verifier_keeps_the_keyword(keyword: str, text: str, engine: str, voice: str) -> None:
     audio = spoken(text, engine, voice)
-    assert _fired(WakewordConfig(keywords=(keyword,)), audio) == [keyword]
+    assert fired(WakewordConfig(keywords=(keyword,)), audio) == [keyword]
 
 
 def test_a_verifier_behind_micro_wakeword_runs_the_openwakeword_features_alone() -> None:
