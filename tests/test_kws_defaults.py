@@ -132,7 +132,6 @@ def test_check_config_prints_the_effective_keyword_settings(tmp_path: Path) -> N
 # -- the defaults on real audio, real models (peak scores noted are far from the cutoffs, so no CPU's
 # rounding can change an outcome) -------------------------------------------------------------------
 
-
 @pytest.mark.parametrize(
     ("keyword", "text", "engine", "voice"),
     [
