@@ -208,6 +208,12 @@ def test_edged_enroll_writes_a_verifier_the_daemons_config_uses(tmp_path: Path) 
     wakeword = parse_config(config.read_text()).models.wakeword
     assert fired(WakewordConfig(keywords=("hey_mycroft",)), test) == []  # shipped: turned down
     assert fired(wakeword, test) == ["hey_mycroft"]  # the daemon's config with the enrolled one: heard
+    engine = KeywordEngine.from_config(wakeword)
+    try:  # what the daemon's kws_started log says of it
+        [role] = [d["role"] for d in engine.describe() if d["keyword"] == "hey_mycroft" and "verified" in d["role"]]
+    finally:
+        engine.close()
+    assert role == f"detect, verified by {tmp_path / 'me.npz'} (threshold {summary['threshold']:.3g})"
 
 
 

@@ -204,7 +204,8 @@ class KeywordEngine:
                     f"confirm within {rule.within:g} s" if b.name == rule.confirm_backend else "detect, confirmed")
                 verifier = self.verifiers.get(k)
                 if verifier is not None and not role.startswith("confirm"):
-                    role += f", verified (threshold {verifier.threshold:.3g})"
+                    own = "" if verifier.source == str(shipped_path(canonical(k))) else f" by {verifier.source}"
+                    role += f", verified{own} (threshold {verifier.threshold:.3g})"
                 out.append({"keyword": k, "backend": b.name, "role": role, **dataclasses.asdict(b.settings(k))})
         return out
 
