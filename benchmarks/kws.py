@@ -24,6 +24,7 @@ from edged.analysis.kws import KeywordEngine
 from edged.config.keywords import BUILTIN_KEYWORDS, MICRO, OPEN
 from edged.config.schema import VadConfig, WakewordConfig
 from edged.sources.audio.chunk import SAMPLE_RATE, AudioChunk
+from edged.sources.audio.convert import to_int16
 from edged.sources.audio.files import iter_chunks
 
 GOAL = 1.2  # edged may cost at most this multiple of the floor
@@ -61,7 +62,7 @@ def bench_audio(seconds: float, seed: int = 3) -> np.ndarray:
         total += len(piece) + len(pieces[-1])
     audio = np.concatenate(pieces)[:target]
     audio = audio + sp.noise("pink", len(audio) / SAMPLE_RATE, rng) * np.float32(10 ** (-66 / 20))
-    return sp.to_int16(audio)
+    return to_int16(audio)
 
 
 def _best(fn: Callable[[], None], repeat: int) -> float:
@@ -150,7 +151,7 @@ def bench_quiet(seconds: float, seed: int = 4) -> np.ndarray:
     from benchmarks.synth import speech as sp
 
     rng = np.random.default_rng(seed)
-    return sp.to_int16(sp.noise("pink", seconds, rng) * np.float32(10 ** (-66 / 20)))
+    return to_int16(sp.noise("pink", seconds, rng) * np.float32(10 ** (-66 / 20)))
 
 
 def render(rows: list[dict[str, Any]], extra: dict[str, float], seconds: float,

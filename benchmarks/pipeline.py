@@ -98,7 +98,7 @@ def make_clip(tmp: Path, seconds: float) -> tuple[Path, Path]:
     """A 720p clip of the sample scene, and the same with the sample's audio track."""
     from benchmarks.synth.motion_clips import write_clip
     from benchmarks.synth.sample import audio_track
-    from benchmarks.synth.speech import write_wav
+    from edged.sources.audio.wav import write_wav
 
     clean = tmp / "720p-clean.mp4"
     write_clip(clean, "sample", width=1280, height=720, fps=15.0, crf=26, duration=seconds)

@@ -8,7 +8,6 @@ import dataclasses
 import json
 import subprocess
 import sys
-import wave
 from pathlib import Path
 
 import numpy as np
@@ -33,6 +32,7 @@ from edged.analysis.kws.verifier import Verifier, load_verifier, shipped_path
 from edged.config import ConfigError, parse_config
 from edged.config.keywords import VERIFIED_KEYWORDS
 from edged.config.schema import KeywordConfig, WakewordConfig
+from edged.sources.audio.wav import write_wav
 from tests.kws_support import fired, spoken
 
 # -- the pure core, on hand-made verifiers ------------------------------------------------------------
@@ -174,23 +174,14 @@ def test_the_users_own_near_misses_keep_theirs_out() -> None:
 
 # -- the command line and the daemon's config ---------------------------------------------------------
 
-def _wav(path: Path, samples: np.ndarray) -> Path:
-    with wave.open(str(path), "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(16000)
-        w.writeframes(samples.astype(np.int16).tobytes())
-    return path
-
-
 def _edged(*argv: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "edged", *argv], capture_output=True, text=True, check=False)
 
 
 def test_edged_enroll_writes_a_verifier_the_daemons_config_uses(tmp_path: Path) -> None:
-    clips = [str(_wav(tmp_path / f"k{i}.wav", _say("hey mycroft", "kal", s, p))) for i, (s, p) in enumerate(TRAIN)]
-    clips.append(str(_wav(tmp_path / "silence.wav", np.zeros(32000, np.int16))))  # no keyword in it
-    background = _wav(tmp_path / "talk.wav", spoken("my craft is on the table, hey my car is red", "flite", "kal"))
+    clips = [str(write_wav(tmp_path / f"k{i}.wav", _say("hey mycroft", "kal", s, p))) for i, (s, p) in enumerate(TRAIN)]
+    clips.append(str(write_wav(tmp_path / "silence.wav", np.zeros(32000, np.int16))))  # no keyword in it
+    background = write_wav(tmp_path / "talk.wav", spoken("my craft is on the table, hey my car is red", "flite", "kal"))
     out = _edged("enroll", "hey_mycroft", *clips, "--background", str(background), "-o",
                  str(tmp_path / "me.npz"), "--json")
     assert out.returncode == 0, out.stderr
@@ -225,7 +216,7 @@ def test_edged_enroll_without_clips_says_what_to_record() -> None:
 
 
 def test_edged_enroll_refuses_what_it_cannot_use(tmp_path: Path) -> None:
-    silence = str(_wav(tmp_path / "s.wav", np.zeros(32000, np.int16)))
+    silence = str(write_wav(tmp_path / "s.wav", np.zeros(32000, np.int16)))
     out = _edged("enroll", "alexa", silence, silence, "-o", str(tmp_path / "x.npz"))
     assert out.returncode == 1 and "heard the keyword in 0 of 2 clips" in out.stderr
     assert not (tmp_path / "x.npz").exists()
@@ -275,3 +266,47 @@ def test_the_benchmark_splits_each_voice_and_reports_per_set() -> None:
     assert "| held5 (untouched) | alexa | 2, 9/10 | 40% (4/10) | 80% (8/10) | 3.0 | 4.0 (6.0) |" in text
     assert ("held5: mean recall 40% shipped, 80% enrolled; keywords within 4 FA/h (mean over voices) "
             "enrolled: 1 of 1") in text
+
+
+def test_edged_enroll_records_the_session_from_the_configs_microphone(tmp_path: Path) -> None:
+    """`--record`: the prompts in order from a real microphone reader (a WAV-file microphone here: the
+    ALSA reader takes the same path, tested in test_kws_audio), each clip saved and then enrolled."""
+    from edged.analysis.kws.enroll import KEYWORD_CLIPS
+
+    def slot(audio: np.ndarray) -> np.ndarray:  # one 3 s clip, the speech 0.5 s in
+        out = np.zeros(48000, np.int16)
+        out[8000:8000 + len(audio)] = audio[:40000]
+        return out
+
+    takes = [(s, p) for s in (0.9, 0.95, 1.0, 1.05, 1.1) for p in (0.95, 1.0, 1.05)]
+    assert len(takes) == KEYWORD_CLIPS
+    from benchmarks.synth.speech import speak
+
+    session = [slot(speak("hey mycroft", "flite", "kal", s, p)) for s, p in takes]
+    session += [slot(speak(phrase, "flite", "kal")) for phrase in SOUNDS_LIKE["hey_mycroft"]]
+    mic = write_wav(tmp_path / "session.wav", np.concatenate(session))
+    config = tmp_path / "edged.yaml"
+    config.write_text(f"microphones:\n  desk: {{device: {mic}}}\n")
+    out = _edged("enroll", "hey_mycroft", "--record", str(tmp_path / "rec"), "-c", str(config), "-o",
+                 str(tmp_path / "me.npz"), "--json")
+    assert out.returncode == 0, out.stderr
+    names = sorted(p.name for p in (tmp_path / "rec").iterdir())
+    assert names[:KEYWORD_CLIPS] == [f"hey_mycroft-{i:02d}.wav" for i in range(1, KEYWORD_CLIPS + 1)]
+    assert len(names) == KEYWORD_CLIPS + len(SOUNDS_LIKE["hey_mycroft"])
+    assert "say 'hey mycroft' now (3 s)" in out.stderr and "say 'hey my car' now" in out.stderr
+    summary = json.loads(out.stdout)
+    assert summary["clips"] == KEYWORD_CLIPS and summary["clips_heard"] >= KEYWORD_CLIPS - 2
+    enrolled = load_verifier(tmp_path / "me.npz", "hey_mycroft")
+    engine = KeywordEngine.from_config(WakewordConfig(keywords=("hey_mycroft",)))
+    try:
+        shipped = engine.verifiers["hey_mycroft"]
+        for speed, pitch in ((0.85, 1.0), (1.0, 1.1)):  # neither was recorded
+            test = _say("hey mycroft", "kal", speed, pitch)
+            assert _best(engine, "hey_mycroft", shipped, test) < shipped.threshold
+            assert _best(engine, "hey_mycroft", enrolled, test) >= enrolled.threshold
+    finally:
+        engine.close()
+    # a microphone whose audio ends before the session does is named
+    write_wav(mic, np.concatenate(session[:3]))
+    out = _edged("enroll", "hey_mycroft", "--record", str(tmp_path / "rec2"), "-c", str(config))
+    assert out.returncode == 2 and "microphone 'desk': the audio ended before the recording did" in out.stderr

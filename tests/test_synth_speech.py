@@ -8,7 +8,9 @@ import numpy as np
 import pytest
 
 from benchmarks.synth import speech as sp
+from edged.sources.audio.convert import to_int16
 from edged.sources.audio.files import read_recording
+from edged.sources.audio.wav import write_wav
 
 ENGINES = sp.available_engines()
 
@@ -65,8 +67,8 @@ def test_reverb_overlay_and_files(tmp_path: Path) -> None:
     base = sp.overlay(sp.silence(1.0), np.ones(100, np.float32) * 0.1, 15950)
     assert len(base) == 16050
     assert base[15960] == pytest.approx(0.1)
-    data = sp.to_int16(sp.to_float(sp.speak("testing", "flite")))
-    assert np.array_equal(read_recording(sp.write_wav(tmp_path / "a.wav", data)).samples, data)
+    data = to_int16(sp.to_float(sp.speak("testing", "flite")))
+    assert np.array_equal(read_recording(write_wav(tmp_path / "a.wav", data)).samples, data)
     assert np.array_equal(read_recording(sp.write_flac(tmp_path / "a.flac", data)).samples, data)
     coarse = read_recording(sp.write_flac(tmp_path / "b.flac", data, bits=10)).samples
     assert np.max(np.abs(coarse.astype(int) - data)) <= 32

@@ -18,6 +18,8 @@ import numpy as np
 from benchmarks.synth import speech
 from benchmarks.synth.motion_clips import write_clip
 from edged.sources.audio.chunk import SAMPLE_RATE
+from edged.sources.audio.convert import to_int16
+from edged.sources.audio.wav import write_wav
 
 
 @dataclass(frozen=True)
@@ -53,7 +55,7 @@ def audio_track(seed: int = 3) -> tuple[np.ndarray, list[dict[str, object]]]:
         track = speech.overlay(track, speech.normalize(voice, -6.0), start)
         spoken.append({"start": line.at, "end": round(line.at + len(voice) / SAMPLE_RATE, 3), "text": line.text,
                        "keyword": line.keyword, "voice": line.voice.label})
-    return speech.to_int16(track), spoken
+    return to_int16(track), spoken
 
 
 def write_sample(out: Path, name: str = "porch") -> Path:
@@ -67,7 +69,7 @@ def write_sample(out: Path, name: str = "porch") -> Path:
         silent = Path(tmp) / "video.mp4"
         truth = write_clip(silent, "sample", width=640, height=360, fps=10.0, crf=28, duration=DURATION)
         samples, spoken = audio_track()
-        wav = speech.write_wav(Path(tmp) / "audio.wav", samples)
+        wav = write_wav(Path(tmp) / "audio.wav", samples)
         subprocess.run([ffmpeg, "-nostdin", "-loglevel", "error", "-y", "-i", str(silent), "-i", str(wav),
                         "-c:v", "copy", "-c:a", "aac", "-b:a", "64k", "-shortest", "-movflags", "+faststart",
                         str(video)], check=True)

@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from edged.sources.audio.chunk import SAMPLE_RATE
+from edged.sources.audio.convert import to_int16
 from edged.sources.audio.files import read_recording
 
 ENGINES = ("espeak-ng", "flite", "festival")
@@ -140,10 +141,6 @@ def to_float(samples: np.ndarray) -> np.ndarray:
     return samples.astype(np.float32) / 32768.0
 
 
-def to_int16(x: np.ndarray) -> np.ndarray:
-    return np.clip(np.round(x * 32768.0), -32768, 32767).astype(np.int16)
-
-
 def silence(seconds: float) -> np.ndarray:
     return np.zeros(round(seconds * SAMPLE_RATE), dtype=np.float32)
 
@@ -253,20 +250,6 @@ def reverb(x: np.ndarray, rt60: float, rng: np.random.Generator,
     y = np.fft.irfft(np.fft.rfft(x, size) * np.fft.rfft(h, size), size)[:len(x)]
     peak_in, peak_out = float(np.max(np.abs(x))), float(np.max(np.abs(y)))
     return (y * (peak_in / peak_out if peak_out > 0 else 1.0)).astype(np.float32)
-
-
-def write_wav(path: str | Path, samples: np.ndarray) -> Path:
-    """Write 16 kHz mono int16 `samples` (or float, converted) as a WAV file."""
-    import wave
-
-    data = samples if samples.dtype == np.int16 else to_int16(samples)
-    path = Path(path)
-    with wave.open(str(path), "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(SAMPLE_RATE)
-        w.writeframes(data.astype("<i2").tobytes())
-    return path
 
 
 def write_flac(path: str | Path, samples: np.ndarray, bits: int = 16) -> Path:

@@ -1,8 +1,9 @@
 """`edged enroll KEYWORD CLIP...`: adapt a built-in keyword's verifier to your voice.
 
-Runs the daemon's own engine over each clip of you saying the keyword (and over background audio of
-your home, if given), adapts the shipped verifier (`edged.analysis.kws.enroll`) and writes it where
-`models.wakeword.keywords[].verifier` can name it. Prints what it did, or with `--json` one object:
+Runs the daemon's own engine over each clip of you saying the keyword (and over recordings without
+it, if given), adapts the shipped verifier (`edged.analysis.kws.enroll`) and writes it where
+`models.wakeword.keywords[].verifier` can name it. `--record DIR` first records those clips from the
+config's microphone, prompting for each; without clips it prints what to record. Prints what it did, or with `--json` one object:
 `{"keyword", "path", "threshold", "clips", "clips_heard", "keyword_windows", "background_windows",
 "near_misses", "clips_accepted_before", "clips_accepted_after", "background_accepted_before",
 "background_accepted_after"}`.
@@ -15,7 +16,9 @@ import dataclasses
 import json
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
 
 from edged.config.keywords import VERIFIED_KEYWORDS, canonical
 
@@ -39,6 +42,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                         "taught as not the keyword")
     p.add_argument("--config", "-c", help="take models.wakeword (the keyword's first stage, models_dir) from "
                                           "this config file")
+    p.add_argument("--record", metavar="DIR",
+                   help="first record the clips from the config's microphone (-c; stop the daemon if it holds "
+                        "the device), prompting for each: the keyword, then each phrase that sounds like it; "
+                        "they are kept in DIR and enrolled with any CLIP and --background given")
+    p.add_argument("--mic", help="the config's microphone to record from (default: the first)")
+    p.add_argument("--seconds", type=float, default=3.0, help="length of each recorded clip (default 3)")
     p.add_argument("--output", "-o", help="the verifier file to write (default: KEYWORD.verifier.npz in "
                                           "models_dir, else in the current folder)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
@@ -85,6 +94,13 @@ def run(args: argparse.Namespace) -> int:
     from edged.sources.audio.files import read_recording
     from edged.sources.audio.readers import AudioError
 
+    if args.record:
+        try:
+            recorded, others = _record_session(args)
+        except (ConfigError, AudioError, ValueError) as exc:
+            print(f"edged enroll: {exc}", file=sys.stderr)
+            return 2
+        args.clips, args.background = [*args.clips, *recorded], [*args.background, *others]
     if not args.clips:
         _print_script(args.keyword, args.json)
         return 0
@@ -130,6 +146,66 @@ def run(args: argparse.Namespace) -> int:
         return 0
     _print_summary(args.keyword, out, result.summary())
     return 0
+
+
+def _record_session(args: argparse.Namespace) -> tuple[list[str], list[str]]:
+    """Record the keyword `KEYWORD_CLIPS` times, then each phrase that sounds like it, from the config's
+    microphone, prompting on stderr; the WAV files' paths (keyword clips, the others)."""
+    from edged.analysis.kws.enroll import KEYWORD_CLIPS, SOUNDS_LIKE
+    from edged.config import load_config
+    from edged.config.schema import microphone_kind
+    from edged.sources.audio.readers import open_reader
+    from edged.sources.audio.wav import write_wav
+
+    if not args.config:
+        raise ValueError("--record needs -c CONFIG: it records from the config's microphone")
+    if not 0.5 <= args.seconds <= 10:
+        raise ValueError(f"--seconds must be between 0.5 and 10 (got {args.seconds:g})")
+    mics = load_config(args.config).all_microphones
+    mic = next((m for m in mics if args.mic in (None, m.id)), None)
+    if mic is None:
+        known = ", ".join(m.id for m in mics) or "none"
+        raise ValueError(f"{args.config}: no microphone {args.mic or ''} to record from (microphones: {known})")
+    if microphone_kind(mic.device) == "camera":
+        raise ValueError(f"microphone {mic.id!r} is a camera's audio: record from a microphone device (--mic)")
+    folder = Path(args.record)
+    folder.mkdir(parents=True, exist_ok=True)
+    said = args.keyword.replace("_", " ")
+    prompts = [(f"{args.keyword}-{i:02d}.wav", said) for i in range(1, KEYWORD_CLIPS + 1)]
+    prompts += [(f"not-{args.keyword}-{i:02d}.wav", phrase) for i, phrase in enumerate(SOUNDS_LIKE[args.keyword], 1)]
+    reader = open_reader(mic, None)
+    written: list[str] = []
+    try:
+        for i, (name, text) in enumerate(prompts, 1):
+            if reader.live:  # a moment to read the prompt; what is heard meanwhile is not kept
+                print(f"[{i}/{len(prompts)}] next: '{text}'", file=sys.stderr, flush=True)
+                _take(reader, 1.0, mic.id)
+            print(f"[{i}/{len(prompts)}] say '{text}' now ({args.seconds:g} s)", file=sys.stderr, flush=True)
+            written.append(str(write_wav(folder / name, _take(reader, args.seconds, mic.id))))
+    finally:
+        reader.close()
+    print(f"recorded {len(written)} clips into {folder}", file=sys.stderr, flush=True)
+    return written[:KEYWORD_CLIPS], written[KEYWORD_CLIPS:]
+
+
+def _take(reader: Any, seconds: float, mic: str) -> np.ndarray:
+    """The next `seconds` of a reader's audio (16 kHz int16)."""
+    from edged.sources.audio.chunk import SAMPLE_RATE
+    from edged.sources.audio.convert import to_int16
+    from edged.sources.audio.readers import AudioError
+    from edged.supervise import SourceEnded
+
+    want = round(seconds * SAMPLE_RATE)
+    parts: list[np.ndarray] = []
+    have = 0
+    while have < want:
+        try:
+            block = reader.read(0.5)
+        except SourceEnded:
+            raise AudioError(f"microphone {mic!r}: the audio ended before the recording did") from None
+        parts.append(block)
+        have += len(block)
+    return to_int16(np.concatenate(parts)[:want])
 
 
 def _print_summary(keyword: str, out: Path, s: dict[str, object]) -> None:

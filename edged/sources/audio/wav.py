@@ -1,4 +1,5 @@
-"""A small RIFF/WAVE reader: PCM 8/16/24/32-bit and float 32/64, plain or WAVE_FORMAT_EXTENSIBLE.
+"""A small RIFF/WAVE reader: PCM 8/16/24/32-bit and float 32/64, plain or WAVE_FORMAT_EXTENSIBLE; and
+`write_wav` for what edged records (16 kHz mono int16).
 
 The standard library's `wave` refuses float and extensible files, which recorders and sound
 editors write all the time; this reader takes them and names what is wrong when it can't.
@@ -11,7 +12,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-from edged.sources.audio.convert import SampleFormat
+import numpy as np
+
+from edged.sources.audio.chunk import SAMPLE_RATE
+from edged.sources.audio.convert import SampleFormat, to_int16
 
 _PCM, _FLOAT, _EXTENSIBLE = 1, 3, 0xFFFE
 
@@ -97,3 +101,17 @@ def open_wav(path: str | Path) -> tuple[BinaryIO, WavInfo]:
     except Exception:
         f.close()
         raise
+
+
+def write_wav(path: str | Path, samples: np.ndarray) -> Path:
+    """Write 16 kHz mono int16 `samples` (or float in [-1, 1], converted) as a WAV file."""
+    import wave
+
+    data = samples if samples.dtype == np.int16 else to_int16(samples)
+    path = Path(path)
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(SAMPLE_RATE)
+        w.writeframes(data.astype("<i2").tobytes())
+    return path
