@@ -3,7 +3,8 @@
 Runs the daemon's own engine over each clip of you saying the keyword (and over recordings without
 it, if given), adapts the shipped verifier (`edged.analysis.kws.enroll`) and writes it where
 `models.wakeword.keywords[].verifier` can name it. `--record DIR` first records those clips from the
-config's microphone, prompting for each; without clips it prints what to record. Prints what it did, or with `--json` one object:
+config's microphone, prompting for each; without clips it prints what to record. Prints what it did,
+or with `--json` one object:
 `{"keyword", "path", "threshold", "clips", "clips_heard", "keyword_windows", "background_windows",
 "near_misses", "clips_accepted_before", "clips_accepted_after", "background_accepted_before",
 "background_accepted_after"}`.
