@@ -240,6 +240,9 @@ def test_a_verifier_of_the_wrong_keyword_or_no_file_is_refused_at_start(tmp_path
     with pytest.raises(ConfigError, match=r"<config>:3 models.wakeword.keywords\[0\].verifier: 'alexa' runs "
                                           "without a verifier here"):
         parse_config("models:\n  wakeword:\n    keywords:\n      - {name: alexa, verify: false, verifier: /x.npz}\n")
+    for bad in ("''", "/x/alexa.tflite"):
+        with pytest.raises(ConfigError, match=r"keywords\[0\].verifier: a verifier is the .npz file"):
+            parse_config(f"models:\n  wakeword:\n    keywords:\n      - {{name: alexa, verifier: {bad}}}\n")
     # a verifier of one's own counts as the keyword's verifier: its tuned first stage stays
     [plan] = plan_keywords(WakewordConfig(keywords=(KeywordConfig("alexa", verifier=theirs),)))
     [tuned] = plan_keywords(WakewordConfig(keywords=("alexa",)))

@@ -337,6 +337,9 @@ class WakewordConfig:
             if kw.verify and (looks_like_path(kw.name) or canonical(kw.name) not in VERIFIED_KEYWORDS):
                 yield f"{key}.verify", (f"no verifier for {kw.name!r}: edged ships them for "
                                         f"{', '.join(VERIFIED_KEYWORDS)}")
+            elif kw.verifier is not None and kw.verifier.suffix != ".npz":
+                yield f"{key}.verifier", (f"a verifier is the .npz file `edged enroll` writes (got "
+                                          f"{str(kw.verifier)!r})")
             elif kw.verifier is not None and not kw.verify:
                 yield f"{key}.verifier", (f"{kw.name!r} runs without a verifier here (verify: false, or not its "
                                           "tuned family): an enrolled verifier checks its tuned first stage")
