@@ -145,6 +145,7 @@ def test_enrolling_a_voice_the_shipped_verifier_turns_down_makes_it_heard(mycrof
     clips = [collect(mycroft, "hey_mycroft", _say("hey mycroft", "kal", s, p)) for s, p in TRAIN]
     result = enroll(shipped, clips, [], shipped_near_misses("hey_mycroft", shipped.frames))
     assert result.clips_heard == 6 and result.clips_accepted_after == 6 > result.clips_accepted_before
+    assert result.clips_accepted_unseen >= 5  # each clip judged by a verifier enrolled on the other four
     tests = [_say("hey mycroft", "kal", s, p) for s, p in TEST]
     before = [_best(mycroft, "hey_mycroft", shipped, a) for a in tests]
     after = [_best(mycroft, "hey_mycroft", result.verifier, a) for a in tests]

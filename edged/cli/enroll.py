@@ -6,8 +6,8 @@ it, if given), adapts the shipped verifier (`edged.analysis.kws.enroll`) and wri
 config's microphone, prompting for each; without clips it prints what to record. Prints what it did,
 or with `--json` one object:
 `{"keyword", "path", "threshold", "clips", "clips_heard", "keyword_windows", "background_windows",
-"near_misses", "clips_accepted_before", "clips_accepted_after", "background_accepted_before",
-"background_accepted_after"}`.
+"near_misses", "clips_accepted_before", "clips_accepted_after", "clips_accepted_unseen",
+"background_accepted_before", "background_accepted_after"}`.
 """
 
 from __future__ import annotations
@@ -213,8 +213,9 @@ def _print_summary(keyword: str, out: Path, s: dict[str, object]) -> None:
     print(f"wrote {out}: {keyword}'s verifier adapted to {s['keyword_windows']} windows of "
           f"{s['clips_heard']} of {s['clips']} clips, against {s['background_windows']} background "
           f"detections and {s['near_misses']} shipped near misses; threshold {s['threshold']}")
-    print(f"  your clips accepted: {s['clips_accepted_before']} of {s['clips_heard']} by the shipped verifier, "
-          f"{s['clips_accepted_after']} now (the clips it learned from: a check, not a measure)")
+    print(f"  your clips accepted: {s['clips_accepted_before']} of {s['clips_heard']} by the shipped verifier; "
+          f"{s['clips_accepted_unseen']} by verifiers enrolled without them (what to expect), "
+          f"{s['clips_accepted_after']} by this one (it learned them)")
     if s["background_windows"]:
         print(f"  background detections accepted: {s['background_accepted_before']} before, "
               f"{s['background_accepted_after']} now")

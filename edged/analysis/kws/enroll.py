@@ -35,6 +35,7 @@ ITERATIONS = 300
 PEAK_BEFORE, PEAK_AFTER = 0.25, 0.5  # s around a clip's strongest first-stage score: the keyword's end
 MAX_THRESHOLD = 0.999
 MIN_WINDOWS = 3  # fewer keyword windows than this: nothing to learn from
+FOLDS = 3  # the clips are also enrolled in this many folds, each judging the clips it left out
 KEYWORD_CLIPS = 15  # clips of the keyword `edged enroll` asks for
 
 # What to record as "not the keyword" (`--background`): phrases that share a part, the rhythm or a
@@ -176,8 +177,10 @@ def keyword_windows(taps: list[Tap]) -> list[np.ndarray]:
 
 @dataclass(frozen=True)
 class Enrollment:
-    """An adapted verifier and what it does on the recordings it came from (in-sample: a check that
-    it learned, not a measure of recall; docs/benchmarks.md measures that on other recordings)."""
+    """An adapted verifier and what it does on the recordings it came from: `clips_accepted_after` is
+    in-sample (a check that it learned), `clips_accepted_unseen` judges each clip by a verifier
+    enrolled without it (an estimate of its recall on the user; docs/benchmarks.md measures that on
+    other recordings)."""
 
     verifier: Verifier
     clips: int
@@ -187,6 +190,7 @@ class Enrollment:
     near_misses: int
     clips_accepted_before: int  # clips the shipped verifier accepts somewhere
     clips_accepted_after: int
+    clips_accepted_unseen: int  # each clip judged by a verifier enrolled without it (`FOLDS` folds)
     background_accepted_before: int  # background detections the verifiers accept
     background_accepted_after: int
 
@@ -206,12 +210,20 @@ def enroll(shipped: Verifier, clips: list[list[Tap]], background: list[Tap], nea
     if n_windows < MIN_WINDOWS:
         raise ValueError(f"the first stage heard the keyword in {len(heard)} of {len(clips)} clips "
                          f"({n_windows} windows, at least {MIN_WINDOWS} needed)")
-    positives = np.concatenate(heard)
     bg = np.array([tap.window for tap in background]).reshape(-1, shipped.frames, 96)
     negatives = np.concatenate([bg, near.train]) if len(bg) else near.train
-    adapted = calibrated(shipped, adapt(shipped, positives, negatives, l2), near.calibration)
+
+    def fitted(keyword_clips: list[np.ndarray]) -> Verifier:
+        return calibrated(shipped, adapt(shipped, np.concatenate(keyword_clips), negatives, l2), near.calibration)
+
+    adapted = fitted(heard)
+    unseen = 0
+    for k in range(min(FOLDS, len(heard))):  # what the user can expect of clips it has not heard
+        rest = [w for i, w in enumerate(heard) if i % FOLDS != k]
+        if rest:
+            unseen += _clips_accepted(fitted(rest), heard[k::FOLDS])
     return Enrollment(adapted, len(clips), len(heard), n_windows, len(bg), len(near.windows),
-                      _clips_accepted(shipped, heard), _clips_accepted(adapted, heard),
+                      _clips_accepted(shipped, heard), _clips_accepted(adapted, heard), unseen,
                       _accepted(shipped, bg), _accepted(adapted, bg))
 
 
