@@ -314,3 +314,9 @@ def test_edged_enroll_records_the_session_from_the_configs_microphone(tmp_path: 
     write_wav(mic, np.concatenate(session[:3]))
     out = _edged("enroll", "hey_mycroft", "--record", str(tmp_path / "rec2"), "-c", str(config))
     assert out.returncode == 2 and "microphone 'desk': the audio ended before the recording did" in out.stderr
+    out = _edged("enroll", "hey_mycroft", "--record", str(tmp_path / "rec3"))
+    assert out.returncode == 2 and "--record needs -c CONFIG" in out.stderr
+    config.write_text("models:\n  wakeword:\n    keywords: [hey_mycroft]\n")
+    out = _edged("enroll", "hey_mycroft", "--record", str(tmp_path / "rec3"), "-c", str(config))
+    assert out.returncode == 2 and "no microphone to record from (microphones: none)" in out.stderr
+    assert not (tmp_path / "rec3").exists()

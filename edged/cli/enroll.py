@@ -95,14 +95,7 @@ def run(args: argparse.Namespace) -> int:
     from edged.sources.audio.files import read_recording
     from edged.sources.audio.readers import AudioError
 
-    if args.record:
-        try:
-            recorded, others = _record_session(args)
-        except (ConfigError, AudioError, ValueError) as exc:
-            print(f"edged enroll: {exc}", file=sys.stderr)
-            return 2
-        args.clips, args.background = [*args.clips, *recorded], [*args.background, *others]
-    if not args.clips:
+    if not args.clips and not args.record:
         _print_script(args.keyword, args.json)
         return 0
     try:
@@ -118,6 +111,9 @@ def run(args: argparse.Namespace) -> int:
                   "another family, or openWakeWord not installed): nothing to enroll", file=sys.stderr)
             return 2
         near = shipped_near_misses(args.keyword, shipped.frames)
+        if args.record:  # after the checks above: nobody records a session that cannot be used
+            recorded, others = _record_session(args)
+            args.clips, args.background = [*args.clips, *recorded], [*args.background, *others]
         clips = []
         for i, path in enumerate(args.clips, 1):
             taps = collect(engine, args.keyword, read_recording(path).samples)
@@ -155,20 +151,21 @@ def _record_session(args: argparse.Namespace) -> tuple[list[str], list[str]]:
     from edged.analysis.kws.enroll import KEYWORD_CLIPS, SOUNDS_LIKE
     from edged.config import load_config
     from edged.config.schema import microphone_kind
-    from edged.sources.audio.readers import open_reader
+    from edged.sources.audio.readers import AudioError, open_reader
     from edged.sources.audio.wav import write_wav
 
     if not args.config:
-        raise ValueError("--record needs -c CONFIG: it records from the config's microphone")
+        raise AudioError("--record needs -c CONFIG: it records from the config's microphone")
     if not 0.5 <= args.seconds <= 10:
-        raise ValueError(f"--seconds must be between 0.5 and 10 (got {args.seconds:g})")
+        raise AudioError(f"--seconds must be between 0.5 and 10 (got {args.seconds:g})")
     mics = load_config(args.config).all_microphones
     mic = next((m for m in mics if args.mic in (None, m.id)), None)
     if mic is None:
         known = ", ".join(m.id for m in mics) or "none"
-        raise ValueError(f"{args.config}: no microphone {args.mic or ''} to record from (microphones: {known})")
+        which = f" {args.mic!r}" if args.mic else ""
+        raise AudioError(f"{args.config}: no microphone{which} to record from (microphones: {known})")
     if microphone_kind(mic.device) == "camera":
-        raise ValueError(f"microphone {mic.id!r} is a camera's audio: record from a microphone device (--mic)")
+        raise AudioError(f"microphone {mic.id!r} is a camera's audio: record from a microphone device (--mic)")
     folder = Path(args.record)
     folder.mkdir(parents=True, exist_ok=True)
     said = args.keyword.replace("_", " ")
