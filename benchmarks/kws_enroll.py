@@ -33,6 +33,7 @@ from benchmarks.kws_verifier import (
     TUNING,
     Candidates,
     FirstStage,
+    Rows,
     Sets,
     candidates,
     load_set,
@@ -42,7 +43,14 @@ from benchmarks.kws_verifier import (
 from benchmarks.report import machine_line, today, write_section
 from benchmarks.synth.kws_eval import EvalSpec, Manifest
 from benchmarks.synth.speech import NONFREE_ENGINES
-from edged.analysis.kws.enroll import NearMisses, collect, enroll, near_misses_path, probabilities
+from edged.analysis.kws.enroll import (
+    NearMisses,
+    collect,
+    enroll,
+    near_misses_path,
+    probabilities,
+    shipped_near_misses,
+)
 from edged.analysis.kws.verifier import Verifier, load_verifier, shipped_path
 from edged.config.keywords import KEYWORD_DEFAULTS, MICRO, OPEN
 from edged.sources.audio.chunk import SAMPLE_RATE
@@ -70,12 +78,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--markdown", default="docs/benchmarks.md", help="report file ('' for none)")
 
 
+def shipped_first_stage(sets: Sets, keyword: str) -> tuple[Rows, Candidates]:
+    """The recorded steps of `sets` for `keyword`, and where its shipped first stage could fire."""
+    d = KEYWORD_DEFAULTS[keyword]
+    rows = sets.rows(keyword, only_scored=d.backend == OPEN)
+    return rows, candidates(sets, keyword, rows, FirstStage(d.backend, d.window))
+
+
 def write_near_misses(root: Path, out_dir: Path) -> None:
     """The hardest tuning negatives of each keyword's shipped first stage and verifier."""
     for k, d in KEYWORD_DEFAULTS.items():
-        sets = open_sets(root, TUNING, d.backend == MICRO)
-        rows = sets.rows(k, only_scored=d.backend == OPEN)
-        cand = candidates(sets, k, rows, FirstStage(d.backend, d.window))
+        rows, cand = shipped_first_stage(open_sets(root, TUNING, d.backend == MICRO), k)
         # microWakeWord steps are finer than openWakeWord's: several may read the same embeddings
         negative = np.unique(cand.rows[(cand.scores > d.cutoff) & (rows.labels[cand.rows] == 0)])
         v = load_verifier(shipped_path(k))  # type: ignore[arg-type]
@@ -105,12 +118,9 @@ class Tally:
 class Replay:
     """A set's recorded steps for one keyword behind its shipped first stage."""
 
-    def __init__(self, sets: Sets, name: str, keyword: str) -> None:
-        d = KEYWORD_DEFAULTS[keyword]
-        self.name, self.manifest = name, sets.manifests[name]
-        rows = sets.rows(keyword, only_scored=d.backend == OPEN)
-        self.cand: Candidates = candidates(sets, keyword, rows, FirstStage(d.backend, d.window))
-        self.above = self.cand.scores > d.cutoff
+    def __init__(self, sets: Sets, keyword: str) -> None:
+        rows, self.cand = shipped_first_stage(sets, keyword)
+        self.above = self.cand.scores > KEYWORD_DEFAULTS[keyword].cutoff
         self.windows = rows.windows[self.cand.rows]
         self.files = np.array([f for _, f in self.cand.keys])
 
@@ -137,6 +147,7 @@ def evaluate_set(root: Path, name: str) -> dict[str, Tally]:
     background = speech[:BACKGROUND_FILES]
     negatives = [f for f in m.files if f.kind in ("speech", "near_miss") and f.path not in background]
     hours = sum(f.duration for f in negatives) / 3600
+    negative_files = [f.path for f in negatives]
     audio: dict[str, np.ndarray] = {}
 
     def samples(path: str) -> np.ndarray:
@@ -147,16 +158,15 @@ def evaluate_set(root: Path, name: str) -> dict[str, Tally]:
     out: dict[str, Tally] = {}
     for k in KEYWORDS:
         d = KEYWORD_DEFAULTS[k]
-        replay = Replay(open_sets(root, (name,), d.backend == MICRO), name, k)
+        replay = Replay(open_sets(root, (name,), d.backend == MICRO), k)
         shipped = load_verifier(shipped_path(k))  # type: ignore[arg-type]
-        from edged.analysis.kws.enroll import shipped_near_misses
-
+        by_shipped = replay.accepted(shipped)
         near = shipped_near_misses(k, shipped.frames)
         engine = KeywordEngine.from_config(WakewordConfig(keywords=(k,)))
         try:
             bg = [tap for path in background for tap in collect(engine, k, samples(path))]
             tally = out[k] = Tally()
-            tally.fa_shipped = replay.false_accepts(replay.accepted(shipped), [f.path for f in negatives]) / hours
+            tally.fa_shipped = replay.false_accepts(by_shipped, negative_files) / hours
             for voice, occ in sorted(_by_voice(m, k).items()):
                 half = len(occ) // 2
                 if not half:
@@ -166,7 +176,7 @@ def evaluate_set(root: Path, name: str) -> dict[str, Tally]:
                 tally.clips_heard += sum(bool(c) for c in clips)
                 test = occ[half:]
                 tally.positives += len(test)
-                tally.found_shipped += replay.found(replay.accepted(shipped), test)
+                tally.found_shipped += replay.found(by_shipped, test)
                 try:
                     enrolled = enroll(shipped, clips, bg, near).verifier
                 except ValueError as exc:  # too few clips heard: the user would keep the shipped verifier
@@ -174,7 +184,7 @@ def evaluate_set(root: Path, name: str) -> dict[str, Tally]:
                     enrolled = shipped
                 accepted = replay.accepted(enrolled)
                 tally.found_enrolled += replay.found(accepted, test)
-                tally.fa_enrolled.append(replay.false_accepts(accepted, [f.path for f in negatives]) / hours)
+                tally.fa_enrolled.append(replay.false_accepts(accepted, negative_files) / hours)
                 tally.voices += 1
         finally:
             engine.close()
